@@ -1,0 +1,1318 @@
+//! The poller: each invocation is one step of a job's tracking workflow
+//! (`statemachine/import-job.asl.json`, one execution per job, named after the job id).
+//!
+//! Input: `{"action": ..., "jobId": ...}` plus what the action needs:
+//! - `start`: starts a `PENDING` job (its start was throttled in the starter) with the job id as
+//!   ClientToken; a job past `PENDING` is left alone. A start refused for now fails the invocation
+//!   with errorType `StartThrottled`, which the workflow retries with backoff.
+//! - `poll` (`polls`: polls made so far): reads the job's status at its service and moves the
+//!   record forward (a stale answer changes nothing), storing progress counters.
+//! - `finish` (`requireManifest`, default true): reads the output manifest of the terminal job,
+//!   records its counts, first failed files and output location once, and puts the
+//!   `Import Job Finished` event once. A manifest not written yet is errorType `ManifestNotReady`
+//!   (retried by the workflow); with `requireManifest: false` the job is finished without it.
+//! - `recordFailure` (`error`: the `{Error, Cause}` a Catch put in the state): records on the job
+//!   why tracking stopped; a job whose start never succeeded becomes `START_FAILED` and is
+//!   announced.
+//!
+//! `start` and `poll` answer [`TrackingState`] (`jobId, status, terminal, polls,
+//! nextWaitSeconds`), which the workflow's Choice (`terminal`) and Wait (`nextWaitSeconds`) read.
+
+use healthimport::announce::{AnnounceError, Announcer, JobFinished};
+use healthimport::config::{self, ConfigError, Env, ImportTargets};
+use healthimport::imports::{ImportService, ServiceError};
+use healthimport::job::{
+    ImportJob, JobId, JobStatus, Service, Timestamp, Transition, MAX_FAILED_FILES,
+};
+use healthimport::manifest::{self, ManifestError, OutputReader};
+use healthimport::start::{start_job, StartError, StartOutcome};
+use healthimport::store::{JobStore, StoreError, TransitionOutcome};
+use healthimport::store_outcome::{JobOutcome, OutcomeStore, OutcomeWrite};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::schedule::PollSchedule;
+
+/// The poller's configuration (environment variables of the same names, upper-cased).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollerConfig {
+    pub jobs_table: String,
+    /// The default bus when unset.
+    pub event_bus_name: Option<String>,
+    /// What the start retry needs: the same variables as the starter's.
+    pub targets: ImportTargets,
+    pub schedule: PollSchedule,
+    pub record_retention_days: u32,
+}
+
+impl PollerConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(PollerConfig {
+            jobs_table: config::required(env, "JOBS_TABLE")?,
+            event_bus_name: config::optional(env, "EVENT_BUS_NAME"),
+            targets: ImportTargets::from_env(env)?,
+            schedule: PollSchedule::from_env(env)?,
+            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+        })
+    }
+}
+
+/// One step of the tracking workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum PollerInput {
+    Start {
+        job_id: JobId,
+    },
+    Poll {
+        job_id: JobId,
+        #[serde(default)]
+        polls: u32,
+    },
+    Finish {
+        job_id: JobId,
+        #[serde(default = "manifest_required")]
+        require_manifest: bool,
+    },
+    RecordFailure {
+        job_id: JobId,
+        #[serde(default)]
+        error: Option<StepError>,
+    },
+}
+
+fn manifest_required() -> bool {
+    true
+}
+
+/// What a Step Functions Catch puts at its `ResultPath`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct StepError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+impl StepError {
+    /// `Error: message`, the message taken from a Lambda error's JSON cause when it is one.
+    pub fn describe(&self) -> String {
+        let message = self.cause.as_deref().map(|cause| {
+            serde_json::from_str::<Value>(cause)
+                .ok()
+                .and_then(|v| {
+                    v.get("errorMessage")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| cause.to_owned())
+        });
+        let text = match message.filter(|m| !m.is_empty()) {
+            Some(m) => format!("{}: {m}", self.error),
+            None => self.error.clone(),
+        };
+        text.chars().take(manifest::MAX_MESSAGE_CHARS).collect()
+    }
+}
+
+/// What `start` and `poll` answer: what the workflow's Choice and Wait states read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingState {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    pub terminal: bool,
+    pub polls: u32,
+    pub next_wait_seconds: u64,
+}
+
+/// What `finish` answers: the announced summary (also the execution's output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finished {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    /// Whether this invocation put the Finished event (false: it was put before).
+    pub announced: bool,
+    /// Whether the output manifest was read by this invocation (absent: nothing to read, or it
+    /// was read before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_found: Option<bool>,
+    pub summary: JobFinished,
+}
+
+/// What `recordFailure` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureRecorded {
+    pub job_id: JobId,
+    /// The record's status now; absent when there is no record.
+    pub status: Option<JobStatus>,
+    /// Whether the failure was written to the record.
+    pub recorded: bool,
+    pub announced: bool,
+    pub error: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollerError {
+    #[error("invalid poller input")]
+    InvalidInput(#[source] serde_json::Error),
+    #[error("job {0} has no record")]
+    JobNotFound(JobId),
+    #[error("job {job_id} cannot be followed: its record has no {what}")]
+    JobIncomplete { job_id: JobId, what: &'static str },
+    #[error("the start of job {job_id} was refused for now")]
+    StartThrottled {
+        job_id: JobId,
+        #[source]
+        source: ServiceError,
+    },
+    #[error("the status of job {job_id} could not be read")]
+    Service {
+        job_id: JobId,
+        #[source]
+        source: ServiceError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the output manifest of job {job_id} is not there yet ({uri})")]
+    ManifestNotReady { job_id: JobId, uri: String },
+    #[error("the output of job {job_id} cannot be read")]
+    Manifest {
+        job_id: JobId,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("job {job_id} is {status}, not finished")]
+    NotTerminal { job_id: JobId, status: JobStatus },
+    #[error("the Finished event of job {job_id} could not be put")]
+    Announce {
+        job_id: JobId,
+        #[source]
+        source: AnnounceError,
+    },
+}
+
+/// Every errorType the poller fails with (see [`PollerError::error_type`]).
+pub const ERROR_TYPES: &[&str] = &[
+    "InvalidInput",
+    "JobNotFound",
+    "JobIncomplete",
+    "StartThrottled",
+    "UnexpectedServiceResponse",
+    "ServiceUnavailable",
+    "ServiceRejected",
+    "StoreUnavailable",
+    "RecordMalformed",
+    "ManifestNotReady",
+    "OutputUnavailable",
+    "ManifestUnreadable",
+    "NotTerminal",
+    "AnnounceFailed",
+];
+
+impl PollerError {
+    /// The Lambda errorType: what the workflow's Retry and Catch match on.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PollerError::InvalidInput(_) => "InvalidInput",
+            PollerError::JobNotFound(_) => "JobNotFound",
+            PollerError::JobIncomplete { .. } => "JobIncomplete",
+            PollerError::StartThrottled { .. } => "StartThrottled",
+            PollerError::Service { source, .. } if source.code == "MalformedResponse" => {
+                "UnexpectedServiceResponse"
+            }
+            PollerError::Service { source, .. } if source.is_retryable() => "ServiceUnavailable",
+            PollerError::Service { .. } => "ServiceRejected",
+            PollerError::Store(StoreError::Dynamo { .. }) => "StoreUnavailable",
+            PollerError::Store(StoreError::Malformed { .. }) => "RecordMalformed",
+            PollerError::ManifestNotReady { .. } => "ManifestNotReady",
+            PollerError::Manifest {
+                source: ManifestError::Read(_),
+                ..
+            } => "OutputUnavailable",
+            PollerError::Manifest { .. } => "ManifestUnreadable",
+            PollerError::NotTerminal { .. } => "NotTerminal",
+            PollerError::Announce { .. } => "AnnounceFailed",
+        }
+    }
+}
+
+/// The error and its sources, so the workflow's history (and a `recordFailure` after it) carries
+/// the service's own message, not only our summary of it.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    // Three levels reach the service's message; deeper ones are SDK plumbing.
+    for _ in 0..3 {
+        let Some(s) = source else { break };
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl From<PollerError> for lambda_runtime::Diagnostic {
+    fn from(error: PollerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: with_sources(&error),
+        }
+    }
+}
+
+pub struct Poller<S, I, R, A> {
+    pub store: S,
+    pub imports: I,
+    pub outputs: R,
+    pub announcer: A,
+    pub schedule: PollSchedule,
+}
+
+impl<S, I, R, A> Poller<S, I, R, A>
+where
+    S: JobStore + OutcomeStore,
+    I: ImportService,
+    R: OutputReader,
+    A: Announcer,
+{
+    /// Handles one invocation.
+    pub async fn handle(&self, event: Value) -> Result<Value, PollerError> {
+        let input: PollerInput =
+            serde_json::from_value(event).map_err(PollerError::InvalidInput)?;
+        let result = match input {
+            PollerInput::Start { job_id } => self.start(&job_id).await.map(to_json),
+            PollerInput::Poll { job_id, polls } => self.poll(&job_id, polls).await.map(to_json),
+            PollerInput::Finish {
+                job_id,
+                require_manifest,
+            } => self.finish(&job_id, require_manifest).await.map(to_json),
+            PollerInput::RecordFailure { job_id, error } => {
+                self.record_failure(&job_id, error).await.map(to_json)
+            }
+        };
+        match &result {
+            Ok(output) => tracing::info!(%output, "step done"),
+            // Expected while the workflow retries: not an error yet.
+            Err(
+                e @ (PollerError::StartThrottled { .. } | PollerError::ManifestNotReady { .. }),
+            ) => {
+                tracing::warn!(error_type = e.error_type(), error = %with_sources(e), "step will be retried")
+            }
+            Err(e) => {
+                tracing::error!(error_type = e.error_type(), error = %with_sources(e), "step failed")
+            }
+        }
+        result
+    }
+
+    /// Starts the job if it is still `PENDING`.
+    pub async fn start(&self, job_id: &JobId) -> Result<TrackingState, PollerError> {
+        let job = self.load(job_id).await?;
+        let outcome = start_job(&self.store, &self.imports, &job, Timestamp::now)
+            .await
+            .map_err(|e| match e {
+                StartError::Store(e) => PollerError::Store(e),
+                StartError::Incomplete(_, what) => PollerError::JobIncomplete {
+                    job_id: job_id.clone(),
+                    what,
+                },
+            })?;
+        let status = match outcome {
+            StartOutcome::Started(job) => job.status,
+            StartOutcome::StillPending(source) => {
+                return Err(PollerError::StartThrottled {
+                    job_id: job_id.clone(),
+                    source,
+                })
+            }
+            StartOutcome::StartFailed(_) => JobStatus::StartFailed,
+            StartOutcome::NotPending(status) => status,
+        };
+        Ok(self.state(job_id, status, 0))
+    }
+
+    /// Reads the job's status at its service and moves the record forward.
+    pub async fn poll(&self, job_id: &JobId, polls: u32) -> Result<TrackingState, PollerError> {
+        let polls = polls.saturating_add(1);
+        let job = self.load(job_id).await?;
+        if job.status.is_terminal() {
+            // A repeated or late poll: the record is final, the service is not asked.
+            return Ok(self.state(job_id, job.status, polls));
+        }
+        let (service, datastore_id, service_job_id) = started_at(&job)?;
+        let report = self
+            .imports
+            .describe(service, datastore_id, service_job_id)
+            .await
+            .map_err(|source| PollerError::Service {
+                job_id: job_id.clone(),
+                source,
+            })?;
+        let mut change = Transition::to(report.status, Timestamp::now());
+        if let Some(message) = report.message {
+            change = change.with_message(message);
+        }
+        if let Some(progress) = report.progress {
+            change = change.with_counts(progress);
+        }
+        let status = match self.store.transition(job_id, &change).await? {
+            TransitionOutcome::Applied(job) => job.status,
+            TransitionOutcome::Rejected { current } => {
+                tracing::info!(job_id = %job_id, reported = %report.status, %current, "stale status report; the record is unchanged");
+                current
+            }
+            TransitionOutcome::NotFound => return Err(PollerError::JobNotFound(job_id.clone())),
+        };
+        Ok(self.state(job_id, status, polls))
+    }
+
+    /// Records the outcome of a terminal job from its output manifest, then announces it.
+    pub async fn finish(
+        &self,
+        job_id: &JobId,
+        require_manifest: bool,
+    ) -> Result<Finished, PollerError> {
+        let job = self.load(job_id).await?;
+        if !job.status.is_terminal() {
+            return Err(PollerError::NotTerminal {
+                job_id: job_id.clone(),
+                status: job.status,
+            });
+        }
+        let markers = self.store.markers(job_id).await?;
+        let mut manifest_found = None;
+        let mut note = None;
+        if markers.outcome_at.is_none() {
+            let (outcome, found, why) = self.read_outcome(&job, require_manifest).await?;
+            manifest_found = found;
+            note = why;
+            match self.store.record_outcome(job_id, &outcome).await? {
+                OutcomeWrite::Recorded | OutcomeWrite::AlreadyRecorded => {}
+                OutcomeWrite::NotTerminal(status) => {
+                    return Err(PollerError::NotTerminal {
+                        job_id: job_id.clone(),
+                        status,
+                    })
+                }
+                OutcomeWrite::NotFound => return Err(PollerError::JobNotFound(job_id.clone())),
+            }
+        }
+        let job = self.load(job_id).await?;
+        let summary = JobFinished::from_job(&job, note.as_deref());
+        let announced = match markers.announced_at {
+            Some(_) => false,
+            None => self.announce(&summary).await?,
+        };
+        Ok(Finished {
+            job_id: job_id.clone(),
+            status: job.status,
+            announced,
+            manifest_found,
+            summary,
+        })
+    }
+
+    /// Records why the workflow gave up on the job.
+    pub async fn record_failure(
+        &self,
+        job_id: &JobId,
+        error: Option<StepError>,
+    ) -> Result<FailureRecorded, PollerError> {
+        let reason = error
+            .as_ref()
+            .map(StepError::describe)
+            .unwrap_or_else(|| "tracking failed for an unknown reason".to_owned());
+        let Some(job) = self.store.get(job_id).await? else {
+            tracing::error!(job_id = %job_id, %reason, "tracking failed for a job that has no record");
+            return Ok(FailureRecorded {
+                job_id: job_id.clone(),
+                status: None,
+                recorded: false,
+                announced: false,
+                error: reason,
+            });
+        };
+        let (status, recorded) = if job.status.is_terminal() {
+            // Terminal is final: the record keeps what the service said; the event says more.
+            (job.status, false)
+        } else {
+            // A job that never started is over; a started one runs on at its service, so only
+            // the reason tracking stopped is written, and its status stays what was last seen.
+            let (to, message) = if job.status == JobStatus::Pending {
+                (
+                    JobStatus::StartFailed,
+                    format!("the start did not succeed: {reason}"),
+                )
+            } else {
+                (job.status, format!("tracking stopped: {reason}"))
+            };
+            let change = Transition::to(to, Timestamp::now()).with_message(message);
+            match self.store.transition(job_id, &change).await? {
+                TransitionOutcome::Applied(job) => (job.status, true),
+                TransitionOutcome::Rejected { current } => (current, false),
+                TransitionOutcome::NotFound => {
+                    return Err(PollerError::JobNotFound(job_id.clone()))
+                }
+            }
+        };
+        let announced = if status.is_terminal() {
+            self.announce_best_effort(job_id, &reason).await
+        } else {
+            false
+        };
+        Ok(FailureRecorded {
+            job_id: job_id.clone(),
+            status: Some(status),
+            recorded,
+            announced,
+            error: reason,
+        })
+    }
+
+    /// Finishes the job without waiting for its manifest; failing that (an unreadable manifest,
+    /// say), announces the record as it is. Never fails: the workflow is ending in failure anyway
+    /// and its alarm reports it.
+    async fn announce_best_effort(&self, job_id: &JobId, reason: &str) -> bool {
+        match self.finish(job_id, false).await {
+            Ok(finished) => return finished.announced,
+            Err(e) => {
+                tracing::warn!(job_id = %job_id, error = %with_sources(&e), "finish failed; announcing the record as it is")
+            }
+        }
+        let as_is = async {
+            let job = self.load(job_id).await?;
+            if self.store.markers(job_id).await?.announced_at.is_some() {
+                return Ok(false);
+            }
+            self.announce(&JobFinished::from_job(&job, Some(reason)))
+                .await
+        };
+        match as_is.await {
+            Ok(announced) => announced,
+            Err(e) => {
+                tracing::error!(job_id = %job_id, error = %with_sources(&e), "the Finished event could not be put");
+                false
+            }
+        }
+    }
+
+    /// The outcome to record, whether the manifest was found, and a note for the event.
+    async fn read_outcome(
+        &self,
+        job: &ImportJob,
+        require_manifest: bool,
+    ) -> Result<(JobOutcome, Option<bool>, Option<String>), PollerError> {
+        let at = Timestamp::now();
+        let Some(location) = output_location(job) else {
+            // Never started at a service: there is no output to read.
+            let outcome = JobOutcome {
+                counts: None,
+                failed_files: Vec::new(),
+                output_location: None,
+                at,
+            };
+            return Ok((outcome, None, None));
+        };
+        let service = job.service.unwrap_or(Service::HealthLake);
+        match manifest::read_job_output(&self.outputs, service, &location, MAX_FAILED_FILES).await {
+            Ok(output) => {
+                let note = output
+                    .manifest
+                    .resources_failed
+                    .filter(|&n| n > 0)
+                    .map(|n| format!("{n} resources were not imported"));
+                let outcome = JobOutcome {
+                    counts: Some(output.manifest.counts),
+                    failed_files: output.failed_files,
+                    output_location: Some(location),
+                    at,
+                };
+                Ok((outcome, Some(true), note))
+            }
+            Err(ManifestError::NotReady { uri }) if require_manifest => {
+                Err(PollerError::ManifestNotReady {
+                    job_id: job.job_id.clone(),
+                    uri,
+                })
+            }
+            Err(ManifestError::NotReady { uri }) => {
+                tracing::warn!(job_id = %job.job_id, %uri, "finishing without the output manifest");
+                let outcome = JobOutcome {
+                    counts: None,
+                    failed_files: Vec::new(),
+                    output_location: Some(location),
+                    at,
+                };
+                let note = format!("the output manifest {uri} did not appear");
+                Ok((outcome, Some(false), Some(note)))
+            }
+            Err(source) => Err(PollerError::Manifest {
+                job_id: job.job_id.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Puts the event, then notes it. In that order a crash between the two can repeat the event
+    /// (at the retry) but never lose it; consumers deduplicate on `jobId`, as they must for
+    /// EventBridge's at-least-once delivery anyway.
+    async fn announce(&self, summary: &JobFinished) -> Result<bool, PollerError> {
+        let job_id = &summary.job_id;
+        self.announcer
+            .announce(summary)
+            .await
+            .map_err(|source| PollerError::Announce {
+                job_id: job_id.clone(),
+                source,
+            })?;
+        if !self.store.mark_announced(job_id, Timestamp::now()).await? {
+            tracing::warn!(job_id = %job_id, "the Finished event had been noted already: it was put twice");
+        }
+        Ok(true)
+    }
+
+    async fn load(&self, job_id: &JobId) -> Result<ImportJob, PollerError> {
+        self.store
+            .get(job_id)
+            .await?
+            .ok_or_else(|| PollerError::JobNotFound(job_id.clone()))
+    }
+
+    fn state(&self, job_id: &JobId, status: JobStatus, polls: u32) -> TrackingState {
+        TrackingState {
+            job_id: job_id.clone(),
+            status,
+            terminal: status.is_terminal(),
+            polls,
+            next_wait_seconds: self.schedule.wait_after(polls),
+        }
+    }
+}
+
+fn to_json(value: impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Where a started job's service can be asked about it.
+fn started_at(job: &ImportJob) -> Result<(Service, &str, &str), PollerError> {
+    let missing = |what| PollerError::JobIncomplete {
+        job_id: job.job_id.clone(),
+        what,
+    };
+    Ok((
+        job.service.ok_or_else(|| missing("service"))?,
+        job.datastore_id
+            .as_deref()
+            .ok_or_else(|| missing("datastoreId"))?,
+        job.service_job_id
+            .as_deref()
+            .ok_or_else(|| missing("serviceJobId"))?,
+    ))
+}
+
+/// The output folder of a job the service accepted; `None` for a job that never started.
+fn output_location(job: &ImportJob) -> Option<String> {
+    if job.status == JobStatus::StartFailed {
+        return None;
+    }
+    Some(manifest::output_location(
+        job.service?,
+        job.output_s3_uri.as_deref()?,
+        job.datastore_id.as_deref()?,
+        job.service_job_id.as_deref()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthimport::config::{FhirTarget, ImagingTarget};
+    use healthimport::fakes::{
+        MemoryOutcomeStore, MemoryOutputs, RecordingAnnouncer, ReportedImports,
+    };
+    use healthimport::imports::{JobReport, Retry};
+    use healthimport::job::{FailedFile, JobCounts, SourceObject};
+    use serde_json::json;
+
+    type TestPoller =
+        Poller<MemoryOutcomeStore, ReportedImports, MemoryOutputs, RecordingAnnouncer>;
+
+    const DATASTORE: &str = "3c3b1cc0fa0bd16fbc0e1e3b6f8d9e21";
+    const SERVICE_JOB: &str = "5e2d4c3b2a1f0e9d8c7b6a5f4e3d2c1b";
+
+    fn poller() -> TestPoller {
+        Poller {
+            store: MemoryOutcomeStore::default(),
+            imports: ReportedImports::default(),
+            outputs: MemoryOutputs::default(),
+            announcer: RecordingAnnouncer::default(),
+            schedule: PollSchedule::default(),
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// A recorded job of `service` in `status` (started at the service unless PENDING).
+    async fn job(p: &TestPoller, service: Service, status: JobStatus) -> JobId {
+        let (key, out) = match service {
+            Service::HealthImaging => ("dicom/study-7/_READY", "s3://out/dicom/"),
+            Service::HealthLake => ("fhir/patients.ndjson", "s3://out/fhir/"),
+        };
+        let mut job = ImportJob::new(
+            SourceObject {
+                bucket: "ingest".into(),
+                key: key.into(),
+                size: 10,
+                e_tag: Some(format!("{status}")),
+                version_id: None,
+            },
+            JobStatus::Pending,
+            Timestamp::now(),
+        );
+        job.service = Some(service);
+        job.datastore_id = Some(DATASTORE.into());
+        job.input_s3_uri = Some(format!("s3://ingest/{key}"));
+        job.output_s3_uri = Some(out.into());
+        if status != JobStatus::Pending {
+            job.apply(
+                &Transition::to(JobStatus::Submitted, Timestamp::now())
+                    .with_service_job_id(SERVICE_JOB),
+            )
+            .unwrap();
+            if status != JobStatus::Submitted {
+                job.apply(&Transition::to(status, Timestamp::now()))
+                    .unwrap();
+            }
+        }
+        p.store.create(&job).await.unwrap();
+        job.job_id
+    }
+
+    async fn record(p: &TestPoller, id: &JobId) -> ImportJob {
+        p.store.get(id).await.unwrap().unwrap()
+    }
+
+    fn imaging_location() -> String {
+        format!("s3://out/dicom/{DATASTORE}-DicomImport-{SERVICE_JOB}/")
+    }
+
+    fn put_imaging_output(p: &TestPoller, failures: &str) {
+        let location = imaging_location();
+        p.outputs.put(
+            format!("{location}job-output-manifest.json"),
+            fixture("manifests/imaging-job-output-manifest.json"),
+        );
+        p.outputs
+            .put(format!("{location}FAILURE/failure.ndjson"), failures);
+    }
+
+    // --- start ---
+
+    #[tokio::test]
+    async fn start_starts_a_pending_job_and_asks_for_the_first_short_wait() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        let out = p
+            .handle(json!({"action": "start", "jobId": id}))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"jobId": id, "status": "SUBMITTED", "terminal": false, "polls": 0, "nextWaitSeconds": 15})
+        );
+        let job = record(&p, &id).await;
+        assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
+        let call = &p.imports.starts.start_calls.lock().unwrap()[0];
+        assert_eq!(call.job_id, id, "the client token is the job id");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_start_is_a_start_throttled_error_and_the_job_stays_pending() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        p.imports
+            .starts
+            .fail_next("ThrottlingException", Retry::Later);
+        let err = p.start(&id).await.unwrap_err();
+        let diagnostic = lambda_runtime::Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "StartThrottled");
+        assert!(
+            diagnostic.error_message.contains("ThrottlingException"),
+            "the service's reason travels with the error: {}",
+            diagnostic.error_message
+        );
+        assert_eq!(record(&p, &id).await.status, JobStatus::Pending);
+        // The workflow's retry starts it, as the same job at the service.
+        assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
+        assert_eq!(p.imports.starts.jobs_started(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_start_refused_for_good_is_terminal_start_failed() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::Pending).await;
+        p.imports
+            .starts
+            .fail_next("ValidationException", Retry::Never);
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(
+            (state.status, state.terminal),
+            (JobStatus::StartFailed, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn start_leaves_a_started_job_alone() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(state.status, JobStatus::InProgress);
+        assert_eq!(p.imports.starts.start_call_count(), 0);
+    }
+
+    // --- poll ---
+
+    #[tokio::test]
+    async fn every_documented_status_is_recorded_through_the_poll() {
+        let documented = [
+            (Service::HealthLake, JobStatus::Submitted),
+            (Service::HealthLake, JobStatus::Queued),
+            (Service::HealthLake, JobStatus::InProgress),
+            (Service::HealthLake, JobStatus::CompletedWithErrors),
+            (Service::HealthLake, JobStatus::Completed),
+            (Service::HealthLake, JobStatus::Failed),
+            (Service::HealthLake, JobStatus::CancelSubmitted),
+            (Service::HealthLake, JobStatus::CancelInProgress),
+            (Service::HealthLake, JobStatus::CancelCompleted),
+            (Service::HealthLake, JobStatus::CancelFailed),
+            (Service::HealthImaging, JobStatus::Submitted),
+            (Service::HealthImaging, JobStatus::InProgress),
+            (Service::HealthImaging, JobStatus::Completed),
+            (Service::HealthImaging, JobStatus::Failed),
+        ];
+        for (service, reported) in documented {
+            // The adapters map the service's strings; the poll must carry each one to the record.
+            assert_eq!(
+                JobStatus::from_service(service, reported.as_str()),
+                Ok(reported)
+            );
+            let p = poller();
+            let id = job(&p, service, JobStatus::Submitted).await;
+            p.imports.report_status(reported);
+            let state = p.poll(&id, 2).await.unwrap();
+            assert_eq!(state.status, reported, "{service} {reported}");
+            assert_eq!(state.terminal, reported.is_terminal(), "{reported}");
+            assert_eq!(state.polls, 3);
+            assert_eq!(record(&p, &id).await.status, reported);
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_counters_and_the_service_message_are_stored_while_running() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::Queued).await;
+        let progress = JobCounts {
+            scanned: 4,
+            imported: 2,
+            failed: 0,
+        };
+        p.imports.report(JobReport {
+            status: JobStatus::InProgress,
+            message: Some("importing".into()),
+            progress: Some(progress),
+        });
+        p.poll(&id, 0).await.unwrap();
+        let job = record(&p, &id).await;
+        assert_eq!(job.counts, Some(progress));
+        assert_eq!(job.message.as_deref(), Some("importing"));
+        // A second poll at the same status refreshes the counters.
+        p.imports.report(JobReport {
+            status: JobStatus::InProgress,
+            message: None,
+            progress: Some(JobCounts {
+                scanned: 8,
+                ..progress
+            }),
+        });
+        p.poll(&id, 1).await.unwrap();
+        assert_eq!(record(&p, &id).await.counts.unwrap().scanned, 8);
+    }
+
+    #[tokio::test]
+    async fn a_stale_poll_after_the_end_changes_nothing() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
+        let before = record(&p, &id).await;
+        p.imports.report_status(JobStatus::InProgress);
+        let state = p.poll(&id, 7).await.unwrap();
+        assert_eq!((state.status, state.terminal), (JobStatus::Completed, true));
+        assert_eq!(record(&p, &id).await, before);
+        assert_eq!(
+            p.imports.describe_calls(),
+            0,
+            "a final record is not re-read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_report_does_not_move_the_record_back() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
+        let before = record(&p, &id).await;
+        p.imports.report_status(JobStatus::Queued);
+        let state = p.poll(&id, 0).await.unwrap();
+        assert_eq!(state.status, JobStatus::InProgress);
+        assert_eq!(record(&p, &id).await, before);
+    }
+
+    #[tokio::test]
+    async fn service_errors_say_whether_the_workflow_should_retry() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::InProgress).await;
+        for (code, retry, error_type) in [
+            ("ThrottlingException", Retry::Later, "ServiceUnavailable"),
+            ("AccessDeniedException", Retry::Never, "ServiceRejected"),
+            (
+                "MalformedResponse",
+                Retry::Later,
+                "UnexpectedServiceResponse",
+            ),
+        ] {
+            p.imports.fail_next_describe(code, retry);
+            let err = p.poll(&id, 0).await.unwrap_err();
+            assert_eq!(err.error_type(), error_type, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_one_hour_job_costs_fourteen_polls_through_the_handler() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Submitted).await;
+        put_imaging_output(&p, "");
+        let duration = 3_600;
+        let mut clock = 0;
+        let mut state = p.start(&id).await.unwrap();
+        let mut transitions = 2; // Start, Choice
+        while !state.terminal {
+            clock += state.next_wait_seconds;
+            if clock >= duration {
+                p.imports.report_status(JobStatus::Completed);
+            }
+            state = p.poll(&id, state.polls).await.unwrap();
+            transitions += 3; // Wait, Poll, Choice
+        }
+        p.finish(&id, true).await.unwrap();
+        transitions += 1; // Finish (End)
+        assert_eq!(state.polls, 14);
+        assert_eq!(p.imports.describe_calls(), 14);
+        assert_eq!(transitions, 45);
+        assert!(clock - duration <= 300);
+    }
+
+    // --- finish ---
+
+    #[tokio::test]
+    async fn finish_records_the_manifest_counts_failed_files_and_location_then_announces() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
+        put_imaging_output(&p, &fixture("manifests/imaging-failure.ndjson"));
+        let finished = p.finish(&id, true).await.unwrap();
+        assert!(finished.announced);
+        assert_eq!(finished.manifest_found, Some(true));
+
+        let job = record(&p, &id).await;
+        assert_eq!(
+            job.status,
+            JobStatus::Completed,
+            "failed files do not change the status"
+        );
+        assert!(job.has_failures(), "but the record says they failed");
+        assert_eq!(
+            job.counts,
+            Some(JobCounts {
+                scanned: 5,
+                imported: 3,
+                failed: 2
+            })
+        );
+        assert_eq!(job.failed_files.len(), 2);
+        assert_eq!(
+            job.failed_files[0],
+            FailedFile {
+                input_file: "s3://ingest/dicom/study-7/broken.dcm".into(),
+                message: "ValidationException: The file is not a DICOM P10 file".into(),
+            }
+        );
+        assert_eq!(job.output_location, Some(imaging_location()));
+
+        let events = p.announcer.events();
+        assert_eq!(events.len(), 1);
+        let event = serde_json::to_value(&events[0]).unwrap();
+        assert_eq!(event["status"], "COMPLETED");
+        assert_eq!(event["hasFailures"], true);
+        assert_eq!(
+            event["counts"],
+            json!({"scanned": 5, "imported": 3, "failed": 2})
+        );
+        assert_eq!(event["failedFileCount"], 2);
+        assert_eq!(event["outputLocation"], imaging_location());
+        assert_eq!(event["source"]["key"], "dicom/study-7/_READY");
+    }
+
+    #[tokio::test]
+    async fn a_repeated_finish_neither_rereads_nor_reannounces() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
+        put_imaging_output(&p, "");
+        p.finish(&id, true).await.unwrap();
+        let reads = p.outputs.reads();
+        let again = p.finish(&id, true).await.unwrap();
+        assert!(!again.announced);
+        assert_eq!(p.outputs.reads(), reads);
+        assert_eq!(p.announcer.events().len(), 1);
+        assert_eq!(again.summary.counts.unwrap().imported, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_announcement_is_retried_and_the_event_is_put_once() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Failed).await;
+        put_imaging_output(&p, "");
+        p.announcer.fail_next();
+        let err = p.finish(&id, true).await.unwrap_err();
+        assert_eq!(err.error_type(), "AnnounceFailed");
+        assert!(
+            p.store.markers_of(&id).outcome_at.is_some(),
+            "the outcome stands"
+        );
+        assert!(p.finish(&id, true).await.unwrap().announced);
+        assert!(!p.finish(&id, true).await.unwrap().announced);
+        assert_eq!(p.announcer.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_manifest_is_not_ready_until_the_workflow_gives_up_waiting() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::Failed).await;
+        let err = p
+            .handle(json!({"action": "finish", "jobId": id}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "ManifestNotReady");
+        assert!(p.announcer.events().is_empty());
+        assert!(p.store.markers_of(&id).outcome_at.is_none());
+
+        let out = p
+            .handle(json!({"action": "finish", "jobId": id, "requireManifest": false}))
+            .await
+            .unwrap();
+        assert_eq!(out["manifestFound"], false);
+        let event = &p.announcer.events()[0];
+        assert!(event.message.as_deref().unwrap().contains("did not appear"));
+        assert_eq!(
+            event.output_location.as_deref(),
+            Some(format!("s3://out/fhir/{DATASTORE}-FHIR_IMPORT-{SERVICE_JOB}/").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_healthlake_job_reads_its_manifest_and_failure_files() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::CompletedWithErrors).await;
+        let location = format!("s3://out/fhir/{DATASTORE}-FHIR_IMPORT-{SERVICE_JOB}/");
+        let manifest = fixture("manifests/healthlake-manifest.json").replace(
+            "s3://healthimport-output/fhir/32839038a2f47f17c2fe0f53f0c3a0ba-FHIR_IMPORT-19dd7bb7bcc8ee12a09bf6d322744a3d/",
+            &location,
+        );
+        p.outputs.put(format!("{location}manifest.json"), manifest);
+        p.outputs.put(
+            format!("{location}FAILURE/patients.ndjson"),
+            fixture("manifests/healthlake-failure.ndjson"),
+        );
+        let finished = p.finish(&id, true).await.unwrap();
+        let job = record(&p, &id).await;
+        assert_eq!(job.counts.unwrap().scanned, 1);
+        assert_eq!(job.failed_files.len(), 3);
+        assert!(finished.summary.has_failures);
+        assert!(finished
+            .summary
+            .message
+            .unwrap()
+            .contains("5 resources were not imported"));
+    }
+
+    #[tokio::test]
+    async fn failed_files_are_bounded_on_the_record_and_in_the_event() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
+        let failures: String = (0..5000)
+            .map(|i| {
+                format!("{{\"inputFile\":\"s3://ingest/dicom/study-7/{i}.dcm\",\"exception\":{{\"exceptionType\":\"ValidationException\",\"message\":\"bad\"}}}}\n")
+            })
+            .collect();
+        put_imaging_output(&p, &failures);
+        p.finish(&id, true).await.unwrap();
+        assert_eq!(record(&p, &id).await.failed_files.len(), MAX_FAILED_FILES);
+        let event = &p.announcer.events()[0];
+        assert_eq!(
+            event.failed_files.len(),
+            healthimport::announce::EVENT_FAILED_FILES
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_that_never_started_is_announced_without_reading_any_output() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        p.imports
+            .starts
+            .fail_next("ValidationException", Retry::Never);
+        p.start(&id).await.unwrap();
+        let finished = p.finish(&id, true).await.unwrap();
+        assert_eq!(finished.status, JobStatus::StartFailed);
+        assert!(finished.announced && finished.summary.has_failures);
+        assert_eq!(p.outputs.reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn finish_refuses_a_running_job() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::InProgress).await;
+        let err = p.finish(&id, true).await.unwrap_err();
+        assert_eq!(err.error_type(), "NotTerminal");
+    }
+
+    // --- recordFailure ---
+
+    fn start_throttled_catch() -> Value {
+        json!({
+            "Error": "StartThrottled",
+            "Cause": json!({
+                "errorType": "StartThrottled",
+                "errorMessage": "the start of job x was refused for now: HEALTHIMAGING StartDICOMImportJob failed (ServiceQuotaExceededException): too many jobs"
+            }).to_string()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_start_that_never_succeeded_is_recorded_start_failed_and_announced() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        let out = p
+            .handle(
+                json!({"action": "recordFailure", "jobId": id, "error": start_throttled_catch()}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "START_FAILED");
+        assert_eq!(out["recorded"], true);
+        assert_eq!(out["announced"], true);
+        let job = record(&p, &id).await;
+        assert_eq!(job.status, JobStatus::StartFailed);
+        let message = job.message.unwrap();
+        assert!(
+            message.contains("ServiceQuotaExceededException): too many jobs"),
+            "the service's last message is recorded: {message}"
+        );
+        assert_eq!(p.announcer.events().len(), 1);
+        assert_eq!(p.announcer.events()[0].status, JobStatus::StartFailed);
+    }
+
+    #[tokio::test]
+    async fn a_tracking_failure_of_a_running_job_is_noted_without_ending_it() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
+        let error = StepError {
+            error: "ServiceRejected".into(),
+            cause: Some("not json".into()),
+        };
+        let out = p.record_failure(&id, Some(error)).await.unwrap();
+        assert_eq!(out.status, Some(JobStatus::InProgress));
+        assert!(out.recorded && !out.announced);
+        let job = record(&p, &id).await;
+        assert_eq!(job.status, JobStatus::InProgress);
+        assert_eq!(
+            job.message.as_deref(),
+            Some("tracking stopped: ServiceRejected: not json")
+        );
+        assert!(p.announcer.events().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_finished_job_whose_manifest_cannot_be_read_is_still_announced_once() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
+        p.outputs.put(
+            format!("{}job-output-manifest.json", imaging_location()),
+            "<html>",
+        );
+        let err = p.finish(&id, true).await.unwrap_err();
+        assert_eq!(err.error_type(), "ManifestUnreadable");
+        let catch = StepError {
+            error: err.error_type().into(),
+            cause: None,
+        };
+        let out = p.record_failure(&id, Some(catch.clone())).await.unwrap();
+        assert!(out.announced && !out.recorded);
+        assert!(!p.record_failure(&id, Some(catch)).await.unwrap().announced);
+        assert_eq!(p.announcer.events().len(), 1);
+        assert!(p.announcer.events()[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("ManifestUnreadable"));
+    }
+
+    #[tokio::test]
+    async fn a_failure_for_a_job_without_a_record_is_reported_not_raised() {
+        let p = poller();
+        let out = p
+            .record_failure(&JobId::from_stored("nope"), None)
+            .await
+            .unwrap();
+        assert!(!out.recorded && out.status.is_none());
+    }
+
+    // --- errors, input, config, samples ---
+
+    #[tokio::test]
+    async fn errors_have_the_types_the_workflow_matches_on() {
+        let p = poller();
+        let err = p
+            .handle(json!({"action": "explode", "jobId": "x"}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput");
+        let err = p.handle(json!({"action": "poll"})).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput");
+        let err = p
+            .handle(json!({"action": "poll", "jobId": "missing"}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "JobNotFound");
+        let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        let err = p.poll(&id, 0).await.unwrap_err();
+        assert_eq!(err.error_type(), "JobIncomplete");
+        let store = PollerError::Store(StoreError::Dynamo {
+            operation: "GetItem",
+            table: "jobs".into(),
+            source: "throttled".into(),
+        });
+        let diagnostic = lambda_runtime::Diagnostic::from(store);
+        assert_eq!(diagnostic.error_type, "StoreUnavailable");
+        assert_eq!(
+            diagnostic.error_message,
+            "DynamoDB GetItem on table jobs failed: throttled"
+        );
+    }
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_sample_events_are_each_action_in_the_workflow_s_shape() {
+        let id = JobId::from_stored("9f86d081884c7d659a2feaa0c55ad015");
+        let expected = [
+            (
+                "poller-start.json",
+                PollerInput::Start { job_id: id.clone() },
+            ),
+            (
+                "poller-poll.json",
+                PollerInput::Poll {
+                    job_id: id.clone(),
+                    polls: 3,
+                },
+            ),
+            (
+                "poller-finish.json",
+                PollerInput::Finish {
+                    job_id: id.clone(),
+                    require_manifest: true,
+                },
+            ),
+            (
+                "poller-finish-without-manifest.json",
+                PollerInput::Finish {
+                    job_id: id.clone(),
+                    require_manifest: false,
+                },
+            ),
+        ];
+        for (name, input) in expected {
+            assert_eq!(
+                serde_json::from_value::<PollerInput>(sample(name)).unwrap(),
+                input,
+                "{name}"
+            );
+        }
+        let PollerInput::RecordFailure { job_id, error } =
+            serde_json::from_value(sample("poller-record-failure.json")).unwrap()
+        else {
+            panic!("poller-record-failure.json is not a recordFailure")
+        };
+        assert_eq!(job_id, id);
+        let reason = error.unwrap().describe();
+        assert!(reason.starts_with("StartThrottled: "), "{reason}");
+        assert!(reason.contains("ThrottlingException"), "{reason}");
+    }
+
+    #[test]
+    fn config_names_what_is_missing_and_reads_the_start_targets() {
+        assert_eq!(
+            PollerConfig::from_env(&[("X", "")]).unwrap_err(),
+            ConfigError::Missing("JOBS_TABLE".into())
+        );
+        let env = [
+            ("JOBS_TABLE", "jobs"),
+            ("IMAGING_DATASTORE_ID", DATASTORE),
+            (
+                "IMAGING_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/img",
+            ),
+        ];
+        assert_eq!(
+            PollerConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("IMAGING_OUTPUT_S3_URI".into())
+        );
+        let env = [
+            ("JOBS_TABLE", "jobs"),
+            ("EVENT_BUS_NAME", " "),
+            ("FHIR_DATASTORE_ID", DATASTORE),
+            (
+                "FHIR_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/fhir",
+            ),
+            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir"),
+            ("FHIR_OUTPUT_KMS_KEY_ID", "alias/k"),
+        ];
+        let config = PollerConfig::from_env(&env).unwrap();
+        assert_eq!(config.event_bus_name, None, "blank means the default bus");
+        assert_eq!(
+            config.targets.fhir,
+            Some(FhirTarget {
+                datastore_id: DATASTORE.into(),
+                data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
+                output_s3_uri: "s3://out/fhir/".into(),
+                output_kms_key_id: "alias/k".into(),
+            })
+        );
+        assert_eq!(config.targets.imaging, None::<ImagingTarget>);
+        assert_eq!(config.schedule, PollSchedule::default());
+    }
+}

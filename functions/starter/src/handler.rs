@@ -1,0 +1,819 @@
+//! The starter: every S3 `ObjectCreated` record becomes exactly one import job, recorded, started
+//! and tracked.
+//!
+//! For each record: decode the key, route the object ([`healthimport::routing`]), record the
+//! decision with a conditional put keyed by the upload's deterministic id, start the job at its
+//! service with that id as ClientToken ([`healthimport::start`]), and start the tracking
+//! execution named after it. Each step is idempotent, so a record delivered twice, concurrently,
+//! or again after a crash between any two steps, makes one record, one job and one execution.
+//!
+//! Accepts S3 event notifications directly (every record is processed; if any fails, the
+//! invocation fails after processing the others so Lambda's retry redelivers it) and S3 events
+//! wrapped in SQS messages (a failed message is reported in `batchItemFailures`, alone).
+
+use std::borrow::Cow;
+
+use aws_lambda_events::s3::S3EventRecord;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use healthimport::config::{self, ConfigError, Env, ImportTargets};
+use healthimport::imports::ImportService;
+use healthimport::job::{ImportJob, JobId, JobStatus, Service, SourceObject, Timestamp};
+use healthimport::objects::{ListError, ObjectLister};
+use healthimport::routing::{
+    self, check_batch, decode_event_key, BatchFile, ImportScope, KeyDecodeError, Route,
+    RoutingConfig, SkipReason, IMAGING_MAX_JOB_FILES,
+};
+use healthimport::start::{start_job, StartError, StartOutcome};
+use healthimport::store::{CreateOutcome, JobStore, StoreError};
+use healthimport::workflow::{TrackingError, TrackingWorkflow};
+use serde_json::{json, Value};
+
+/// The starter's configuration (environment variables of the same names, upper-cased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarterConfig {
+    pub jobs_table: String,
+    pub state_machine_arn: String,
+    pub targets: ImportTargets,
+    pub routing: RoutingConfig,
+    pub record_retention_days: u32,
+}
+
+impl StarterConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let targets = ImportTargets::from_env(env)?;
+        let defaults = RoutingConfig::default();
+        let routing = RoutingConfig {
+            batch_marker: config::optional(env, "DICOM_BATCH_MARKER")
+                .unwrap_or(defaults.batch_marker),
+            fhir_enabled: targets.fhir.is_some(),
+            imaging_enabled: targets.imaging.is_some(),
+            ..RoutingConfig::default()
+        }
+        .with_prefixes(
+            &config::optional(env, "FHIR_PREFIX").unwrap_or(defaults.fhir_prefix),
+            &config::optional(env, "DICOM_PREFIX").unwrap_or(defaults.dicom_prefix),
+        );
+        if routing.fhir_prefix == routing.dicom_prefix {
+            return Err(ConfigError::Invalid {
+                name: "DICOM_PREFIX".into(),
+                reason: "must differ from FHIR_PREFIX".into(),
+            });
+        }
+        Ok(StarterConfig {
+            jobs_table: config::required(env, "JOBS_TABLE")?,
+            state_machine_arn: config::required(env, "STATE_MACHINE_ARN")?,
+            targets,
+            routing,
+            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+        })
+    }
+}
+
+/// What became of one S3 event record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Not an `ObjectCreated` event (a delete, a restore, ...).
+    Ignored {
+        event_name: String,
+    },
+    /// A file inside a DICOM batch folder: its batch's marker imports it.
+    PartOfBatch {
+        prefix: String,
+    },
+    Skipped {
+        job_id: JobId,
+        reason: String,
+    },
+    Started {
+        job_id: JobId,
+    },
+    /// The service refused the start for now; the tracking workflow retries it.
+    StartPending {
+        job_id: JobId,
+    },
+    StartFailed {
+        job_id: JobId,
+    },
+    /// A redelivered event: the job was recorded and started before.
+    AlreadyRecorded {
+        job_id: JobId,
+        status: JobStatus,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("malformed S3 event record: {0}")]
+    Malformed(String),
+    #[error("object key cannot be decoded")]
+    Key(#[from] KeyDecodeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Listing(#[from] ListError),
+    #[error(transparent)]
+    Tracking(#[from] TrackingError),
+}
+
+/// The invocation failed as a whole (direct S3 invocations only; SQS failures are per message).
+#[derive(Debug, thiserror::Error)]
+pub enum StarterError {
+    #[error("{failed} of {total} S3 event records failed; the others were processed (see the log for each)")]
+    RecordsFailed { failed: usize, total: usize },
+    #[error("the event is neither an S3 event notification nor an SQS batch: {0}")]
+    UnknownEvent(String),
+}
+
+impl From<StarterError> for lambda_runtime::Diagnostic {
+    fn from(error: StarterError) -> Self {
+        let error_type = match error {
+            StarterError::RecordsFailed { .. } => "RecordsFailed",
+            StarterError::UnknownEvent(_) => "UnknownEvent",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+pub struct Starter<S, I, W, L> {
+    pub store: S,
+    pub imports: I,
+    pub tracking: W,
+    pub lister: L,
+    pub targets: ImportTargets,
+    pub routing: RoutingConfig,
+}
+
+impl<S, I, W, L> Starter<S, I, W, L>
+where
+    S: JobStore,
+    I: ImportService,
+    W: TrackingWorkflow,
+    L: ObjectLister,
+{
+    /// Handles one invocation: an S3 event, or an SQS batch of S3 events.
+    pub async fn handle(&self, event: Value) -> Result<Value, StarterError> {
+        let Some(Value::Array(records)) = event.get("Records") else {
+            return Err(StarterError::UnknownEvent("no Records array".into()));
+        };
+        let from_sqs = records
+            .first()
+            .and_then(|r| r.get("eventSource"))
+            .and_then(Value::as_str)
+            == Some("aws:sqs");
+        if from_sqs {
+            return Ok(self.handle_sqs(records).await);
+        }
+        let total = records.len();
+        let mut failed = 0;
+        for record in records {
+            if self.handle_s3_record(record.clone()).await.is_err() {
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            return Err(StarterError::RecordsFailed { failed, total });
+        }
+        Ok(json!({ "processed": total }))
+    }
+
+    async fn handle_sqs(&self, messages: &[Value]) -> Value {
+        let mut response = SqsBatchResponse::default();
+        for message in messages {
+            let parsed: Result<SqsMessage, _> = serde_json::from_value(message.clone());
+            let id = match &parsed {
+                Ok(m) => m.message_id.clone(),
+                Err(_) => message
+                    .get("messageId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            };
+            let ok = match parsed {
+                Ok(m) => self.handle_sqs_body(m.body.as_deref().unwrap_or("")).await,
+                Err(e) => {
+                    tracing::error!(message_id = ?id, error = %e, "malformed SQS message");
+                    false
+                }
+            };
+            if !ok {
+                // A message without an id cannot be reported alone; an empty identifier makes
+                // Lambda treat the whole batch as failed, which is the safe side.
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        serde_json::to_value(response).unwrap_or_else(|_| json!({ "batchItemFailures": [] }))
+    }
+
+    /// Whether every S3 record in the message body was handled.
+    async fn handle_sqs_body(&self, body: &str) -> bool {
+        let body: Value = match serde_json::from_str(body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "SQS message body is not JSON");
+                return false;
+            }
+        };
+        // S3 sends one test event when a notification is configured.
+        if body.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+            tracing::info!(decision = "ignored", reason = "s3:TestEvent");
+            return true;
+        }
+        let Some(Value::Array(records)) = body.get("Records") else {
+            tracing::error!("SQS message body holds no S3 Records");
+            return false;
+        };
+        let mut all_ok = true;
+        for record in records {
+            all_ok &= self.handle_s3_record(record.clone()).await.is_ok();
+        }
+        all_ok
+    }
+
+    /// Handles one S3 event record, logging its outcome or error.
+    pub async fn handle_s3_record(&self, record: Value) -> Result<RecordOutcome, RecordError> {
+        let result = match parse_s3_record(record) {
+            Ok(record) => self.process(record).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(outcome) => tracing::info!(?outcome, "record handled"),
+            Err(error) => {
+                tracing::error!(error = %error, source = ?std::error::Error::source(error), "record failed")
+            }
+        }
+        result
+    }
+
+    async fn process(&self, record: S3EventRecord) -> Result<RecordOutcome, RecordError> {
+        let event_name = record.event_name.unwrap_or_default();
+        if !event_name.starts_with("ObjectCreated:") {
+            return Ok(RecordOutcome::Ignored { event_name });
+        }
+        let object = record.s3.object;
+        let bucket = record
+            .s3
+            .bucket
+            .name
+            .ok_or_else(|| RecordError::Malformed("no bucket name".into()))?;
+        let raw_key = object
+            .key
+            .ok_or_else(|| RecordError::Malformed("no object key".into()))?;
+        let source = SourceObject {
+            bucket,
+            key: decode_event_key(&raw_key)?,
+            size: object.size.map_or(0, |s| u64::try_from(s).unwrap_or(0)),
+            e_tag: object.e_tag.filter(|e| !e.is_empty()),
+            version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
+        };
+
+        let request = match routing::route(&source, &self.routing) {
+            Route::PartOfBatch { prefix } => return Ok(RecordOutcome::PartOfBatch { prefix }),
+            Route::Skip(reason) => return self.record_skip(source, None, reason).await,
+            Route::Import(request) => request,
+        };
+        if let ImportScope::Batch { prefix } = &request.scope {
+            // One more than the limit is enough to refuse; a folder that big is not listed whole.
+            let listed = self
+                .lister
+                .list(&source.bucket, prefix, IMAGING_MAX_JOB_FILES as usize + 16)
+                .await?;
+            let files = listed.iter().map(|o| BatchFile {
+                key: Cow::Borrowed(o.key.as_str()),
+                size: o.size,
+            });
+            if let Err(reason) = check_batch(files, &self.routing) {
+                return self
+                    .record_skip(source, Some(request.service), reason)
+                    .await;
+            }
+        }
+        let Some((datastore_id, output_s3_uri)) = self.target(request.service) else {
+            return self
+                .record_skip(
+                    source,
+                    Some(request.service),
+                    SkipReason::ServiceNotConfigured(request.service),
+                )
+                .await;
+        };
+
+        let mut job = ImportJob::new(source, JobStatus::Pending, Timestamp::now());
+        job.service = Some(request.service);
+        job.datastore_id = Some(datastore_id);
+        job.input_s3_uri = Some(request.input_s3_uri);
+        job.output_s3_uri = Some(output_s3_uri);
+        let job_id = job.job_id.clone();
+
+        if let CreateOutcome::AlreadyExists(existing) = self.store.create(&job).await? {
+            if existing.status != JobStatus::Pending {
+                // Started (or refused) before; make sure it is tracked, which is idempotent.
+                self.tracking.track(&job_id).await?;
+                return Ok(RecordOutcome::AlreadyRecorded {
+                    job_id,
+                    status: existing.status,
+                });
+            }
+            // Recorded but never started: a crash between the two, or a throttled start.
+            job = *existing;
+        }
+
+        let outcome = match start_job(&self.store, &self.imports, &job, Timestamp::now).await? {
+            StartOutcome::Started(_) => RecordOutcome::Started {
+                job_id: job_id.clone(),
+            },
+            StartOutcome::StillPending(_) => RecordOutcome::StartPending {
+                job_id: job_id.clone(),
+            },
+            StartOutcome::StartFailed(_) => RecordOutcome::StartFailed {
+                job_id: job_id.clone(),
+            },
+            StartOutcome::NotPending(status) => RecordOutcome::AlreadyRecorded {
+                job_id: job_id.clone(),
+                status,
+            },
+        };
+        // Every recorded job gets its execution: it polls a started job, retries a pending start,
+        // and announces a failed one.
+        self.tracking.track(&job_id).await?;
+        Ok(outcome)
+    }
+
+    fn target(&self, service: Service) -> Option<(String, String)> {
+        match service {
+            Service::HealthLake => self
+                .targets
+                .fhir
+                .as_ref()
+                .map(|t| (t.datastore_id.clone(), t.output_s3_uri.clone())),
+            Service::HealthImaging => self
+                .targets
+                .imaging
+                .as_ref()
+                .map(|t| (t.datastore_id.clone(), t.output_s3_uri.clone())),
+        }
+    }
+
+    async fn record_skip(
+        &self,
+        source: SourceObject,
+        service: Option<Service>,
+        reason: SkipReason,
+    ) -> Result<RecordOutcome, RecordError> {
+        let mut job = ImportJob::new(source, JobStatus::Skipped, Timestamp::now());
+        job.service = service;
+        job.skip_reason = Some(reason.to_string());
+        self.store.create(&job).await?;
+        Ok(RecordOutcome::Skipped {
+            job_id: job.job_id,
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// Parses one S3 event record, tolerating what some senders leave out: moto's notifications have
+/// no `userIdentity` and `requestParameters`, which `aws_lambda_events` requires.
+fn parse_s3_record(mut record: Value) -> Result<S3EventRecord, RecordError> {
+    if let Some(fields) = record.as_object_mut() {
+        for field in ["userIdentity", "requestParameters"] {
+            fields.entry(field).or_insert_with(|| json!({}));
+        }
+    }
+    serde_json::from_value(record).map_err(|e| RecordError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthimport::config::{FhirTarget, ImagingTarget};
+    use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedImports, StaticLister};
+    use healthimport::imports::Retry;
+    use healthimport::objects::ListedObject;
+
+    type TestStarter = Starter<MemoryJobStore, ScriptedImports, RecordingTracking, StaticLister>;
+
+    fn starter_with(objects: Vec<ListedObject>) -> TestStarter {
+        Starter {
+            store: MemoryJobStore::default(),
+            imports: ScriptedImports::default(),
+            tracking: RecordingTracking::default(),
+            lister: StaticLister { objects },
+            targets: ImportTargets {
+                fhir: Some(FhirTarget {
+                    datastore_id: "f".repeat(32),
+                    data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
+                    output_s3_uri: "s3://out/fhir/".into(),
+                    output_kms_key_id: "alias/k".into(),
+                }),
+                imaging: Some(ImagingTarget {
+                    datastore_id: "d".repeat(32),
+                    data_access_role_arn: "arn:aws:iam::123456789012:role/img".into(),
+                    output_s3_uri: "s3://out/dicom/".into(),
+                }),
+            },
+            routing: RoutingConfig::default(),
+        }
+    }
+
+    fn starter() -> TestStarter {
+        starter_with(Vec::new())
+    }
+
+    fn record(event_name: &str, key: &str, size: i64, etag: &str) -> Value {
+        json!({
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-11-23T10:00:00.000Z", "eventName": event_name,
+            "s3": {
+                "s3SchemaVersion": "1.0", "configurationId": "ingest",
+                "bucket": { "name": "ingest-bucket", "arn": "arn:aws:s3:::ingest-bucket" },
+                "object": { "key": key, "size": size, "eTag": etag, "sequencer": "00AB" }
+            }
+        })
+    }
+
+    fn s3_event(records: Vec<Value>) -> Value {
+        json!({ "Records": records })
+    }
+
+    #[tokio::test]
+    async fn every_record_of_an_event_is_processed() {
+        let s = starter();
+        let event = s3_event(vec![
+            record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1"),
+            record("ObjectCreated:Put", "fhir/b.ndjson", 10, "e2"),
+            record(
+                "ObjectCreated:CompleteMultipartUpload",
+                "dicom/c.dcm",
+                10,
+                "e3",
+            ),
+        ]);
+        assert_eq!(s.handle(event).await.unwrap(), json!({ "processed": 3 }));
+        let jobs = s.store.all();
+        assert_eq!(jobs.len(), 3);
+        assert!(
+            jobs.iter().all(|j| j.status == JobStatus::Submitted),
+            "{jobs:#?}"
+        );
+        assert_eq!(s.imports.jobs_started(), 3);
+        assert_eq!(s.tracking.tracked().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_record_holds_what_was_started_where() {
+        let s = starter();
+        s.handle(s3_event(vec![record(
+            "ObjectCreated:Put",
+            "fhir/my+file%2B1.ndjson",
+            10,
+            "e1",
+        )]))
+        .await
+        .unwrap();
+        let job = &s.store.all()[0];
+        assert_eq!(job.source.key, "fhir/my file+1.ndjson");
+        assert_eq!(job.service, Some(Service::HealthLake));
+        assert_eq!(job.datastore_id.as_deref(), Some("f".repeat(32).as_str()));
+        assert_eq!(
+            job.input_s3_uri.as_deref(),
+            Some("s3://ingest-bucket/fhir/my file+1.ndjson")
+        );
+        assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/fhir/"));
+        assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
+        let call = &s.imports.start_calls.lock().unwrap()[0];
+        assert_eq!(call.job_id, job.job_id, "the client token is the job id");
+    }
+
+    #[tokio::test]
+    async fn deletes_and_other_events_are_ignored_without_a_record() {
+        let s = starter();
+        let outcome = s
+            .handle_s3_record(record("ObjectRemoved:Delete", "fhir/a.ndjson", 0, ""))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            RecordOutcome::Ignored {
+                event_name: "ObjectRemoved:Delete".into()
+            }
+        );
+        assert!(s.store.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_same_event_three_times_is_one_job() {
+        let s = starter();
+        let event = s3_event(vec![record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1")]);
+        for _ in 0..3 {
+            s.handle(event.clone()).await.unwrap();
+        }
+        assert_eq!(s.store.all().len(), 1);
+        assert_eq!(s.imports.jobs_started(), 1);
+        assert_eq!(
+            s.imports.start_call_count(),
+            1,
+            "a started job is not started again"
+        );
+        assert_eq!(s.tracking.tracked().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_start_stays_pending_and_is_tracked_for_retry() {
+        let s = starter();
+        s.imports.fail_next("ThrottlingException", Retry::Later);
+        let outcome = s
+            .handle_s3_record(record("ObjectCreated:Put", "dicom/x.dcm", 10, "e"))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, RecordOutcome::StartPending { .. }));
+        let job = &s.store.all()[0];
+        assert_eq!(job.status, JobStatus::Pending);
+        assert!(
+            job.message
+                .as_deref()
+                .unwrap()
+                .contains("ThrottlingException"),
+            "{job:?}"
+        );
+        assert_eq!(s.tracking.tracked(), vec![job.job_id.clone()]);
+
+        // A redelivery starts it (same token: still one job at the service).
+        let again = s
+            .handle_s3_record(record("ObjectCreated:Put", "dicom/x.dcm", 10, "e"))
+            .await
+            .unwrap();
+        assert!(matches!(again, RecordOutcome::Started { .. }));
+        assert_eq!(s.imports.jobs_started(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_validation_error_is_start_failed_at_once() {
+        let s = starter();
+        s.imports.fail_next("ValidationException", Retry::Never);
+        let outcome = s
+            .handle_s3_record(record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, RecordOutcome::StartFailed { .. }));
+        let job = &s.store.all()[0];
+        assert_eq!(job.status, JobStatus::StartFailed);
+        assert!(job
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("ValidationException"));
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
+        let s = starter();
+        // The first delivery recorded the job and died before the service call.
+        let mut job = ImportJob::new(
+            SourceObject {
+                bucket: "ingest-bucket".into(),
+                key: "fhir/a.ndjson".into(),
+                size: 10,
+                e_tag: Some("e".into()),
+                version_id: None,
+            },
+            JobStatus::Pending,
+            Timestamp::now(),
+        );
+        job.service = Some(Service::HealthLake);
+        job.datastore_id = Some("f".repeat(32));
+        job.input_s3_uri = Some("s3://ingest-bucket/fhir/a.ndjson".into());
+        job.output_s3_uri = Some("s3://out/fhir/".into());
+        s.store.create(&job).await.unwrap();
+
+        let outcome = s
+            .handle_s3_record(record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            RecordOutcome::Started {
+                job_id: job.job_id.clone()
+            }
+        );
+        assert_eq!(s.store.all().len(), 1);
+        assert_eq!(s.store.all()[0].status, JobStatus::Submitted);
+    }
+
+    #[tokio::test]
+    async fn skips_are_recorded_with_their_reason() {
+        let s = starter();
+        for (key, size) in [
+            ("fhir/notes.txt", 5),
+            ("fhir/empty.ndjson", 0),
+            ("elsewhere/a.ndjson", 5),
+            ("dicom/_READY", 0),
+        ] {
+            let outcome = s
+                .handle_s3_record(record("ObjectCreated:Put", key, size, "e"))
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, RecordOutcome::Skipped { .. }),
+                "{key}: {outcome:?}"
+            );
+        }
+        let jobs = s.store.all();
+        assert_eq!(jobs.len(), 4);
+        assert!(jobs
+            .iter()
+            .all(|j| j.status == JobStatus::Skipped && j.skip_reason.is_some()));
+        assert_eq!(s.imports.start_call_count(), 0);
+        assert!(s.tracking.tracked().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_job_started_by_its_marker() {
+        let files = (0..3)
+            .map(|i| ListedObject {
+                key: format!("dicom/study/{i}.dcm"),
+                size: 100,
+            })
+            .chain([ListedObject {
+                key: "dicom/study/_READY".into(),
+                size: 0,
+            }])
+            .collect();
+        let s = starter_with(files);
+        let member = s
+            .handle_s3_record(record("ObjectCreated:Put", "dicom/study/0.dcm", 100, "e"))
+            .await
+            .unwrap();
+        assert_eq!(
+            member,
+            RecordOutcome::PartOfBatch {
+                prefix: "dicom/study/".into()
+            }
+        );
+        let marker = s
+            .handle_s3_record(record("ObjectCreated:Put", "dicom/study/_READY", 0, "m"))
+            .await
+            .unwrap();
+        assert!(matches!(marker, RecordOutcome::Started { .. }));
+        let jobs = s.store.all();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            jobs[0].input_s3_uri.as_deref(),
+            Some("s3://ingest-bucket/dicom/study/")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_batch_is_refused_whole_with_a_reason() {
+        let files = (0..=IMAGING_MAX_JOB_FILES)
+            .map(|i| ListedObject {
+                key: format!("dicom/big/{i}.dcm"),
+                size: 1,
+            })
+            .collect();
+        let s = starter_with(files);
+        let outcome = s
+            .handle_s3_record(record("ObjectCreated:Put", "dicom/big/_READY", 0, "m"))
+            .await
+            .unwrap();
+        let RecordOutcome::Skipped { reason, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.contains("5001 files"), "{reason}");
+        assert_eq!(s.imports.start_call_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_record_fails_alone() {
+        let s = starter();
+        let mut broken = record("ObjectCreated:Put", "fhir/b.ndjson", 10, "e");
+        broken["s3"]["object"]["key"] = json!("fhir/bad%zz.ndjson");
+        let event = s3_event(vec![
+            record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"),
+            broken,
+            json!({"not": "a record"}),
+            record("ObjectCreated:Put", "fhir/c.ndjson", 10, "e"),
+        ]);
+        let err = s.handle(event).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StarterError::RecordsFailed {
+                    failed: 2,
+                    total: 4
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(s.store.all().len(), 2, "the good records were processed");
+        let diagnostic = lambda_runtime::Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "RecordsFailed");
+    }
+
+    #[tokio::test]
+    async fn sqs_wrapped_events_report_only_the_failed_messages() {
+        let s = starter();
+        let message = |id: &str, body: String| {
+            json!({ "messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1",
+                    "attributes": {}, "messageAttributes": {} })
+        };
+        let good =
+            s3_event(vec![record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e")]).to_string();
+        let test_event =
+            json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "ingest-bucket"})
+                .to_string();
+        let event = json!({ "Records": [
+            message("m1", good),
+            message("m2", "{not json".into()),
+            message("m3", test_event),
+        ]});
+        let response = s.handle(event).await.unwrap();
+        assert_eq!(
+            response,
+            json!({ "batchItemFailures": [{ "itemIdentifier": "m2" }] })
+        );
+        assert_eq!(s.store.all().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unconfigured_service_skips_its_uploads() {
+        let mut s = starter();
+        s.targets.imaging = None;
+        s.routing.imaging_enabled = false;
+        let outcome = s
+            .handle_s3_record(record("ObjectCreated:Put", "dicom/a.dcm", 10, "e"))
+            .await
+            .unwrap();
+        let RecordOutcome::Skipped { reason, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.contains("HEALTHIMAGING"), "{reason}");
+    }
+
+    fn sample(name: &str) -> Value {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sample_events_do_what_their_names_say() {
+        let batch = vec![
+            ListedObject { key: "dicom/study-2026-0042/1.dcm".into(), size: 10 },
+            ListedObject { key: "dicom/study-2026-0042/_READY".into(), size: 0 },
+        ];
+        let s = starter_with(batch);
+        for name in [
+            "starter-fhir-upload.json",
+            "starter-dicom-batch-marker.json",
+            "starter-dicom-lone-file.json",
+            "starter-key-with-spaces-and-plus.json",
+            "starter-delete.json",
+        ] {
+            s.handle(sample(name)).await.unwrap();
+        }
+        let keys: Vec<_> = s.store.all().into_iter().map(|j| (j.source.key, j.status)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("dicom/chest-xray-0007.dcm".to_owned(), JobStatus::Submitted),
+                ("dicom/study-2026-0042/_READY".to_owned(), JobStatus::Submitted),
+                ("fhir/2026-11-23/patients.ndjson".to_owned(), JobStatus::Submitted),
+                ("fhir/ward 7/Observations A+B été.ndjson".to_owned(), JobStatus::Submitted),
+            ],
+            "the delete made no record"
+        );
+        let response = s.handle(sample("starter-sqs-batch.json")).await.unwrap();
+        assert_eq!(response, json!({ "batchItemFailures": [] }));
+        assert_eq!(s.store.all().len(), 6);
+    }
+
+    #[test]
+    fn config_names_what_is_missing() {
+        assert_eq!(
+            StarterConfig::from_env(&[("X", "")]).unwrap_err(),
+            ConfigError::Missing("JOBS_TABLE".into())
+        );
+        let env = [
+            ("JOBS_TABLE", "t"),
+            ("STATE_MACHINE_ARN", "arn"),
+            ("FHIR_PREFIX", "in/fhir"),
+            ("DICOM_PREFIX", "in/fhir/"),
+        ];
+        assert!(
+            matches!(StarterConfig::from_env(&env), Err(ConfigError::Invalid { name, .. }) if name == "DICOM_PREFIX")
+        );
+        let env = [
+            ("JOBS_TABLE", "t"),
+            ("STATE_MACHINE_ARN", "arn"),
+            ("DICOM_BATCH_MARKER", "DONE"),
+        ];
+        let config = StarterConfig::from_env(&env).unwrap();
+        assert_eq!(config.routing.batch_marker, "DONE");
+        assert!(!config.routing.fhir_enabled && !config.routing.imaging_enabled);
+    }
+}

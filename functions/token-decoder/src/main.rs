@@ -1,0 +1,23 @@
+//! Lambda entry point of the token decoder: wiring only. The behaviour is in `handler.rs`.
+
+use healthimport::config::ProcessEnv;
+use healthimport::telemetry;
+use lambda_runtime::{run, service_fn, LambdaEvent};
+use serde_json::Value;
+use token_decoder::handler;
+
+// One thread: Lambda sends one request at a time, and a single-threaded runtime starts faster
+// and uses less memory, which is the whole cold-start budget.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let decoder = match handler::init(&ProcessEnv).await {
+        Ok(decoder) => decoder,
+        Err(error) => return Err(handler::init_failed(error).await),
+    };
+    let decoder = &decoder;
+    run(service_fn(move |event: LambdaEvent<Value>| {
+        handler::handle(decoder, event.payload)
+    }))
+    .await
+}

@@ -1,0 +1,212 @@
+//! Init failures (named variables, Lambda `errorType`, the `/init/error` report) and what a
+//! decision writes to the logs.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::Router;
+use healthimport::auth::testing::{jwks, ManualClock, TestKey};
+use healthimport::auth::TokenDecoderConfig;
+use lambda_runtime::Diagnostic;
+use serde_json::{json, Value};
+use token_decoder::handler::{self, InitError};
+
+const ISSUER: &str = "https://idp.example.com";
+const ENDPOINT: &str = "https://healthlake.us-east-1.amazonaws.com/datastore/abc/r4/";
+const NOW: i64 = 1_750_000_000;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn missing_or_invalid_variables_stop_init_naming_them() {
+    let cases = [
+        (
+            env(&[
+                ("JWKS_URL", "https://idp/jwks"),
+                ("HEALTHLAKE_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+            ]),
+            "TOKEN_ISSUER",
+        ),
+        (
+            env(&[
+                ("TOKEN_ISSUER", ISSUER),
+                ("HEALTHLAKE_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+            ]),
+            "JWKS_URL",
+        ),
+        (
+            env(&[("TOKEN_ISSUER", ISSUER), ("JWKS_URL", "https://idp/jwks")]),
+            "HEALTHLAKE_ROLE_ARN",
+        ),
+        (
+            env(&[
+                ("TOKEN_ISSUER", ISSUER),
+                ("JWKS_URL", "https://idp/jwks"),
+                ("HEALTHLAKE_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+                ("ALLOWED_ALGORITHMS", "HS256"),
+            ]),
+            "ALLOWED_ALGORITHMS",
+        ),
+    ];
+    for (env, name) in cases {
+        let error = match handler::init(&env).await {
+            Err(error) => error,
+            Ok(_) => panic!("init should fail without a valid {name}"),
+        };
+        assert!(matches!(error, InitError::Config(_)), "{error:?}");
+        let diagnostic = Diagnostic::from(&error);
+        assert_eq!(diagnostic.error_type, "TokenDecoder.InvalidConfiguration");
+        assert!(
+            diagnostic.error_message.contains(name),
+            "{}",
+            diagnostic.error_message
+        );
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<(String, Value)>>>);
+
+#[tokio::test]
+async fn init_errors_are_reported_to_the_runtime_api() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let app = Router::new().route(
+        "/2018-06-01/runtime/init/error",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let error_type = headers
+                    .get("lambda-runtime-function-error-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                sink.0.lock().expect("lock").push((error_type, body));
+                "{\"status\":\"OK\"}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("fake runtime API") });
+
+    let error = match handler::init(&env(&[("TOKEN_ISSUER", ISSUER)])).await {
+        Err(error) => error,
+        Ok(_) => panic!("init should fail"),
+    };
+    // Lambda's `host:port` form, then the `http://` base URL local emulators set.
+    handler::report_init_error(&api, &Diagnostic::from(&error)).await;
+    handler::report_init_error(&format!("http://{api}/"), &Diagnostic::from(&error)).await;
+
+    let reports = captured.0.lock().expect("lock").clone();
+    assert_eq!(reports.len(), 2);
+    for (error_type, body) in &reports {
+        assert_eq!(error_type, "TokenDecoder.InvalidConfiguration");
+        assert_eq!(
+            body["errorType"],
+            json!("TokenDecoder.InvalidConfiguration")
+        );
+        assert!(body["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HEALTHLAKE_ROLE_ARN"));
+    }
+}
+
+/// A `MakeWriter` collecting everything the subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn decisions_log_codes_and_context_but_never_the_token_or_claims() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let key = TestKey::rsa("rsa-1");
+    let inline = jwks(&[&key]).to_string();
+    let config = TokenDecoderConfig::from_env(&env(&[
+        ("TOKEN_ISSUER", ISSUER),
+        ("JWKS_JSON", &inline),
+        ("HEALTHLAKE_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+    ]))
+    .expect("config");
+    let clock = ManualClock::at(NOW);
+    let decoder = handler::init_with(config, clock, std::time::Duration::from_millis(100))
+        .await
+        .expect("init");
+
+    let claims = json!({
+        "iss": ISSUER, "sub": "secret-subject-4711", "aud": ENDPOINT, "iat": NOW, "exp": NOW + 60,
+        "scope": "patient/Secretscope.rs", "email": "someone@example.com",
+    });
+    let good = key.token(&claims);
+    let mut expired_claims = claims.clone();
+    expired_claims["exp"] = json!(NOW - 3600);
+    let expired = key.token(&expired_claims);
+    for token in [&good, &expired] {
+        let event = json!({"datastoreEndpoint": ENDPOINT, "bearerToken": token, "operationName": "ReadResource"});
+        let _ = handler::handle(&decoder, event).await;
+    }
+
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8 logs");
+    let decisions: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == json!("token decision"))
+        .collect();
+    assert_eq!(decisions.len(), 2, "{text}");
+    let fields = |i: usize, name: &str| decisions[i]["fields"][name].clone();
+    assert_eq!(fields(0, "decision"), json!("allow"));
+    assert_eq!(fields(0, "reason"), json!("-"));
+    assert_eq!(fields(1, "decision"), json!("deny"));
+    assert_eq!(fields(1, "reason"), json!("expired"));
+    for i in 0..2 {
+        assert_eq!(fields(i, "operation"), json!("ReadResource"));
+        assert_eq!(fields(i, "kid"), json!("rsa-1"));
+        assert_eq!(fields(i, "issuer"), json!(ISSUER));
+        assert!(fields(i, "latency_us").is_u64());
+    }
+    for secret in [
+        "secret-subject-4711",
+        "someone@example.com",
+        "Secretscope",
+        good.split('.').nth(1).unwrap_or_default(),
+        good.split('.').nth(2).unwrap_or_default(),
+    ] {
+        assert!(!text.contains(secret), "logs contain {secret:?}:\n{text}");
+    }
+}

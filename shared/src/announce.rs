@@ -1,0 +1,320 @@
+//! The `Announcer` port: "this import job is finished", as an EventBridge event that users
+//! subscribe e-mail, chat or a pipeline to. The detail is built from the job record alone
+//! ([`JobFinished::from_job`], pure), so what is announced is what is recorded.
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_eventbridge::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{FailedFile, ImportJob, JobCounts, JobId, JobStatus, Service};
+
+pub const EVENT_SOURCE: &str = "healthimport";
+pub const DETAIL_TYPE_JOB_FINISHED: &str = "Import Job Finished";
+/// How many failed files an event lists: the record keeps up to 100, and an event must stay well
+/// under EventBridge's 256 KB entry limit.
+pub const EVENT_FAILED_FILES: usize = 10;
+
+/// The source object of the announced job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncedSource {
+    pub bucket: String,
+    pub key: String,
+    pub uri: String,
+}
+
+/// The detail of an `Import Job Finished` event. Consumers deduplicate on `jobId`: the event is
+/// put once per job as far as the workflow can ensure, and EventBridge itself delivers at least
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobFinished {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datastore_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_job_id: Option<String>,
+    pub source: AnnouncedSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_s3_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<JobCounts>,
+    /// Failed files as the record knows them: the manifest's count when read, else the number
+    /// of failed files listed.
+    pub failed_file_count: u64,
+    /// The first [`EVENT_FAILED_FILES`] failed files.
+    pub failed_files: Vec<FailedFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// True for every job that did not import everything: failed, cancelled, never started, or
+    /// COMPLETED with failed files.
+    pub has_failures: bool,
+    pub succeeded: bool,
+    pub submitted_at: Option<String>,
+    pub finished_at: String,
+}
+
+impl JobFinished {
+    /// The announcement of the finished record `job`. `note` is added to the service's message
+    /// (e.g. why the manifest could not be read).
+    pub fn from_job(job: &ImportJob, note: Option<&str>) -> JobFinished {
+        let finished_at = job
+            .history
+            .get(&job.status)
+            .copied()
+            .unwrap_or(job.updated_at);
+        let submitted_at = job
+            .history
+            .iter()
+            .find(|(status, _)| **status != JobStatus::Pending)
+            .filter(|(status, _)| !matches!(status, JobStatus::StartFailed | JobStatus::Skipped))
+            .map(|(_, at)| at.to_string());
+        let message = match (job.message.as_deref(), note) {
+            (Some(m), Some(n)) => Some(format!("{m} ({n})")),
+            (Some(m), None) => Some(m.to_owned()),
+            (None, Some(n)) => Some(n.to_owned()),
+            (None, None) => None,
+        };
+        let has_failures = job.has_failures() || !job.status.is_success();
+        JobFinished {
+            job_id: job.job_id.clone(),
+            status: job.status,
+            service: job.service,
+            datastore_id: job.datastore_id.clone(),
+            service_job_id: job.service_job_id.clone(),
+            source: AnnouncedSource {
+                bucket: job.source.bucket.clone(),
+                key: job.source.key.clone(),
+                uri: job.source.uri(),
+            },
+            input_s3_uri: job.input_s3_uri.clone(),
+            counts: job.counts,
+            failed_file_count: job
+                .counts
+                .map(|c| c.failed)
+                .filter(|&n| n > 0)
+                .unwrap_or(job.failed_files.len() as u64),
+            failed_files: job
+                .failed_files
+                .iter()
+                .take(EVENT_FAILED_FILES)
+                .cloned()
+                .collect(),
+            output_location: job.output_location.clone(),
+            message,
+            has_failures,
+            succeeded: !has_failures,
+            submitted_at,
+            finished_at: finished_at.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    #[error("EventBridge PutEvents failed")]
+    Put {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// PutEvents answered, but refused the entry (FailedEntryCount > 0).
+    #[error("EventBridge refused the event ({code}): {message}")]
+    Refused { code: String, message: String },
+    #[error("the event detail cannot be serialised")]
+    Detail(#[source] serde_json::Error),
+}
+
+/// Puts the `Import Job Finished` event.
+#[async_trait]
+pub trait Announcer: Send + Sync {
+    async fn announce(&self, finished: &JobFinished) -> Result<(), AnnounceError>;
+}
+
+/// [`Announcer`] on an EventBridge bus (the account's default bus when no name is given).
+#[derive(Debug, Clone)]
+pub struct EventBridgeAnnouncer {
+    client: Client,
+    bus_name: Option<String>,
+}
+
+impl EventBridgeAnnouncer {
+    pub fn new(client: Client, bus_name: Option<String>) -> Self {
+        EventBridgeAnnouncer { client, bus_name }
+    }
+}
+
+#[async_trait]
+impl Announcer for EventBridgeAnnouncer {
+    async fn announce(&self, finished: &JobFinished) -> Result<(), AnnounceError> {
+        let detail = serde_json::to_string(finished).map_err(AnnounceError::Detail)?;
+        let entry = PutEventsRequestEntry::builder()
+            .source(EVENT_SOURCE)
+            .detail_type(DETAIL_TYPE_JOB_FINISHED)
+            .detail(detail)
+            .set_event_bus_name(self.bus_name.clone())
+            .build();
+        let output = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| AnnounceError::Put {
+                source: Box::new(e),
+            })?;
+        // PutEvents reports a refused entry in its answer, not as an error.
+        if output.failed_entry_count() > 0 {
+            let failed = output.entries().iter().find(|e| e.error_code().is_some());
+            return Err(AnnounceError::Refused {
+                code: failed
+                    .and_then(|e| e.error_code())
+                    .unwrap_or("Unknown")
+                    .to_owned(),
+                message: failed
+                    .and_then(|e| e.error_message())
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{SourceObject, Timestamp, Transition};
+    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(1_790_000_000 + secs).unwrap()
+    }
+
+    fn finished_job(status: JobStatus, failed: Vec<FailedFile>) -> ImportJob {
+        let mut job = ImportJob::new(
+            SourceObject {
+                bucket: "ingest".into(),
+                key: "dicom/study-7/_READY".into(),
+                size: 0,
+                e_tag: Some("e".into()),
+                version_id: None,
+            },
+            JobStatus::Pending,
+            at(0),
+        );
+        job.service = Some(Service::HealthImaging);
+        job.datastore_id = Some("ds".into());
+        job.apply(&Transition::to(JobStatus::Submitted, at(1)).with_service_job_id("svc"))
+            .unwrap();
+        job.apply(
+            &Transition::to(status, at(60))
+                .with_counts(JobCounts {
+                    scanned: 3 + failed.len() as u64,
+                    imported: 3,
+                    failed: failed.len() as u64,
+                })
+                .with_failed_files(failed),
+        )
+        .unwrap();
+        job
+    }
+
+    fn failed_file(i: usize) -> FailedFile {
+        FailedFile {
+            input_file: format!("s3://ingest/dicom/study-7/{i}.dcm"),
+            message: "ValidationException: not DICOM".into(),
+        }
+    }
+
+    #[test]
+    fn completed_with_failed_files_is_announced_as_having_failures() {
+        let detail = JobFinished::from_job(
+            &finished_job(JobStatus::Completed, vec![failed_file(0)]),
+            None,
+        );
+        assert_eq!(detail.status, JobStatus::Completed);
+        assert!(detail.has_failures && !detail.succeeded);
+        assert_eq!(detail.failed_file_count, 1);
+        assert_eq!(detail.finished_at, at(60).to_string());
+        assert_eq!(detail.submitted_at, Some(at(1).to_string()));
+        let json = serde_json::to_value(&detail).unwrap();
+        assert_eq!(json["jobId"], detail.job_id.as_str());
+        assert_eq!(json["service"], "HEALTHIMAGING");
+        assert_eq!(json["source"]["uri"], "s3://ingest/dicom/study-7/_READY");
+        assert_eq!(
+            json["failedFiles"][0]["inputFile"],
+            "s3://ingest/dicom/study-7/0.dcm"
+        );
+        assert_eq!(json["hasFailures"], true);
+    }
+
+    #[test]
+    fn a_clean_completion_succeeds_and_other_ends_do_not() {
+        let clean = JobFinished::from_job(&finished_job(JobStatus::Completed, vec![]), None);
+        assert!(clean.succeeded && !clean.has_failures);
+        let failed = JobFinished::from_job(&finished_job(JobStatus::Failed, vec![]), None);
+        assert!(failed.has_failures && !failed.succeeded);
+    }
+
+    #[test]
+    fn the_event_lists_only_the_first_failed_files() {
+        let files = (0..100).map(failed_file).collect();
+        let detail = JobFinished::from_job(&finished_job(JobStatus::Completed, files), Some("n"));
+        assert_eq!(detail.failed_files.len(), EVENT_FAILED_FILES);
+        assert_eq!(detail.failed_file_count, 100);
+        assert_eq!(detail.message.as_deref(), Some("n"));
+    }
+
+    #[tokio::test]
+    async fn the_event_goes_to_the_configured_bus_with_source_and_detail_type() {
+        let rule = mock!(Client::put_events)
+            .match_requests(|r| {
+                let entry = &r.entries()[0];
+                entry.source() == Some(EVENT_SOURCE)
+                    && entry.detail_type() == Some("Import Job Finished")
+                    && entry.event_bus_name() == Some("imports")
+                    && entry
+                        .detail()
+                        .is_some_and(|d| d.contains("\"hasFailures\":false"))
+            })
+            .then_output(|| PutEventsOutput::builder().failed_entry_count(0).build());
+        let announcer = EventBridgeAnnouncer::new(
+            mock_client!(aws_sdk_eventbridge, [&rule]),
+            Some("imports".into()),
+        );
+        let detail = JobFinished::from_job(&finished_job(JobStatus::Completed, vec![]), None);
+        announcer.announce(&detail).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_entry_is_an_error() {
+        let rule = mock!(Client::put_events)
+            .match_requests(|r| r.entries()[0].event_bus_name().is_none())
+            .then_output(|| {
+                PutEventsOutput::builder()
+                    .failed_entry_count(1)
+                    .entries(
+                        PutEventsResultEntry::builder()
+                            .error_code("InternalFailure")
+                            .error_message("try again")
+                            .build(),
+                    )
+                    .build()
+            });
+        let announcer = EventBridgeAnnouncer::new(mock_client!(aws_sdk_eventbridge, [&rule]), None);
+        let detail = JobFinished::from_job(&finished_job(JobStatus::Failed, vec![]), None);
+        let err = announcer.announce(&detail).await.unwrap_err();
+        assert!(
+            matches!(&err, AnnounceError::Refused { code, .. } if code == "InternalFailure"),
+            "{err}"
+        );
+    }
+}

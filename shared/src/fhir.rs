@@ -1,0 +1,95 @@
+//! Amazon HealthLake adapter of the [`ImportService`] port.
+
+use async_trait::async_trait;
+use aws_sdk_healthlake::types::{InputDataConfig, OutputDataConfig, S3Configuration};
+use aws_sdk_healthlake::Client;
+
+use crate::imports::{count, ImportService, JobReport, ServiceError, StartRequest, StartedJob};
+use crate::job::{JobCounts, JobStatus, Service};
+
+#[derive(Debug, Clone)]
+pub struct HealthLakeImports {
+    client: Client,
+    data_access_role_arn: String,
+    /// HealthLake requires a KMS key for the output location.
+    output_kms_key_id: String,
+}
+
+impl HealthLakeImports {
+    pub fn new(
+        client: Client,
+        data_access_role_arn: impl Into<String>,
+        output_kms_key_id: impl Into<String>,
+    ) -> Self {
+        HealthLakeImports {
+            client,
+            data_access_role_arn: data_access_role_arn.into(),
+            output_kms_key_id: output_kms_key_id.into(),
+        }
+    }
+}
+
+const SERVICE: Service = Service::HealthLake;
+
+#[async_trait]
+impl ImportService for HealthLakeImports {
+    async fn start(&self, request: &StartRequest) -> Result<StartedJob, ServiceError> {
+        const OP: &str = "StartFHIRImportJob";
+        let output = S3Configuration::builder()
+            .s3_uri(&request.output_s3_uri)
+            .kms_key_id(&self.output_kms_key_id)
+            .build()
+            .map_err(|_| ServiceError::malformed(SERVICE, OP, "output S3 configuration"))?;
+        let started = self
+            .client
+            .start_fhir_import_job()
+            .job_name(request.job_id.as_str())
+            .datastore_id(&request.datastore_id)
+            .input_data_config(InputDataConfig::S3Uri(request.input_s3_uri.clone()))
+            .job_output_data_config(OutputDataConfig::S3Configuration(output))
+            .data_access_role_arn(&self.data_access_role_arn)
+            .client_token(request.job_id.client_token())
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk(SERVICE, OP, e))?;
+        Ok(StartedJob {
+            service_job_id: started.job_id().to_owned(),
+            status: status(OP, started.job_status().as_str())?,
+        })
+    }
+
+    async fn describe(
+        &self,
+        _service: Service,
+        datastore_id: &str,
+        service_job_id: &str,
+    ) -> Result<JobReport, ServiceError> {
+        const OP: &str = "DescribeFHIRImportJob";
+        let output = self
+            .client
+            .describe_fhir_import_job()
+            .datastore_id(datastore_id)
+            .job_id(service_job_id)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk(SERVICE, OP, e))?;
+        let properties = output
+            .import_job_properties()
+            .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "ImportJobProperties"))?;
+        let progress = properties.job_progress_report().map(|p| JobCounts {
+            scanned: count(p.total_number_of_scanned_files()),
+            imported: count(p.total_number_of_imported_files()),
+            failed: count(p.total_number_of_files_read_with_customer_error()),
+        });
+        Ok(JobReport {
+            status: status(OP, properties.job_status().as_str())?,
+            message: properties.message().map(str::to_owned),
+            progress,
+        })
+    }
+}
+
+fn status(operation: &'static str, raw: &str) -> Result<JobStatus, ServiceError> {
+    JobStatus::from_service(SERVICE, raw)
+        .map_err(|e| ServiceError::malformed(SERVICE, operation, &e.to_string()))
+}

@@ -1,0 +1,25 @@
+//! Tracing setup shared by every function.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// Initialises tracing once per process: JSON lines on Lambda (CloudWatch Logs Insights can query
+/// the fields), human-readable text elsewhere. `RUST_LOG` (or the Lambda advanced logging level
+/// `AWS_LAMBDA_LOG_LEVEL`) sets the level; the default is `info`.
+pub fn init() {
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let builder = fmt().with_env_filter(filter).with_target(false);
+    // `try_init` so a second call (tests, benches) is harmless rather than a panic.
+    let _ = if on_lambda {
+        builder
+            .json()
+            .with_current_span(false)
+            .without_time()
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}

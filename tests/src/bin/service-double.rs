@@ -1,0 +1,156 @@
+//! `service-double`: the HealthLake + HealthImaging service double as a standalone server, for
+//! the demo and for running functions locally against it.
+//!
+//! ```text
+//! service-double [--port N]
+//! ```
+//! Listens on `127.0.0.1:N` (default 5056, or `DOUBLE_PORT`); `--port` wins over the variable.
+//! When ready it prints exactly one line, `service-double listening on http://127.0.0.1:PORT`,
+//! and it exits cleanly on SIGTERM or ctrl-c. Logs go to stderr (`RUST_LOG`, default `info`):
+//! ids and decisions, never file contents.
+//!
+//! The jobs read and write S3 through a client from the standard AWS configuration, so
+//! `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`), `AWS_REGION` and the credentials variables
+//! point it at moto's server.
+//!
+//! Knobs (all optional):
+//! - `DOUBLE_PORT`: port on 127.0.0.1 (default 5056; 0 = any free port)
+//! - `DOUBLE_REGION`, `DOUBLE_ACCOUNT_ID`: region and account in ARNs (us-east-1, 123456789012)
+//! - `DOUBLE_FHIR_SUBMIT_DELAY_MS`, `DOUBLE_FHIR_RUN_MS`, `DOUBLE_FHIR_MANIFEST_DELAY_MS`:
+//!   HealthLake SUBMITTED time, IN_PROGRESS time, manifest lag after the terminal status
+//!   (50, 300, 0)
+//! - `DOUBLE_IMAGING_SUBMIT_DELAY_MS`, `DOUBLE_IMAGING_RUN_MS`, `DOUBLE_IMAGING_MANIFEST_DELAY_MS`:
+//!   the same for HealthImaging (50, 300, 0)
+//! - `DOUBLE_IMAGING_START_RATE`, `DOUBLE_IMAGING_START_BURST`: StartDICOMImportJob token bucket
+//!   (1 per second, burst 2)
+//! - `DOUBLE_IMAGING_MAX_RUNNING_JOBS`: running jobs per HealthImaging data store (100)
+//! - `DOUBLE_IMAGING_MAX_FILES_PER_JOB`, `DOUBLE_FHIR_MAX_FILES_PER_JOB`: files per job (5000, 10000)
+//! - `DOUBLE_THROTTLE_SHARE`, `DOUBLE_INTERNAL_ERROR_SHARE`: shares of calls answered
+//!   ThrottlingException / InternalServerException (0)
+//! - `DOUBLE_JOB_FAILURE_SHARE`: share of jobs that end FAILED (0)
+//! - `DOUBLE_FAULT_SCOPE`: `all` operations (default) or `start` operations only
+//! - `DOUBLE_SEED`: seed of the fault-injection RNG
+//! - `DOUBLE_FHIR_DATASTORE_IDS`, `DOUBLE_IMAGING_DATASTORE_IDS`: comma lists of data store ids
+//!   (32 characters `[0-9a-z]`) that exist from the start
+//!
+//! Admin endpoints: `GET /_double/health`, `GET /_double/stats`, `GET|POST /_double/faults`
+//! (see `healthimport_tests::double`).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use healthimport_tests::double::{DoubleConfig, ServiceDouble, ENV_VARIABLES};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("--port needs a number from 0 to 65535, got {0:?}")]
+    BadPort(String),
+    #[error("unknown argument {0:?} (try --help)")]
+    UnknownArgument(String),
+}
+
+enum Command {
+    Help,
+    Serve { port: Option<u16> },
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliError> {
+    let mut port = None;
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--port" => args.next().unwrap_or_default(),
+            other => match other.strip_prefix("--port=") {
+                Some(value) => value.to_owned(),
+                None => return Err(CliError::UnknownArgument(arg)),
+            },
+        };
+        port = Some(value.parse().map_err(|_| CliError::BadPort(value))?);
+    }
+    Ok(Command::Serve { port })
+}
+
+fn print_help() {
+    println!("service-double: HealthLake + HealthImaging service double over HTTP\n");
+    println!("usage: service-double [--port N]\n");
+    println!("S3 comes from the standard AWS configuration (AWS_ENDPOINT_URL, AWS_REGION, ...).");
+    println!("Environment:");
+    for (name, meaning) in ENV_VARIABLES {
+        println!("  {name:<34} {meaning}");
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                error!(error = %err, "cannot listen for SIGTERM; only ctrl-c stops the double");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let port = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print_help();
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Serve { port }) => port,
+        Err(err) => {
+            eprintln!("service-double: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = match DoubleConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("service-double: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(port) = port {
+        config.port = port;
+    }
+
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let s3 = aws_sdk_s3::Client::new(&aws);
+    let double = match ServiceDouble::start(config, s3).await {
+        Ok(double) => double,
+        Err(err) => {
+            eprintln!("service-double: cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("service-double listening on {}", double.endpoint_url());
+
+    shutdown_signal().await;
+    info!("stopping");
+    double.shutdown().await;
+    ExitCode::SUCCESS
+}

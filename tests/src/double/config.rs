@@ -1,0 +1,416 @@
+//! The double's knobs: accelerated timings, quotas, fault injection and pre-seeded data stores.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Accelerated timings of one service's import jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTimings {
+    /// How long a job stays SUBMITTED before it can run (HealthLake: then QUEUED while another
+    /// job of the data store runs).
+    pub submit_delay: Duration,
+    /// How long a job stays IN_PROGRESS before it ends.
+    pub run_duration: Duration,
+    /// How long after the status turns terminal the output manifest appears (the real manifest
+    /// can lag). Zero writes the manifest before the status turns terminal.
+    pub manifest_delay: Duration,
+}
+
+impl Default for JobTimings {
+    fn default() -> Self {
+        Self {
+            submit_delay: Duration::from_millis(50),
+            run_duration: Duration::from_millis(300),
+            manifest_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Which calls fault injection applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultScope {
+    /// Every operation of both services.
+    #[default]
+    AllOperations,
+    /// Only StartFHIRImportJob and StartDICOMImportJob.
+    StartOnly,
+}
+
+/// Fault injection, changeable at runtime. Shares are probabilities in `0.0..=1.0`, drawn from
+/// the double's seeded RNG so a run is reproducible for a given call order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Share of calls answered with ThrottlingException.
+    pub throttle_share: f64,
+    /// Share of calls answered with InternalServerException (HTTP 500).
+    pub internal_error_share: f64,
+    /// Share of jobs that end FAILED with a message instead of reading their input.
+    pub job_failure_share: f64,
+    pub scope: FaultScope,
+}
+
+impl Faults {
+    /// Checks every share is a probability and the two per-call shares fit in one draw.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let shares = [
+            ("throttle_share", self.throttle_share),
+            ("internal_error_share", self.internal_error_share),
+            ("job_failure_share", self.job_failure_share),
+        ];
+        for (name, share) in shares {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(ConfigError::Invalid {
+                    variable: name.to_owned(),
+                    value: share.to_string(),
+                    reason: "must be between 0.0 and 1.0".to_owned(),
+                });
+            }
+        }
+        if self.throttle_share + self.internal_error_share > 1.0 {
+            return Err(ConfigError::Invalid {
+                variable: "throttle_share + internal_error_share".to_owned(),
+                value: (self.throttle_share + self.internal_error_share).to_string(),
+                reason: "must not exceed 1.0".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Everything the double can be told. `Default` is tuned for fast tests; `from_env` reads the
+/// `DOUBLE_*` variables the standalone binary documents.
+#[derive(Debug, Clone)]
+pub struct DoubleConfig {
+    /// Port on 127.0.0.1; 0 lets the OS pick one.
+    pub port: u16,
+    /// Region and account that appear in ARNs.
+    pub region: String,
+    pub account_id: String,
+    pub healthlake: JobTimings,
+    pub imaging: JobTimings,
+    /// StartDICOMImportJob token bucket (documented: 1 per second, burst 2).
+    pub imaging_start_rate_per_second: f64,
+    pub imaging_start_burst: u32,
+    /// Documented quota: 100 concurrent import jobs per data store.
+    pub imaging_max_running_jobs_per_datastore: usize,
+    /// Documented quotas: 5,000 files per HealthImaging job, 10,000 per HealthLake job.
+    pub imaging_max_files_per_job: usize,
+    pub healthlake_max_files_per_job: usize,
+    pub faults: Faults,
+    /// Seed of the RNG behind fault injection.
+    pub rng_seed: u64,
+    /// Data stores that exist (ACTIVE) from the start, with these ids.
+    pub fhir_datastore_ids: Vec<String>,
+    pub imaging_datastore_ids: Vec<String>,
+}
+
+impl Default for DoubleConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            region: "us-east-1".to_owned(),
+            account_id: "123456789012".to_owned(),
+            healthlake: JobTimings::default(),
+            imaging: JobTimings::default(),
+            imaging_start_rate_per_second: 1.0,
+            imaging_start_burst: 2,
+            imaging_max_running_jobs_per_datastore: 100,
+            imaging_max_files_per_job: 5_000,
+            healthlake_max_files_per_job: 10_000,
+            faults: Faults::default(),
+            rng_seed: 0x5EED,
+            fhir_datastore_ids: Vec::new(),
+            imaging_datastore_ids: Vec::new(),
+        }
+    }
+}
+
+/// The port the standalone binary listens on when neither `--port` nor `DOUBLE_PORT` says.
+pub const DEFAULT_BINARY_PORT: u16 = 5056;
+
+/// The variables `DoubleConfig::from_env` reads, with what they set (printed by `--help`).
+pub const ENV_VARIABLES: &[(&str, &str)] = &[
+    (
+        "DOUBLE_PORT",
+        "port on 127.0.0.1 (default 5056; 0 = any free port)",
+    ),
+    ("DOUBLE_REGION", "region in ARNs (default us-east-1)"),
+    (
+        "DOUBLE_ACCOUNT_ID",
+        "account in ARNs (default 123456789012)",
+    ),
+    (
+        "DOUBLE_FHIR_SUBMIT_DELAY_MS",
+        "HealthLake SUBMITTED time (default 50)",
+    ),
+    (
+        "DOUBLE_FHIR_RUN_MS",
+        "HealthLake IN_PROGRESS time (default 300)",
+    ),
+    (
+        "DOUBLE_FHIR_MANIFEST_DELAY_MS",
+        "HealthLake manifest lag after the terminal status (default 0)",
+    ),
+    (
+        "DOUBLE_IMAGING_SUBMIT_DELAY_MS",
+        "HealthImaging SUBMITTED time (default 50)",
+    ),
+    (
+        "DOUBLE_IMAGING_RUN_MS",
+        "HealthImaging IN_PROGRESS time (default 300)",
+    ),
+    (
+        "DOUBLE_IMAGING_MANIFEST_DELAY_MS",
+        "HealthImaging manifest lag after the terminal status (default 0)",
+    ),
+    (
+        "DOUBLE_IMAGING_START_RATE",
+        "StartDICOMImportJob refill rate per second (default 1)",
+    ),
+    (
+        "DOUBLE_IMAGING_START_BURST",
+        "StartDICOMImportJob burst (default 2)",
+    ),
+    (
+        "DOUBLE_IMAGING_MAX_RUNNING_JOBS",
+        "running HealthImaging jobs per data store (default 100)",
+    ),
+    (
+        "DOUBLE_IMAGING_MAX_FILES_PER_JOB",
+        "files per HealthImaging job (default 5000)",
+    ),
+    (
+        "DOUBLE_FHIR_MAX_FILES_PER_JOB",
+        "files per HealthLake job (default 10000)",
+    ),
+    (
+        "DOUBLE_THROTTLE_SHARE",
+        "share of calls answered ThrottlingException (default 0)",
+    ),
+    (
+        "DOUBLE_INTERNAL_ERROR_SHARE",
+        "share of calls answered InternalServerException (default 0)",
+    ),
+    (
+        "DOUBLE_JOB_FAILURE_SHARE",
+        "share of jobs that end FAILED (default 0)",
+    ),
+    (
+        "DOUBLE_FAULT_SCOPE",
+        "`all` operations (default) or `start` operations only",
+    ),
+    (
+        "DOUBLE_SEED",
+        "seed of the fault-injection RNG (default 24301)",
+    ),
+    (
+        "DOUBLE_FHIR_DATASTORE_IDS",
+        "comma list of HealthLake data store ids that exist from the start",
+    ),
+    (
+        "DOUBLE_IMAGING_DATASTORE_IDS",
+        "comma list of HealthImaging data store ids that exist from the start",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{variable}={value:?}: {reason}")]
+    Invalid {
+        variable: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl DoubleConfig {
+    /// Reads the `DOUBLE_*` variables; unset ones keep the defaults, except the port (5056).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// `from_env` over any lookup, so it can be tested without touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Lookup(&lookup);
+        let defaults = Self::default();
+        let config = Self {
+            port: env.parse("DOUBLE_PORT")?.unwrap_or(DEFAULT_BINARY_PORT),
+            region: env.string("DOUBLE_REGION").unwrap_or(defaults.region),
+            account_id: env
+                .string("DOUBLE_ACCOUNT_ID")
+                .unwrap_or(defaults.account_id),
+            healthlake: JobTimings {
+                submit_delay: env
+                    .millis("DOUBLE_FHIR_SUBMIT_DELAY_MS")?
+                    .unwrap_or(defaults.healthlake.submit_delay),
+                run_duration: env
+                    .millis("DOUBLE_FHIR_RUN_MS")?
+                    .unwrap_or(defaults.healthlake.run_duration),
+                manifest_delay: env
+                    .millis("DOUBLE_FHIR_MANIFEST_DELAY_MS")?
+                    .unwrap_or(defaults.healthlake.manifest_delay),
+            },
+            imaging: JobTimings {
+                submit_delay: env
+                    .millis("DOUBLE_IMAGING_SUBMIT_DELAY_MS")?
+                    .unwrap_or(defaults.imaging.submit_delay),
+                run_duration: env
+                    .millis("DOUBLE_IMAGING_RUN_MS")?
+                    .unwrap_or(defaults.imaging.run_duration),
+                manifest_delay: env
+                    .millis("DOUBLE_IMAGING_MANIFEST_DELAY_MS")?
+                    .unwrap_or(defaults.imaging.manifest_delay),
+            },
+            imaging_start_rate_per_second: env
+                .parse("DOUBLE_IMAGING_START_RATE")?
+                .unwrap_or(defaults.imaging_start_rate_per_second),
+            imaging_start_burst: env
+                .parse("DOUBLE_IMAGING_START_BURST")?
+                .unwrap_or(defaults.imaging_start_burst),
+            imaging_max_running_jobs_per_datastore: env
+                .parse("DOUBLE_IMAGING_MAX_RUNNING_JOBS")?
+                .unwrap_or(defaults.imaging_max_running_jobs_per_datastore),
+            imaging_max_files_per_job: env
+                .parse("DOUBLE_IMAGING_MAX_FILES_PER_JOB")?
+                .unwrap_or(defaults.imaging_max_files_per_job),
+            healthlake_max_files_per_job: env
+                .parse("DOUBLE_FHIR_MAX_FILES_PER_JOB")?
+                .unwrap_or(defaults.healthlake_max_files_per_job),
+            faults: Faults {
+                throttle_share: env.parse("DOUBLE_THROTTLE_SHARE")?.unwrap_or(0.0),
+                internal_error_share: env.parse("DOUBLE_INTERNAL_ERROR_SHARE")?.unwrap_or(0.0),
+                job_failure_share: env.parse("DOUBLE_JOB_FAILURE_SHARE")?.unwrap_or(0.0),
+                scope: match env.string("DOUBLE_FAULT_SCOPE").as_deref() {
+                    None | Some("all") => FaultScope::AllOperations,
+                    Some("start") => FaultScope::StartOnly,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid {
+                            variable: "DOUBLE_FAULT_SCOPE".to_owned(),
+                            value: other.to_owned(),
+                            reason: "expected `all` or `start`".to_owned(),
+                        })
+                    }
+                },
+            },
+            rng_seed: env.parse("DOUBLE_SEED")?.unwrap_or(defaults.rng_seed),
+            fhir_datastore_ids: env.list("DOUBLE_FHIR_DATASTORE_IDS"),
+            imaging_datastore_ids: env.list("DOUBLE_IMAGING_DATASTORE_IDS"),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects settings the double cannot honour, naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.faults.validate()?;
+        let invalid = |variable: &str, value: String, reason: &str| ConfigError::Invalid {
+            variable: variable.to_owned(),
+            value,
+            reason: reason.to_owned(),
+        };
+        if !(self.imaging_start_rate_per_second.is_finite()
+            && self.imaging_start_rate_per_second >= 0.0)
+        {
+            return Err(invalid(
+                "imaging_start_rate_per_second",
+                self.imaging_start_rate_per_second.to_string(),
+                "must be a finite number >= 0",
+            ));
+        }
+        if self.imaging_start_burst == 0 {
+            return Err(invalid(
+                "imaging_start_burst",
+                "0".to_owned(),
+                "must be at least 1",
+            ));
+        }
+        for id in self
+            .fhir_datastore_ids
+            .iter()
+            .chain(&self.imaging_datastore_ids)
+        {
+            if !super::validate::is_datastore_id(id) {
+                return Err(invalid(
+                    "datastore ids",
+                    id.clone(),
+                    "a data store id is 32 characters [0-9a-z]",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Lookup<'a, F>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
+    fn string(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.string(name)
+            .map(|value| {
+                value.parse().map_err(|err: T::Err| ConfigError::Invalid {
+                    variable: name.to_owned(),
+                    value: value.clone(),
+                    reason: err.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    fn millis(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.parse::<u64>(name)?.map(Duration::from_millis))
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.string(name)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults_and_names_bad_variables() {
+        let config = DoubleConfig::from_lookup(|name| match name {
+            "DOUBLE_IMAGING_START_BURST" => Some("5".to_owned()),
+            "DOUBLE_FAULT_SCOPE" => Some("start".to_owned()),
+            "DOUBLE_FHIR_DATASTORE_IDS" => Some(format!(" {}, ", "a".repeat(32))),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.port, DEFAULT_BINARY_PORT);
+        assert_eq!(config.imaging_start_burst, 5);
+        assert_eq!(config.faults.scope, FaultScope::StartOnly);
+        assert_eq!(config.fhir_datastore_ids, vec!["a".repeat(32)]);
+
+        let err = DoubleConfig::from_lookup(|name| {
+            (name == "DOUBLE_THROTTLE_SHARE").then(|| "1.5".to_owned())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("throttle_share"), "{err}");
+        let err = DoubleConfig::from_lookup(|name| (name == "DOUBLE_PORT").then(|| "x".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("DOUBLE_PORT"), "{err}");
+    }
+}

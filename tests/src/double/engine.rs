@@ -1,0 +1,167 @@
+//! Job progression on the double's own accelerated clock: SUBMITTED → (QUEUED) → IN_PROGRESS →
+//! terminal, one tokio task per running job. A HealthLake job's task hands the data store to the
+//! next queued job when it ends, so no task outlives its job.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::output::{self, JobCounts, Judgement, OutputLayout, S3Location};
+use super::state::{ImportJob, JobPhase, Service, Terminal};
+use super::Shared;
+
+/// Starts the task that carries a job to its end.
+pub(crate) fn spawn_job(shared: Arc<Shared>, service: Service, job_id: String) {
+    tokio::spawn(run_job(shared, service, job_id));
+}
+
+/// A finished run: the counts, and the manifest when it is due after the terminal status.
+struct Finished {
+    counts: JobCounts,
+    late_manifest: Option<(OutputLayout, Value)>,
+}
+
+async fn run_job(shared: Arc<Shared>, service: Service, job_id: String) {
+    let timings = shared.config.timings(service).clone();
+    let Some(submitted) = shared
+        .state
+        .lock()
+        .job_mut(service, &job_id)
+        .map(|job| job.submitted_instant)
+    else {
+        return;
+    };
+    tokio::time::sleep_until(submitted + timings.submit_delay).await;
+
+    let Some((job, started)) = begin(&shared, service, &job_id) else {
+        return;
+    };
+    info!(
+        job_id,
+        datastore_id = job.request.datastore_id,
+        ?service,
+        "import job in progress"
+    );
+    let result = execute(&shared, &job, started).await;
+
+    let (outcome, message, late_manifest) = match result {
+        Ok(finished) => {
+            let outcome = if service == Service::HealthLake && finished.counts.has_errors() {
+                Terminal::CompletedWithErrors
+            } else {
+                Terminal::Completed
+            };
+            (outcome, None, finished.late_manifest)
+        }
+        Err(message) => (Terminal::Failed, Some(message), None),
+    };
+    info!(
+        job_id,
+        ?outcome,
+        message = message.as_deref().unwrap_or(""),
+        "import job ended"
+    );
+    let next =
+        shared
+            .state
+            .lock()
+            .end_job(service, &job_id, outcome, message, timings.submit_delay);
+    if let Some(next) = next {
+        info!(job_id = next, "next queued import job takes the data store");
+        spawn_job(Arc::clone(&shared), service, next);
+    }
+    if let Some((layout, manifest)) = late_manifest {
+        tokio::time::sleep(timings.manifest_delay).await;
+        if let Err(err) = layout.write_manifest(&shared.s3, &manifest).await {
+            warn!(job_id, error = %err, "writing the late manifest failed");
+        }
+    }
+}
+
+/// Marks the job IN_PROGRESS (unless the queue hand-over already did) and decides whether it
+/// fails on purpose. Returns a snapshot to work from without the lock.
+fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(ImportJob, Instant)> {
+    let mut state = shared.state.lock();
+    let injected_failure = state.roll_job_failure();
+    if injected_failure {
+        state.stats.injected_job_failures += 1;
+    }
+    let job = state.job_mut(service, job_id)?;
+    let started = match job.phase {
+        JobPhase::InProgress { started } => started,
+        _ => {
+            let now = Instant::now();
+            job.phase = JobPhase::InProgress { started: now };
+            now
+        }
+    };
+    job.injected_failure = injected_failure;
+    Some((job.clone(), started))
+}
+
+/// Reads and judges the input, waits out the run, writes the output. `Err` is the FAILED
+/// message.
+async fn execute(shared: &Shared, job: &ImportJob, started: Instant) -> Result<Finished, String> {
+    let timings = shared.config.timings(job.service);
+    let run_ends = started + timings.run_duration;
+    if job.injected_failure {
+        tokio::time::sleep_until(run_ends).await;
+        return Err(
+            "Internal error: the import job failed (job_failure_share of the service double)"
+                .to_owned(),
+        );
+    }
+    let input_uri = &job.request.input_s3_uri;
+    let input = S3Location::parse(input_uri).ok_or_else(|| format!("Invalid input {input_uri}"))?;
+    let files = output::list_input(&shared.s3, &input, job.service)
+        .await
+        .map_err(|err| format!("Unable to read the input {input_uri}: {err}"))?;
+    if files.is_empty() {
+        return Err(format!("No files found under {input_uri}"));
+    }
+    let limit = match job.service {
+        Service::HealthLake => shared.config.healthlake_max_files_per_job,
+        Service::Imaging => shared.config.imaging_max_files_per_job,
+    };
+    if files.len() > limit {
+        return Err(format!(
+            "The input {input_uri} holds {} files, more than the {limit} files one import job accepts",
+            files.len()
+        ));
+    }
+    let judgement: Judgement = match job.service {
+        Service::HealthLake => output::judge_ndjson(&shared.s3, &files).await,
+        Service::Imaging => output::judge_dicom(&shared.s3, &files).await,
+    };
+    if let Some(record) = shared.state.lock().job_mut(job.service, &job.id) {
+        record.counts = Some(judgement.counts.clone());
+    }
+    tokio::time::sleep_until(run_ends).await;
+
+    let output_uri = &job.request.output_s3_uri;
+    let layout = OutputLayout::new(job).ok_or_else(|| format!("Invalid output {output_uri}"))?;
+    let write_failed =
+        |err: output::S3Failure| format!("Unable to write the output to {output_uri}: {err}");
+    layout
+        .write_details(&shared.s3, &judgement)
+        .await
+        .map_err(write_failed)?;
+    let manifest = layout.manifest_document(job, &judgement);
+    if timings.manifest_delay.is_zero() {
+        layout
+            .write_manifest(&shared.s3, &manifest)
+            .await
+            .map_err(write_failed)?;
+        Ok(Finished {
+            counts: judgement.counts,
+            late_manifest: None,
+        })
+    } else {
+        Ok(Finished {
+            counts: judgement.counts,
+            late_manifest: Some((layout, manifest)),
+        })
+    }
+}

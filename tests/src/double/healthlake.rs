@@ -1,0 +1,420 @@
+//! HealthLake over awsJson1.0: `POST /` with `X-Amz-Target: HealthLake.<Operation>`, JSON in and
+//! out, errors as `{"__type": ..., "message": ...}`. Member names follow the SDK's
+//! `protocol_serde` (PascalCase); timestamps are epoch seconds as JSON numbers.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+use super::engine::spawn_job;
+use super::output::megabytes;
+use super::state::{Datastore, ImportJob, JobRequest, Operation, Service, Started};
+use super::validate::{self, required, ApiError};
+use super::{epoch_seconds, Shared};
+
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+const TARGET_PREFIX: &str = "HealthLake.";
+
+pub(crate) async fn dispatch(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let Some(operation) = target
+        .strip_prefix(TARGET_PREFIX)
+        .and_then(Operation::from_healthlake_name)
+    else {
+        return error_response(&ApiError::UnknownOperation(format!(
+            "Unknown operation {target:?}"
+        )));
+    };
+    match handle(&shared, operation, &body) {
+        Ok(value) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, CONTENT_TYPE)],
+            value.to_string(),
+        )
+            .into_response(),
+        Err(error) => {
+            shared.state.lock().record_error(&error);
+            error_response(&error)
+        }
+    }
+}
+
+/// The awsJson1.0 error shape.
+pub(crate) fn error_response(error: &ApiError) -> Response {
+    let body = json!({"__type": error.type_name(), "message": error.to_string()});
+    (
+        error.healthlake_status(),
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn handle(shared: &Arc<Shared>, operation: Operation, body: &[u8]) -> Result<Value, ApiError> {
+    shared.state.lock().admit(operation)?;
+    match operation {
+        Operation::StartFhirImportJob => start_import_job(shared, parse(body)?),
+        Operation::DescribeFhirImportJob => describe_import_job(shared, parse(body)?),
+        Operation::ListFhirImportJobs => list_import_jobs(shared, parse(body)?),
+        Operation::CreateFhirDatastore => create_datastore(shared, parse(body)?),
+        Operation::DescribeFhirDatastore => describe_datastore(shared, parse(body)?),
+        _ => Err(ApiError::UnknownOperation(format!(
+            "{} is not a HealthLake operation",
+            operation.wire_name()
+        ))),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // The SDK sends `{}` for an input without members; tolerate a bare empty body too.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::Serialization(format!("Cannot read the request body: {err}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartImportJobInput {
+    job_name: Option<String>,
+    input_data_config: Option<InputDataConfig>,
+    job_output_data_config: Option<OutputDataConfig>,
+    datastore_id: Option<String>,
+    data_access_role_arn: Option<String>,
+    client_token: Option<String>,
+    validation_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InputDataConfig {
+    s3_uri: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OutputDataConfig {
+    s3_configuration: Option<S3Configuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3Configuration {
+    s3_uri: Option<String>,
+    kms_key_id: Option<String>,
+}
+
+fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<Value, ApiError> {
+    let input_s3_uri = required(
+        required(input.input_data_config, "InputDataConfig")?.s3_uri,
+        "InputDataConfig.S3Uri",
+    )?;
+    let s3_configuration = required(
+        required(input.job_output_data_config, "JobOutputDataConfig")?.s3_configuration,
+        "JobOutputDataConfig.S3Configuration",
+    )?;
+    let output_s3_uri = required(
+        s3_configuration.s3_uri,
+        "JobOutputDataConfig.S3Configuration.S3Uri",
+    )?;
+    let kms_key_id = required(
+        s3_configuration.kms_key_id,
+        "JobOutputDataConfig.S3Configuration.KmsKeyId",
+    )?;
+    let datastore_id = required(input.datastore_id, "DatastoreId")?;
+    let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    validate::s3_uri("InputDataConfig.S3Uri", &input_s3_uri)?;
+    validate::s3_uri("JobOutputDataConfig.S3Configuration.S3Uri", &output_s3_uri)?;
+    validate::role_arn("DataAccessRoleArn", &role_arn)?;
+    if let Some(token) = &input.client_token {
+        validate::healthlake_client_token("ClientToken", token)?;
+    }
+    if let Some(name) = &input.job_name {
+        validate::name("JobName", name)?;
+    }
+    if let Some(level) = &input.validation_level {
+        if !matches!(level.as_str(), "strict" | "structure-only" | "minimal") {
+            return Err(ApiError::Validation(format!(
+                "1 validation error detected: Value '{level}' at 'ValidationLevel' failed to satisfy constraint: Member must satisfy enum value set: [strict, structure-only, minimal]"
+            )));
+        }
+    }
+    let request = JobRequest {
+        datastore_id: datastore_id.clone(),
+        name: input.job_name,
+        role_arn,
+        input_s3_uri,
+        output_s3_uri,
+        kms_key_id: Some(kms_key_id),
+        validation_level: input.validation_level,
+        client_token: input.client_token,
+    };
+    let mut state = shared.state.lock();
+    let started = state.start_fhir_job(request)?;
+    let job_id = started.job_id().to_owned();
+    let status = state
+        .job(Service::HealthLake, &datastore_id, &job_id)?
+        .status(&shared.config.healthlake);
+    drop(state);
+    match &started {
+        Started::Created { run_now, .. } => {
+            info!(
+                job_id,
+                datastore_id,
+                queued = !run_now,
+                "FHIR import job created"
+            );
+            if *run_now {
+                spawn_job(Arc::clone(shared), Service::HealthLake, job_id.clone());
+            }
+        }
+        Started::Replayed { .. } => info!(job_id, datastore_id, "FHIR import job start replayed"),
+    }
+    Ok(json!({"JobId": job_id, "JobStatus": status, "DatastoreId": datastore_id}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeImportJobInput {
+    datastore_id: Option<String>,
+    job_id: Option<String>,
+}
+
+fn describe_import_job(shared: &Shared, input: DescribeImportJobInput) -> Result<Value, ApiError> {
+    let datastore_id = required(input.datastore_id, "DatastoreId")?;
+    let job_id = required(input.job_id, "JobId")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    validate::healthlake_id("JobId", &job_id)?;
+    let state = shared.state.lock();
+    let job = state.job(Service::HealthLake, &datastore_id, &job_id)?;
+    Ok(json!({"ImportJobProperties": job_properties(shared, job)}))
+}
+
+fn job_properties(shared: &Shared, job: &ImportJob) -> Value {
+    let timings = &shared.config.healthlake;
+    let mut properties = Map::new();
+    let mut put = |key: &str, value: Value| {
+        properties.insert(key.to_owned(), value);
+    };
+    put("JobId", json!(job.id));
+    put("JobStatus", json!(job.status(timings)));
+    put("SubmitTime", json!(epoch_seconds(job.submitted_at)));
+    put("DatastoreId", json!(job.request.datastore_id));
+    put(
+        "InputDataConfig",
+        json!({"S3Uri": job.request.input_s3_uri}),
+    );
+    put(
+        "JobOutputDataConfig",
+        json!({"S3Configuration": {
+            "S3Uri": job.request.output_s3_uri,
+            "KmsKeyId": job.request.kms_key_id,
+        }}),
+    );
+    put("DataAccessRoleArn", json!(job.request.role_arn));
+    if let Some(name) = &job.request.name {
+        put("JobName", json!(name));
+    }
+    if let Some(level) = &job.request.validation_level {
+        put("ValidationLevel", json!(level));
+    }
+    if let Some(ended_at) = job.ended_at() {
+        put("EndTime", json!(epoch_seconds(ended_at)));
+    }
+    if let Some(message) = job.message() {
+        put("Message", json!(message));
+    }
+    if let Some(counts) = job.progress(timings) {
+        let elapsed = job.submitted_instant.elapsed().as_secs_f64().max(0.001);
+        #[allow(clippy::cast_precision_loss)]
+        let throughput = counts.resources_imported as f64 / elapsed;
+        put(
+            "JobProgressReport",
+            json!({
+                "TotalNumberOfScannedFiles": counts.scanned_files,
+                "TotalSizeOfScannedFilesInMB": megabytes(counts.scanned_bytes),
+                "TotalNumberOfImportedFiles": counts.imported_files,
+                "TotalNumberOfResourcesScanned": counts.resources_scanned,
+                "TotalNumberOfResourcesImported": counts.resources_imported,
+                "TotalNumberOfResourcesWithCustomerError": counts.resources_with_customer_error,
+                "TotalNumberOfFilesReadWithCustomerError": counts.files_with_customer_error,
+                "Throughput": throughput,
+            }),
+        );
+    }
+    Value::Object(properties)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListImportJobsInput {
+    datastore_id: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    job_name: Option<String>,
+    job_status: Option<String>,
+    submitted_before: Option<f64>,
+    submitted_after: Option<f64>,
+}
+
+fn list_import_jobs(shared: &Shared, input: ListImportJobsInput) -> Result<Value, ApiError> {
+    let datastore_id = required(input.datastore_id, "DatastoreId")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    let page_size = page_size(input.max_results, 500, "MaxResults")?;
+    let start = page_start(input.next_token.as_deref())?;
+    let timings = &shared.config.healthlake;
+    let state = shared.state.lock();
+    state.datastore(Service::HealthLake, &datastore_id)?;
+    let matching: Vec<&ImportJob> = state
+        .jobs_of(Service::HealthLake, &datastore_id)
+        .into_iter()
+        .filter(|job| {
+            input
+                .job_status
+                .as_deref()
+                .is_none_or(|status| job.status(timings) == status)
+        })
+        .filter(|job| {
+            input
+                .job_name
+                .as_deref()
+                .is_none_or(|name| job.request.name.as_deref() == Some(name))
+        })
+        .filter(|job| {
+            let submitted = epoch_seconds(job.submitted_at);
+            input
+                .submitted_before
+                .is_none_or(|before| submitted < before)
+                && input.submitted_after.is_none_or(|after| submitted > after)
+        })
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|job| job_properties(shared, job))
+        .collect();
+    let mut output = json!({"ImportJobPropertiesList": page});
+    if start + page_size < matching.len() {
+        output["NextToken"] = json!((start + page_size).to_string());
+    }
+    Ok(output)
+}
+
+/// MaxResults within the model's bounds.
+pub(crate) fn page_size(
+    max_results: Option<i64>,
+    limit: usize,
+    member: &str,
+) -> Result<usize, ApiError> {
+    match max_results {
+        None => Ok(limit),
+        Some(value) => usize::try_from(value)
+            .ok()
+            .filter(|size| (1..=limit).contains(size))
+            .ok_or_else(|| {
+                ApiError::Validation(format!(
+                    "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must be between 1 and {limit}"
+                ))
+            }),
+    }
+}
+
+/// This double's NextToken is the index of the first job of the page.
+pub(crate) fn page_start(next_token: Option<&str>) -> Result<usize, ApiError> {
+    next_token.map_or(Ok(0), |token| {
+        token
+            .parse()
+            .map_err(|_| ApiError::Validation(format!("Invalid pagination token {token:?}")))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateDatastoreInput {
+    datastore_name: Option<String>,
+    datastore_type_version: Option<String>,
+    client_token: Option<String>,
+}
+
+fn create_datastore(shared: &Shared, input: CreateDatastoreInput) -> Result<Value, ApiError> {
+    let version = required(input.datastore_type_version, "DatastoreTypeVersion")?;
+    if version != "R4" {
+        return Err(ApiError::Validation(format!(
+            "1 validation error detected: Value '{version}' at 'DatastoreTypeVersion' failed to satisfy constraint: Member must satisfy enum value set: [R4]"
+        )));
+    }
+    if let Some(name) = &input.datastore_name {
+        validate::name("DatastoreName", name)?;
+    }
+    if let Some(token) = &input.client_token {
+        validate::healthlake_client_token("ClientToken", token)?;
+    }
+    let datastore = shared.state.lock().create_datastore(
+        Service::HealthLake,
+        input.datastore_name,
+        input.client_token,
+    );
+    info!(datastore_id = datastore.id, "FHIR datastore created");
+    Ok(json!({
+        "DatastoreId": datastore.id,
+        "DatastoreArn": datastore_arn(shared, &datastore),
+        "DatastoreStatus": "ACTIVE",
+        "DatastoreEndpoint": datastore_endpoint(shared, &datastore),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeDatastoreInput {
+    datastore_id: Option<String>,
+}
+
+fn describe_datastore(shared: &Shared, input: DescribeDatastoreInput) -> Result<Value, ApiError> {
+    let datastore_id = required(input.datastore_id, "DatastoreId")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    let state = shared.state.lock();
+    let datastore = state.datastore(Service::HealthLake, &datastore_id)?;
+    let mut properties = json!({
+        "DatastoreId": datastore.id,
+        "DatastoreArn": datastore_arn(shared, datastore),
+        "DatastoreStatus": "ACTIVE",
+        "CreatedAt": epoch_seconds(datastore.created_at),
+        "DatastoreTypeVersion": "R4",
+        "DatastoreEndpoint": datastore_endpoint(shared, datastore),
+    });
+    if let Some(name) = &datastore.name {
+        properties["DatastoreName"] = json!(name);
+    }
+    Ok(json!({"DatastoreProperties": properties}))
+}
+
+fn datastore_arn(shared: &Shared, datastore: &Datastore) -> String {
+    format!(
+        "arn:aws:healthlake:{}:{}:datastore/fhir/{}",
+        shared.config.region, shared.config.account_id, datastore.id
+    )
+}
+
+/// The double does not serve FHIR; the endpoint only has the documented shape.
+fn datastore_endpoint(shared: &Shared, datastore: &Datastore) -> String {
+    format!("{}/datastore/{}/r4/", shared.endpoint_url, datastore.id)
+}

@@ -1,0 +1,304 @@
+//! A HealthLake + HealthImaging service double over HTTP, for tests that use the unmodified
+//! `aws-sdk-healthlake` and `aws-sdk-medicalimaging` clients (AWS is never reachable here and no
+//! public emulator offers these services).
+//!
+//! One server on one port serves both protocols; point the SDKs at [`ServiceDouble::endpoint_url`]
+//! (`.endpoint_url(..)` on the client config, or `AWS_ENDPOINT_URL_HEALTHLAKE` /
+//! `AWS_ENDPOINT_URL_MEDICAL_IMAGING`). Requests are not authenticated.
+//!
+//! # Operations
+//! - HealthLake (awsJson1.0, `POST /`, `X-Amz-Target: HealthLake.<Op>`): StartFHIRImportJob,
+//!   DescribeFHIRImportJob, ListFHIRImportJobs, CreateFHIRDatastore, DescribeFHIRDatastore.
+//!   Errors: `{"__type", "message"}`, HTTP 400 (500 for InternalServerException).
+//! - HealthImaging (restJson1): `POST /startDICOMImportJob/datastore/{id}`,
+//!   `GET /getDICOMImportJob/datastore/{id}/job/{jobId}`, `GET /listDICOMImportJobs/datastore/{id}`,
+//!   `POST /datastore`, `GET /datastore/{id}`. Errors: `x-amzn-ErrorType` header and
+//!   `{"message"}`; Validation 400, ResourceNotFound 404, Conflict 409, Throttling 429,
+//!   ServiceQuotaExceeded 402, InternalServer 500.
+//! - Anything else: UnknownOperationException (HealthLake shape when an `X-Amz-Target` header is
+//!   present, HealthImaging shape otherwise).
+//!
+//! # Behaviour
+//! - Data stores are ACTIVE as soon as they are created; the same ClientToken creates nothing
+//!   new and returns the first data store. Ids (data stores, jobs, image sets) are 32 lowercase
+//!   hex characters. [`DoubleConfig`] can pre-seed data stores with fixed ids.
+//! - Jobs: SUBMITTED for `submit_delay`, then IN_PROGRESS for `run_duration`, then terminal.
+//!   HealthLake runs one job per data store and queues the rest FIFO (QUEUED once their submit
+//!   delay has passed); a running job's DescribeFHIRImportJob carries a `JobProgressReport` whose
+//!   counters grow with the elapsed share of the run.
+//! - The input is read from S3 (the `aws_sdk_s3::Client` given to [`ServiceDouble::start`]) when
+//!   the job turns IN_PROGRESS: every object under the prefix except keys ending in `/`
+//!   (HealthLake: an input naming one object exactly imports that object alone). A DICOM file
+//!   without `DICM` at byte 128 fails with exceptionType `InvalidDicomFile`; an NDJSON line that
+//!   is not a JSON object with a string `resourceType` fails that resource only. HealthImaging
+//!   ends COMPLETED even with per-file failures (the manifest is the truth); HealthLake ends
+//!   COMPLETED_WITH_ERRORS when anything failed. A job ends FAILED with a `Message` when the input
+//!   holds no files (`No files found under s3://…`), has more files than a job may
+//!   (5,000 / 10,000), cannot be listed or its output cannot be written (the S3 error), or by
+//!   `job_failure_share`. FAILED jobs write no output.
+//! - StartDICOMImportJob: token bucket (1/s, burst 2 by default) → ThrottlingException 429;
+//!   more than `imaging_max_running_jobs_per_datastore` unfinished jobs →
+//!   ServiceQuotaExceededException 402. A refused start creates no job. Order of checks:
+//!   fault injection, validation, data store, throttle, ClientToken replay, quota.
+//! - Idempotency: per data store, a ClientToken seen before returns the same job with its
+//!   current status. The same token with another input or output is refused
+//!   (HealthImaging ConflictException, HealthLake ValidationException).
+//! - Fault injection ([`Faults`]): shares of calls answered ThrottlingException or
+//!   InternalServerException, on all operations or on the starts only, from an RNG seeded by
+//!   `DoubleConfig::rng_seed`.
+//!
+//! # Output layout
+//! HealthImaging, under `<outputS3Uri>/<datastoreId>-DicomImport-<jobId>/`:
+//! `job-output-manifest.json` = `{"jobSummary": {jobId, datastoreId, successOutputS3Uri,
+//! failureOutputS3Uri, warningsOutputS3Uri, numberOfScannedFiles, numberOfImportedFiles,
+//! numberOfFilesWithCustomerError, numberOfFilesWithServerError, numberOfGeneratedImageSets,
+//! imageSetsSummary: [{imageSetId, imageSetVersion, isPrimary, numberOfMatchedSOPInstances}]}}`,
+//! `SUCCESS/success.ndjson` (`{inputFile, importResponse{imageSetId, isPrimary}}`),
+//! `FAILURE/failure.ndjson` (`{inputFile, exception{exceptionType, message}}`) and
+//! `WARNING/warning.ndjson` (empty). The jobSummary members and the line shapes are the ones
+//! the HealthImaging developer guide ("Understanding import jobs") names; the members of an
+//! `imageSetsSummary` element are not spelled out there and follow the project's fixture
+//! `tests/fixtures/manifests/imaging-job-output-manifest.json`. All imported files of a job go
+//! to one primary image set.
+//!
+//! HealthLake, under `<S3Uri>/<datastoreId>-FHIR_IMPORT-<jobId>/`: `manifest.json` =
+//! `{inputDataConfig{s3Uri}, outputDataConfig{s3Uri, encryptionKeyID}, successOutput
+//! {successOutputS3Uri}, failureOutput{failureOutputS3Uri}, numberOfScannedFiles,
+//! numberOfFilesImported, sizeOfScannedFilesInMB, sizeOfDataImportedSuccessfullyInMB,
+//! numberOfResourcesScanned, numberOfResourcesImportedSuccessfully,
+//! numberOfResourcesWithCustomerError, numberOfResourcesWithServerError}`: the names of the
+//! example in the HealthLake developer guide ("Manifest JSON file", import-job-manifest.html),
+//! where `outputDataConfig.s3Uri` is the job's own folder. The guide does not document the files
+//! in `SUCCESS/` and `FAILURE/`; this double writes `SUCCESS/success.ndjson`
+//! (`{fileName, lineNumber, resourceType, id}`) and `FAILURE/failure.ndjson`
+//! (`{fileName, lineNumber, statusCode, errorMessage}`; `lineNumber` is absent when the whole
+//! file could not be read): consumers should list
+//! the folders rather than assume the names. `numberOfFilesImported` counts files with at least
+//! one imported resource.
+//!
+//! With `manifest_delay` zero the manifest is written before the status turns terminal;
+//! otherwise that long after.
+//!
+//! # Admin endpoints (for the standalone binary)
+//! - `GET /_double/health` → `ok`.
+//! - `GET /_double/stats` → [`DoubleStats`] as JSON.
+//! - `GET /_double/faults` → the current [`Faults`]; `POST /_double/faults` with a [`Faults`]
+//!   JSON body (`{"throttle_share": 0.3, "internal_error_share": 0.0, "job_failure_share": 0.0,
+//!   "scope": "all_operations" | "start_only"}`, missing members = 0 / all operations) replaces
+//!   them: 204, or 400 with a reason.
+
+mod config;
+mod engine;
+mod healthlake;
+mod imaging;
+mod output;
+mod state;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use config::{
+    ConfigError, DoubleConfig, FaultScope, Faults, JobTimings, DEFAULT_BINARY_PORT, ENV_VARIABLES,
+};
+pub use state::DoubleStats;
+
+use state::{Locked, Service};
+use validate::ApiError;
+
+/// What every handler and job task shares.
+pub(crate) struct Shared {
+    pub(crate) config: DoubleConfig,
+    pub(crate) s3: aws_sdk_s3::Client,
+    /// `http://127.0.0.1:PORT`, for the HealthLake data store endpoints.
+    pub(crate) endpoint_url: String,
+    pub(crate) state: Locked,
+}
+
+impl DoubleConfig {
+    pub(crate) fn timings(&self, service: Service) -> &JobTimings {
+        match service {
+            Service::HealthLake => &self.healthlake,
+            Service::Imaging => &self.imaging,
+        }
+    }
+}
+
+/// Epoch seconds with millisecond precision: both protocols' timestamp format.
+pub(crate) fn epoch_seconds(time: SystemTime) -> f64 {
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis())
+        .unwrap_or_default();
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = millis as f64 / 1000.0;
+    seconds
+}
+
+/// The running double. Dropping it stops the server (job tasks end on their own).
+pub struct ServiceDouble {
+    shared: Arc<Shared>,
+    address: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl ServiceDouble {
+    /// Binds `127.0.0.1:<config.port>` (0 = any free port) and serves until dropped or
+    /// [`ServiceDouble::shutdown`]. Fails on an invalid configuration or a port in use.
+    pub async fn start(config: DoubleConfig, s3: aws_sdk_s3::Client) -> std::io::Result<Self> {
+        config
+            .validate()
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let address = listener.local_addr()?;
+        let endpoint_url = format!("http://{address}");
+        let shared = Arc::new(Shared {
+            state: Locked::new(state::State::new(&config)),
+            config,
+            s3,
+            endpoint_url,
+        });
+        let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let app = router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let serving = axum::serve(listener, app).with_graceful_shutdown(async {
+                // A dropped sender means the double is gone: stop as well.
+                let _ = shutdown_signal.await;
+            });
+            if let Err(err) = serving.await {
+                warn!(error = %err, "service double server stopped with an error");
+            }
+        });
+        info!(%address, "service double started");
+        Ok(Self {
+            shared,
+            address,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A snapshot of what the double has seen and decided.
+    pub fn stats(&self) -> DoubleStats {
+        self.shared.state.lock().stats.clone()
+    }
+
+    /// Replaces fault injection from the next call on. Shares outside `0.0..=1.0` are clamped.
+    pub fn set_faults(&self, faults: Faults) {
+        let clamp = |share: f64| {
+            if share.is_nan() {
+                0.0
+            } else {
+                share.clamp(0.0, 1.0)
+            }
+        };
+        let faults = Faults {
+            throttle_share: clamp(faults.throttle_share),
+            internal_error_share: clamp(faults.internal_error_share),
+            job_failure_share: clamp(faults.job_failure_share),
+            scope: faults.scope,
+        };
+        self.shared.state.lock().set_faults(faults);
+    }
+
+    /// Stops accepting connections and waits for the server to finish the requests in flight.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            if let Err(err) = server.await {
+                warn!(error = %err, "service double server task failed");
+            }
+        }
+    }
+}
+
+impl Drop for ServiceDouble {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", post(healthlake::dispatch))
+        .route(
+            "/startDICOMImportJob/datastore/{datastore_id}",
+            post(imaging::start_import_job),
+        )
+        .route(
+            "/getDICOMImportJob/datastore/{datastore_id}/job/{job_id}",
+            get(imaging::get_import_job),
+        )
+        .route(
+            "/listDICOMImportJobs/datastore/{datastore_id}",
+            get(imaging::list_import_jobs),
+        )
+        .route("/datastore", post(imaging::create_datastore))
+        .route("/datastore/{datastore_id}", get(imaging::get_datastore))
+        .route("/_double/health", get(|| async { "ok" }))
+        .route("/_double/stats", get(admin_stats))
+        .route(
+            "/_double/faults",
+            get(admin_get_faults).post(admin_set_faults),
+        )
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
+        .with_state(shared)
+}
+
+async fn unknown_operation(headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let error = ApiError::UnknownOperation(format!("No operation at {}", uri.path()));
+    if headers.contains_key("x-amz-target") {
+        healthlake::error_response(&error)
+    } else {
+        imaging::error_response(&error)
+    }
+}
+
+async fn admin_stats(State(shared): State<Arc<Shared>>) -> Json<DoubleStats> {
+    Json(shared.state.lock().stats.clone())
+}
+
+async fn admin_get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
+    Json(shared.state.lock().faults.clone())
+}
+
+async fn admin_set_faults(
+    State(shared): State<Arc<Shared>>,
+    faults: Result<Json<Faults>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let faults = match faults {
+        Ok(Json(faults)) => faults,
+        Err(rejection) => return (StatusCode::BAD_REQUEST, rejection.body_text()).into_response(),
+    };
+    if let Err(err) = faults.validate() {
+        return (StatusCode::BAD_REQUEST, err.to_string()).into_response();
+    }
+    info!(?faults, "fault injection changed");
+    shared.state.lock().set_faults(faults);
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,722 @@
+//! The double's memory: data stores, jobs, client tokens, the start throttle, fault injection
+//! and the statistics tests assert on. One mutex guards it all; it is never held across an
+//! `.await`, so every decision (throttle, idempotency, quota, queueing) is atomic.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::config::{DoubleConfig, FaultScope, Faults, JobTimings};
+use super::output::JobCounts;
+use super::validate::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    HealthLake,
+    Imaging,
+}
+
+/// The operations the double serves, by wire name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    StartFhirImportJob,
+    DescribeFhirImportJob,
+    ListFhirImportJobs,
+    CreateFhirDatastore,
+    DescribeFhirDatastore,
+    StartDicomImportJob,
+    GetDicomImportJob,
+    ListDicomImportJobs,
+    CreateDatastore,
+    GetDatastore,
+}
+
+impl Operation {
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::StartFhirImportJob => "StartFHIRImportJob",
+            Self::DescribeFhirImportJob => "DescribeFHIRImportJob",
+            Self::ListFhirImportJobs => "ListFHIRImportJobs",
+            Self::CreateFhirDatastore => "CreateFHIRDatastore",
+            Self::DescribeFhirDatastore => "DescribeFHIRDatastore",
+            Self::StartDicomImportJob => "StartDICOMImportJob",
+            Self::GetDicomImportJob => "GetDICOMImportJob",
+            Self::ListDicomImportJobs => "ListDICOMImportJobs",
+            Self::CreateDatastore => "CreateDatastore",
+            Self::GetDatastore => "GetDatastore",
+        }
+    }
+
+    /// The HealthLake operation an `X-Amz-Target: HealthLake.<name>` header names.
+    pub fn from_healthlake_name(name: &str) -> Option<Self> {
+        [
+            Self::StartFhirImportJob,
+            Self::DescribeFhirImportJob,
+            Self::ListFhirImportJobs,
+            Self::CreateFhirDatastore,
+            Self::DescribeFhirDatastore,
+        ]
+        .into_iter()
+        .find(|op| op.wire_name() == name)
+    }
+
+    fn is_start(self) -> bool {
+        matches!(self, Self::StartFhirImportJob | Self::StartDicomImportJob)
+    }
+}
+
+/// What the double has seen and decided, for tests and `GET /_double/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DoubleStats {
+    /// Calls received, by operation wire name (faulted ones included).
+    pub calls_by_operation: BTreeMap<String, u64>,
+    /// Start calls that passed validation and named an existing data store.
+    pub fhir_start_calls: u64,
+    pub imaging_start_calls: u64,
+    pub fhir_jobs_created: u64,
+    pub imaging_jobs_created: u64,
+    pub datastores_created: u64,
+    /// Every ThrottlingException answered: injected ones and the start rate limit's.
+    pub throttled_answers: u64,
+    /// StartDICOMImportJob calls refused by the token bucket.
+    pub rate_limited_starts: u64,
+    pub internal_error_answers: u64,
+    /// StartDICOMImportJob calls refused by the running-jobs quota.
+    pub quota_refusals: u64,
+    pub validation_errors: u64,
+    pub not_found_errors: u64,
+    /// Starts answered with the job an earlier call with the same ClientToken created.
+    pub idempotent_replays: u64,
+    /// Start calls per `<datastoreId>/<clientToken>` that passed validation and named an
+    /// existing data store (throttled ones included).
+    pub start_calls_by_client_token: BTreeMap<String, u64>,
+    /// Jobs failed on purpose by `job_failure_share`.
+    pub injected_job_failures: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    Completed,
+    /// HealthLake only: some resources failed.
+    CompletedWithErrors,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobPhase {
+    Submitted,
+    InProgress {
+        started: Instant,
+    },
+    Ended {
+        outcome: Terminal,
+        ended_at: SystemTime,
+        message: Option<String>,
+    },
+}
+
+/// What a start request asks for, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRequest {
+    pub datastore_id: String,
+    pub name: Option<String>,
+    pub role_arn: String,
+    pub input_s3_uri: String,
+    pub output_s3_uri: String,
+    /// HealthLake's output KmsKeyId.
+    pub kms_key_id: Option<String>,
+    pub validation_level: Option<String>,
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportJob {
+    pub service: Service,
+    pub id: String,
+    pub request: JobRequest,
+    pub submitted_at: SystemTime,
+    pub submitted_instant: Instant,
+    /// HealthLake: waiting behind another job of the same data store.
+    pub waiting_in_queue: bool,
+    pub phase: JobPhase,
+    /// Known once the input has been read.
+    pub counts: Option<JobCounts>,
+    /// Decided when the job starts running, from `job_failure_share`.
+    pub injected_failure: bool,
+}
+
+impl ImportJob {
+    /// The wire status now. QUEUED is derived rather than stored: a waiting HealthLake job turns
+    /// QUEUED once its submit delay has passed, and leaves the queue straight to IN_PROGRESS.
+    pub fn status(&self, timings: &JobTimings) -> &'static str {
+        match &self.phase {
+            JobPhase::Submitted
+                if self.waiting_in_queue
+                    && self.submitted_instant.elapsed() >= timings.submit_delay =>
+            {
+                "QUEUED"
+            }
+            JobPhase::Submitted => "SUBMITTED",
+            JobPhase::InProgress { .. } => "IN_PROGRESS",
+            JobPhase::Ended { outcome, .. } => match outcome {
+                Terminal::Completed => "COMPLETED",
+                Terminal::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+                Terminal::Failed => "FAILED",
+            },
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !matches!(self.phase, JobPhase::Ended { .. })
+    }
+
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        match &self.phase {
+            JobPhase::Ended { ended_at, .. } => Some(*ended_at),
+            _ => None,
+        }
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        match &self.phase {
+            JobPhase::Ended { message, .. } => message.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Counters as a progress report shows them: growing with the time spent IN_PROGRESS.
+    pub fn progress(&self, timings: &JobTimings) -> Option<JobCounts> {
+        match &self.phase {
+            JobPhase::Submitted => None,
+            JobPhase::InProgress { started } => {
+                let fraction = if timings.run_duration.is_zero() {
+                    1.0
+                } else {
+                    (started.elapsed().as_secs_f64() / timings.run_duration.as_secs_f64()).min(1.0)
+                };
+                Some(
+                    self.counts
+                        .as_ref()
+                        .map(|counts| counts.scaled(fraction))
+                        .unwrap_or_default(),
+                )
+            }
+            JobPhase::Ended { .. } => self.counts.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Datastore {
+    pub id: String,
+    pub name: Option<String>,
+    pub created_at: SystemTime,
+    /// HealthLake: the one job running (or about to), then the FIFO queue behind it.
+    pub active_job: Option<String>,
+    pub waiting_jobs: VecDeque<String>,
+}
+
+/// StartDICOMImportJob's documented throttle: a token bucket.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate_per_second: f64,
+    capacity: f64,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate_per_second: f64, burst: u32) -> Self {
+        Self {
+            rate_per_second,
+            capacity: f64::from(burst),
+            tokens: f64::from(burst),
+            refilled_at: Instant::now(),
+        }
+    }
+
+    pub fn try_take(&mut self) -> bool {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled_at).as_secs_f64() * self.rate_per_second;
+        self.tokens = (self.tokens + earned).min(self.capacity);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Whether a start created a job (which then needs a runner) or replayed an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    Created { job_id: String, run_now: bool },
+    Replayed { job_id: String },
+}
+
+impl Started {
+    pub fn job_id(&self) -> &str {
+        match self {
+            Self::Created { job_id, .. } | Self::Replayed { job_id } => job_id,
+        }
+    }
+}
+
+pub struct State {
+    pub datastores: HashMap<(Service, String), Datastore>,
+    datastore_tokens: HashMap<(Service, String), String>,
+    pub jobs: HashMap<(Service, String), ImportJob>,
+    /// (service, datastore id, client token) → job id.
+    job_tokens: HashMap<(Service, String, String), String>,
+    start_bucket: TokenBucket,
+    pub faults: Faults,
+    fault_rng: fastrand::Rng,
+    pub stats: DoubleStats,
+    imaging_max_running_jobs: usize,
+}
+
+/// A fresh id: 32 lowercase hex characters, which fits every id pattern of both services.
+pub fn new_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+impl State {
+    pub fn new(config: &DoubleConfig) -> Self {
+        let mut state = Self {
+            datastores: HashMap::new(),
+            datastore_tokens: HashMap::new(),
+            jobs: HashMap::new(),
+            job_tokens: HashMap::new(),
+            start_bucket: TokenBucket::new(
+                config.imaging_start_rate_per_second,
+                config.imaging_start_burst,
+            ),
+            faults: config.faults.clone(),
+            fault_rng: fastrand::Rng::with_seed(config.rng_seed),
+            stats: DoubleStats::default(),
+            imaging_max_running_jobs: config.imaging_max_running_jobs_per_datastore,
+        };
+        let seeded = config
+            .fhir_datastore_ids
+            .iter()
+            .map(|id| (Service::HealthLake, id))
+            .chain(
+                config
+                    .imaging_datastore_ids
+                    .iter()
+                    .map(|id| (Service::Imaging, id)),
+            );
+        for (service, id) in seeded {
+            state.insert_datastore(service, id.clone(), None);
+        }
+        state
+    }
+
+    /// Counts the call and draws its fate from the fault-injection RNG.
+    pub fn admit(&mut self, operation: Operation) -> Result<(), ApiError> {
+        *self
+            .stats
+            .calls_by_operation
+            .entry(operation.wire_name().to_owned())
+            .or_default() += 1;
+        let in_scope = match self.faults.scope {
+            FaultScope::AllOperations => true,
+            FaultScope::StartOnly => operation.is_start(),
+        };
+        let Faults {
+            throttle_share,
+            internal_error_share,
+            ..
+        } = self.faults;
+        // No draw when no fault is configured, so enabling faults later starts from the seed.
+        if !in_scope || throttle_share + internal_error_share <= 0.0 {
+            return Ok(());
+        }
+        let draw = self.fault_rng.f64();
+        if draw < throttle_share {
+            self.stats.throttled_answers += 1;
+            Err(ApiError::Throttling("Rate exceeded".to_owned()))
+        } else if draw < throttle_share + internal_error_share {
+            self.stats.internal_error_answers += 1;
+            Err(ApiError::InternalServer(
+                "An internal error occurred (injected by the service double)".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Draws whether a job that starts running fails on purpose.
+    pub fn roll_job_failure(&mut self) -> bool {
+        let share = self.faults.job_failure_share;
+        share > 0.0 && self.fault_rng.f64() < share
+    }
+
+    /// Keeps the statistics of error answers in one place.
+    pub fn record_error(&mut self, error: &ApiError) {
+        if error.is_validation() {
+            self.stats.validation_errors += 1;
+        } else if matches!(error, ApiError::ResourceNotFound(_)) {
+            self.stats.not_found_errors += 1;
+        }
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    fn insert_datastore(
+        &mut self,
+        service: Service,
+        id: String,
+        name: Option<String>,
+    ) -> &Datastore {
+        let datastore = Datastore {
+            id: id.clone(),
+            name,
+            created_at: SystemTime::now(),
+            active_job: None,
+            waiting_jobs: VecDeque::new(),
+        };
+        self.datastores
+            .entry((service, id))
+            .insert_entry(datastore)
+            .into_mut()
+    }
+
+    /// Creates a data store (ACTIVE at once), or returns the one this ClientToken created.
+    pub fn create_datastore(
+        &mut self,
+        service: Service,
+        name: Option<String>,
+        client_token: Option<String>,
+    ) -> Datastore {
+        if let Some(token) = &client_token {
+            let existing = self
+                .datastore_tokens
+                .get(&(service, token.clone()))
+                .and_then(|id| self.datastores.get(&(service, id.clone())));
+            if let Some(datastore) = existing {
+                return datastore.clone();
+            }
+        }
+        let id = new_id();
+        if let Some(token) = &client_token {
+            self.datastore_tokens
+                .insert((service, token.clone()), id.clone());
+        }
+        self.stats.datastores_created += 1;
+        self.insert_datastore(service, id, name).clone()
+    }
+
+    pub fn datastore(&self, service: Service, id: &str) -> Result<&Datastore, ApiError> {
+        self.datastores
+            .get(&(service, id.to_owned()))
+            .ok_or_else(|| ApiError::ResourceNotFound(format!("Datastore {id} does not exist")))
+    }
+
+    pub fn job(
+        &self,
+        service: Service,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> Result<&ImportJob, ApiError> {
+        self.datastore(service, datastore_id)?;
+        self.jobs
+            .get(&(service, job_id.to_owned()))
+            .filter(|job| job.request.datastore_id == datastore_id)
+            .ok_or_else(|| {
+                ApiError::ResourceNotFound(format!(
+                    "Import job {job_id} does not exist in datastore {datastore_id}"
+                ))
+            })
+    }
+
+    /// The jobs of a data store in submission order.
+    pub fn jobs_of(&self, service: Service, datastore_id: &str) -> Vec<&ImportJob> {
+        let mut jobs: Vec<&ImportJob> = self
+            .jobs
+            .values()
+            .filter(|job| job.service == service && job.request.datastore_id == datastore_id)
+            .collect();
+        jobs.sort_by_key(|job| job.submitted_instant);
+        jobs
+    }
+
+    /// Counts a start that named an existing data store, before throttling decides on it.
+    fn count_start(&mut self, service: Service, request: &JobRequest) {
+        match service {
+            Service::HealthLake => self.stats.fhir_start_calls += 1,
+            Service::Imaging => self.stats.imaging_start_calls += 1,
+        }
+        if let Some(token) = &request.client_token {
+            let key = format!("{}/{token}", request.datastore_id);
+            *self
+                .stats
+                .start_calls_by_client_token
+                .entry(key)
+                .or_default() += 1;
+        }
+    }
+
+    /// The earlier job started with this ClientToken on this data store, if any. The same token
+    /// with a different input or output is refused: that is a caller bug, not a retry.
+    fn replay(
+        &mut self,
+        service: Service,
+        request: &JobRequest,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(token) = &request.client_token else {
+            return Ok(None);
+        };
+        let lookup = (service, request.datastore_id.clone(), token.clone());
+        let Some(job_id) = self.job_tokens.get(&lookup).cloned() else {
+            return Ok(None);
+        };
+        let same_request = self
+            .jobs
+            .get(&(service, job_id.clone()))
+            .is_some_and(|job| {
+                job.request.input_s3_uri == request.input_s3_uri
+                    && job.request.output_s3_uri == request.output_s3_uri
+            });
+        if !same_request {
+            let message =
+                format!("ClientToken {token} was already used with a different input or output");
+            return Err(match service {
+                Service::HealthLake => ApiError::Validation(message),
+                Service::Imaging => ApiError::Conflict(message),
+            });
+        }
+        self.stats.idempotent_replays += 1;
+        Ok(Some(job_id))
+    }
+
+    fn insert_job(
+        &mut self,
+        service: Service,
+        request: JobRequest,
+        waiting_in_queue: bool,
+    ) -> String {
+        let id = new_id();
+        if let Some(token) = &request.client_token {
+            self.job_tokens.insert(
+                (service, request.datastore_id.clone(), token.clone()),
+                id.clone(),
+            );
+        }
+        let job = ImportJob {
+            service,
+            id: id.clone(),
+            request,
+            submitted_at: SystemTime::now(),
+            submitted_instant: Instant::now(),
+            waiting_in_queue,
+            phase: JobPhase::Submitted,
+            counts: None,
+            injected_failure: false,
+        };
+        self.jobs.insert((service, id.clone()), job);
+        id
+    }
+
+    /// StartFHIRImportJob: one job runs per data store, the rest wait FIFO.
+    pub fn start_fhir_job(&mut self, request: JobRequest) -> Result<Started, ApiError> {
+        self.datastore(Service::HealthLake, &request.datastore_id)?;
+        self.count_start(Service::HealthLake, &request);
+        if let Some(job_id) = self.replay(Service::HealthLake, &request)? {
+            return Ok(Started::Replayed { job_id });
+        }
+        let datastore_key = (Service::HealthLake, request.datastore_id.clone());
+        let busy = self
+            .datastores
+            .get(&datastore_key)
+            .is_some_and(|datastore| datastore.active_job.is_some());
+        let job_id = self.insert_job(Service::HealthLake, request, busy);
+        self.stats.fhir_jobs_created += 1;
+        if let Some(datastore) = self.datastores.get_mut(&datastore_key) {
+            if busy {
+                datastore.waiting_jobs.push_back(job_id.clone());
+            } else {
+                datastore.active_job = Some(job_id.clone());
+            }
+        }
+        Ok(Started::Created {
+            job_id,
+            run_now: !busy,
+        })
+    }
+
+    /// StartDICOMImportJob: throttle, then idempotency, then the running-jobs quota.
+    pub fn start_imaging_job(&mut self, request: JobRequest) -> Result<Started, ApiError> {
+        self.datastore(Service::Imaging, &request.datastore_id)?;
+        self.count_start(Service::Imaging, &request);
+        if !self.start_bucket.try_take() {
+            self.stats.throttled_answers += 1;
+            self.stats.rate_limited_starts += 1;
+            return Err(ApiError::Throttling("Rate exceeded".to_owned()));
+        }
+        if let Some(job_id) = self.replay(Service::Imaging, &request)? {
+            return Ok(Started::Replayed { job_id });
+        }
+        let running = self
+            .jobs
+            .values()
+            .filter(|job| {
+                job.service == Service::Imaging
+                    && job.request.datastore_id == request.datastore_id
+                    && job.is_running()
+            })
+            .count();
+        if running >= self.imaging_max_running_jobs {
+            self.stats.quota_refusals += 1;
+            return Err(ApiError::ServiceQuotaExceeded(format!(
+                "Datastore {} already has {running} import jobs running (quota {})",
+                request.datastore_id, self.imaging_max_running_jobs
+            )));
+        }
+        let job_id = self.insert_job(Service::Imaging, request, false);
+        self.stats.imaging_jobs_created += 1;
+        Ok(Started::Created {
+            job_id,
+            run_now: true,
+        })
+    }
+
+    pub fn job_mut(&mut self, service: Service, job_id: &str) -> Option<&mut ImportJob> {
+        self.jobs.get_mut(&(service, job_id.to_owned()))
+    }
+
+    /// Ends a job and, for HealthLake, hands its data store to the next queued job. Returns the
+    /// job that should run next.
+    pub fn end_job(
+        &mut self,
+        service: Service,
+        job_id: &str,
+        outcome: Terminal,
+        message: Option<String>,
+        submit_delay: Duration,
+    ) -> Option<String> {
+        let job = self.job_mut(service, job_id)?;
+        job.phase = JobPhase::Ended {
+            outcome,
+            ended_at: SystemTime::now(),
+            message,
+        };
+        let datastore_id = job.request.datastore_id.clone();
+        if service != Service::HealthLake {
+            return None;
+        }
+        let datastore = self.datastores.get_mut(&(service, datastore_id))?;
+        if datastore.active_job.as_deref() != Some(job_id) {
+            return None;
+        }
+        let next = datastore.waiting_jobs.pop_front();
+        datastore.active_job.clone_from(&next);
+        let next_job = self.job_mut(service, next.as_deref()?)?;
+        next_job.waiting_in_queue = false;
+        // A job that has shown QUEUED must go straight on to IN_PROGRESS, never back to SUBMITTED.
+        if next_job.submitted_instant.elapsed() >= submit_delay {
+            next_job.phase = JobPhase::InProgress {
+                started: Instant::now(),
+            };
+        }
+        next
+    }
+}
+
+/// The state behind its lock. A panic while holding it cannot leave a half-made decision that
+/// matters more than answering, so a poisoned lock is used as is.
+pub struct Locked(Mutex<State>);
+
+impl Locked {
+    pub fn new(state: State) -> Self {
+        Self(Mutex::new(state))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(datastore_id: &str, token: Option<&str>) -> JobRequest {
+        JobRequest {
+            datastore_id: datastore_id.to_owned(),
+            name: None,
+            role_arn: "arn:aws:iam::123456789012:role/import".to_owned(),
+            input_s3_uri: "s3://in/x/".to_owned(),
+            output_s3_uri: "s3://out/y/".to_owned(),
+            kms_key_id: None,
+            validation_level: None,
+            client_token: token.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn token_bucket_allows_the_burst_then_refuses() {
+        let mut bucket = TokenBucket::new(0.0, 2);
+        assert!(bucket.try_take());
+        assert!(bucket.try_take());
+        assert!(!bucket.try_take());
+    }
+
+    #[tokio::test]
+    async fn fhir_jobs_queue_behind_the_active_one_and_hand_over_in_order() {
+        let mut state = State::new(&DoubleConfig::default());
+        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let first = state.start_fhir_job(request(&datastore, None)).unwrap();
+        let second = state.start_fhir_job(request(&datastore, None)).unwrap();
+        let third = state.start_fhir_job(request(&datastore, None)).unwrap();
+        assert!(matches!(first, Started::Created { run_now: true, .. }));
+        assert!(matches!(second, Started::Created { run_now: false, .. }));
+        let next = state.end_job(
+            Service::HealthLake,
+            first.job_id(),
+            Terminal::Completed,
+            None,
+            Duration::ZERO,
+        );
+        assert_eq!(next.as_deref(), Some(second.job_id()));
+        let next = state.end_job(
+            Service::HealthLake,
+            second.job_id(),
+            Terminal::Completed,
+            None,
+            Duration::ZERO,
+        );
+        assert_eq!(next.as_deref(), Some(third.job_id()));
+    }
+
+    #[tokio::test]
+    async fn same_token_different_input_is_refused() {
+        let mut state = State::new(&DoubleConfig::default());
+        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let first = state
+            .start_fhir_job(request(&datastore, Some("t-1")))
+            .unwrap();
+        let again = state
+            .start_fhir_job(request(&datastore, Some("t-1")))
+            .unwrap();
+        assert_eq!(
+            again,
+            Started::Replayed {
+                job_id: first.job_id().to_owned()
+            }
+        );
+        let mut other = request(&datastore, Some("t-1"));
+        other.input_s3_uri = "s3://in/other/".to_owned();
+        assert!(matches!(
+            state.start_fhir_job(other),
+            Err(ApiError::Validation(_))
+        ));
+    }
+}

@@ -1,0 +1,5 @@
+//! The local AWS stack healthimport's tests run against: a HealthLake + HealthImaging service
+//! double that speaks both services' wire protocols, and helpers for moto's server.
+
+pub mod double;
+pub mod local_stack;

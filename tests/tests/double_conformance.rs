@@ -1,0 +1,1422 @@
+//! The HealthLake + HealthImaging service double against the real SDK clients over HTTP, with
+//! jobs reading and writing moto's S3 (`AWS_ENDPOINT_URL`; these tests fail without it).
+//!
+//! The clients are built with retries disabled so the tests see the double's raw answers.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::SdkConfig;
+use aws_sdk_healthlake::types::{
+    InputDataConfig, JobStatus as FhirStatus, OutputDataConfig, S3Configuration,
+};
+use aws_sdk_medicalimaging::types::JobStatus as ImagingStatus;
+use aws_sdk_s3::primitives::ByteStream;
+use healthimport_tests::double::{DoubleConfig, FaultScope, Faults, JobTimings, ServiceDouble};
+use healthimport_tests::local_stack;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinSet;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/healthimport-import";
+const KMS_KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Harness {
+    double: ServiceDouble,
+    s3: aws_sdk_s3::Client,
+    healthlake: aws_sdk_healthlake::Client,
+    imaging: aws_sdk_medicalimaging::Client,
+    bucket: String,
+}
+
+impl Harness {
+    async fn start(config: DoubleConfig) -> Self {
+        let sdk = local_stack::sdk_config().await;
+        let s3 = aws_sdk_s3::Client::new(&sdk);
+        let double = ServiceDouble::start(config, s3.clone())
+            .await
+            .expect("start the service double");
+        let bucket = local_stack::unique_name("double");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("create bucket {bucket} in moto: {err:?}"));
+        Self {
+            healthlake: healthlake_client(&sdk, &double),
+            imaging: imaging_client(&sdk, &double),
+            double,
+            s3,
+            bucket,
+        }
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        Some(object.body.collect().await.unwrap().into_bytes().to_vec())
+    }
+
+    async fn get_json(&self, key: &str) -> Value {
+        let body = self
+            .get(key)
+            .await
+            .unwrap_or_else(|| panic!("s3://{}/{key} does not exist", self.bucket));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    async fn get_lines(&self, key: &str) -> Vec<Value> {
+        let body = self
+            .get(key)
+            .await
+            .unwrap_or_else(|| panic!("s3://{}/{key} does not exist", self.bucket));
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    async fn fhir_datastore(&self) -> String {
+        self.healthlake
+            .create_fhir_datastore()
+            .datastore_type_version(aws_sdk_healthlake::types::FhirVersion::R4)
+            .send()
+            .await
+            .unwrap()
+            .datastore_id()
+            .to_owned()
+    }
+
+    async fn imaging_datastore(&self) -> String {
+        self.imaging
+            .create_datastore()
+            .datastore_name("test")
+            .send()
+            .await
+            .unwrap()
+            .datastore_id()
+            .to_owned()
+    }
+
+    fn start_fhir(
+        &self,
+        datastore_id: &str,
+        input_key: &str,
+        output_key: &str,
+    ) -> aws_sdk_healthlake::operation::start_fhir_import_job::builders::StartFHIRImportJobFluentBuilder{
+        self.healthlake
+            .start_fhir_import_job()
+            .datastore_id(datastore_id)
+            .input_data_config(InputDataConfig::S3Uri(self.uri(input_key)))
+            .job_output_data_config(OutputDataConfig::S3Configuration(
+                S3Configuration::builder()
+                    .s3_uri(self.uri(output_key))
+                    .kms_key_id(KMS_KEY)
+                    .build()
+                    .unwrap(),
+            ))
+            .data_access_role_arn(ROLE)
+    }
+
+    fn start_dicom(
+        &self,
+        datastore_id: &str,
+        input_key: &str,
+        output_key: &str,
+    ) -> aws_sdk_medicalimaging::operation::start_dicom_import_job::builders::StartDICOMImportJobFluentBuilder{
+        self.imaging
+            .start_dicom_import_job()
+            .datastore_id(datastore_id)
+            .data_access_role_arn(ROLE)
+            .input_s3_uri(self.uri(input_key))
+            .output_s3_uri(self.uri(output_key))
+    }
+
+    async fn fhir_job(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> aws_sdk_healthlake::types::ImportJobProperties {
+        self.healthlake
+            .describe_fhir_import_job()
+            .datastore_id(datastore_id)
+            .job_id(job_id)
+            .send()
+            .await
+            .unwrap()
+            .import_job_properties()
+            .cloned()
+            .expect("ImportJobProperties")
+    }
+
+    async fn dicom_job(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> aws_sdk_medicalimaging::types::DicomImportJobProperties {
+        self.imaging
+            .get_dicom_import_job()
+            .datastore_id(datastore_id)
+            .job_id(job_id)
+            .send()
+            .await
+            .unwrap()
+            .job_properties()
+            .cloned()
+            .expect("jobProperties")
+    }
+
+    async fn wait_fhir_terminal(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> aws_sdk_healthlake::types::ImportJobProperties {
+        wait_until("the FHIR import job ends", DEADLINE, || async {
+            let job = self.fhir_job(datastore_id, job_id).await;
+            matches!(
+                job.job_status(),
+                FhirStatus::Completed | FhirStatus::CompletedWithErrors | FhirStatus::Failed
+            )
+            .then_some(job)
+        })
+        .await
+    }
+
+    async fn wait_dicom_terminal(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> aws_sdk_medicalimaging::types::DicomImportJobProperties {
+        wait_until("the DICOM import job ends", DEADLINE, || async {
+            let job = self.dicom_job(datastore_id, job_id).await;
+            matches!(
+                job.job_status(),
+                ImagingStatus::Completed | ImagingStatus::Failed
+            )
+            .then_some(job)
+        })
+        .await
+    }
+}
+
+fn healthlake_client(sdk: &SdkConfig, double: &ServiceDouble) -> aws_sdk_healthlake::Client {
+    aws_sdk_healthlake::Client::from_conf(
+        aws_sdk_healthlake::config::Builder::from(sdk)
+            .endpoint_url(double.endpoint_url())
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+fn imaging_client(sdk: &SdkConfig, double: &ServiceDouble) -> aws_sdk_medicalimaging::Client {
+    aws_sdk_medicalimaging::Client::from_conf(
+        aws_sdk_medicalimaging::config::Builder::from(sdk)
+            .endpoint_url(double.endpoint_url())
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+/// Polls `probe` until it yields a value; panics naming `what` at the deadline.
+async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A minimal DICOM P10 file: 128-byte preamble, `DICM`, a few bytes of data set.
+fn dicom_file() -> Vec<u8> {
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    bytes.extend_from_slice(&[2, 0, 0, 0, b'U', b'L', 4, 0]);
+    bytes
+}
+
+fn fast_config() -> DoubleConfig {
+    DoubleConfig {
+        imaging_start_rate_per_second: 1000.0,
+        imaging_start_burst: 100,
+        ..DoubleConfig::default()
+    }
+}
+
+fn timings(run_ms: u64) -> JobTimings {
+    JobTimings {
+        submit_delay: Duration::from_millis(50),
+        run_duration: Duration::from_millis(run_ms),
+        manifest_delay: Duration::ZERO,
+    }
+}
+
+/// The HTTP status of an SDK error's raw response (both SDKs share the smithy error type).
+fn http_status<E>(
+    err: &aws_sdk_healthlake::error::SdkError<E, aws_sdk_healthlake::config::http::HttpResponse>,
+) -> u16 {
+    err.raw_response()
+        .map(|response| response.status().as_u16())
+        .unwrap_or_default()
+}
+
+/// A fixture under `tests/fixtures/`: one JSON document, or the first line of an NDJSON file.
+fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let document = if name.ends_with(".ndjson") {
+        text.lines().next().unwrap()
+    } else {
+        text.as_str()
+    };
+    serde_json::from_str(document).unwrap()
+}
+
+/// The fixtures a poller is tested with must have exactly the members the double writes.
+fn assert_same_shape(actual: &Value, expected: &Value, path: &str) {
+    match (actual, expected) {
+        (Value::Object(actual), Value::Object(expected)) => {
+            let mut actual_keys: Vec<&String> = actual.keys().collect();
+            let mut expected_keys: Vec<&String> = expected.keys().collect();
+            actual_keys.sort();
+            expected_keys.sort();
+            assert_eq!(actual_keys, expected_keys, "members of {path}");
+            for (key, value) in actual {
+                assert_same_shape(value, &expected[key], &format!("{path}.{key}"));
+            }
+        }
+        (Value::Array(actual), Value::Array(expected)) => {
+            if let (Some(actual), Some(expected)) = (actual.first(), expected.first()) {
+                assert_same_shape(actual, expected, &format!("{path}[0]"));
+            }
+        }
+        (actual, expected) => assert_eq!(
+            std::mem::discriminant(actual),
+            std::mem::discriminant(expected),
+            "type of {path}: {actual} vs {expected}"
+        ),
+    }
+}
+
+/// One raw HTTP/1.1 request, for what the SDKs cannot send (unknown operations, admin calls).
+async fn raw_http(double: &ServiceDouble, request: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(double.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap();
+    (status, response)
+}
+
+#[tokio::test]
+async fn fhir_job_moves_through_statuses_and_writes_the_documented_manifest() {
+    let h = Harness::start(DoubleConfig {
+        healthlake: timings(600),
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.fhir_datastore().await;
+    h.put(
+        "fhir/patients.ndjson",
+        "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n{\"resourceType\":\"Patient\",\"id\":\"p2\"}\n\n{\"resourceType\":\"Observation\"}\n",
+    )
+    .await;
+    let started = h
+        .start_fhir(&datastore, "fhir/patients.ndjson", "out/")
+        .job_name("patients")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.job_status(), &FhirStatus::Submitted);
+    assert_eq!(started.datastore_id(), Some(datastore.as_str()));
+    let job_id = started.job_id().to_owned();
+    assert_eq!(job_id.len(), 32);
+
+    let running = wait_until("the FHIR job is IN_PROGRESS", DEADLINE, || async {
+        let job = h.fhir_job(&datastore, &job_id).await;
+        (job.job_status() == &FhirStatus::InProgress).then_some(job)
+    })
+    .await;
+    assert!(
+        running.job_progress_report().is_some(),
+        "a running job reports progress"
+    );
+    assert!(running.end_time().is_none());
+
+    let job = h.wait_fhir_terminal(&datastore, &job_id).await;
+    assert_eq!(
+        job.job_status(),
+        &FhirStatus::Completed,
+        "{:?}",
+        job.message()
+    );
+    assert!(job.end_time().unwrap().as_secs_f64() >= job.submit_time().as_secs_f64());
+    assert_eq!(job.job_name(), Some("patients"));
+    let report = job.job_progress_report().unwrap();
+    assert_eq!(report.total_number_of_resources_scanned(), Some(3));
+    assert_eq!(report.total_number_of_resources_imported(), Some(3));
+
+    let folder = format!("out/{datastore}-FHIR_IMPORT-{job_id}/");
+    let manifest = h.get_json(&format!("{folder}manifest.json")).await;
+    assert_eq!(
+        manifest["inputDataConfig"]["s3Uri"],
+        h.uri("fhir/patients.ndjson")
+    );
+    assert_eq!(manifest["outputDataConfig"]["s3Uri"], h.uri(&folder));
+    assert_eq!(manifest["outputDataConfig"]["encryptionKeyID"], KMS_KEY);
+    assert_eq!(
+        manifest["successOutput"]["successOutputS3Uri"],
+        h.uri(&format!("{folder}SUCCESS/"))
+    );
+    assert_eq!(
+        manifest["failureOutput"]["failureOutputS3Uri"],
+        h.uri(&format!("{folder}FAILURE/"))
+    );
+    assert_eq!(manifest["numberOfScannedFiles"], 1);
+    assert_eq!(manifest["numberOfFilesImported"], 1);
+    assert_eq!(manifest["numberOfResourcesScanned"], 3);
+    assert_eq!(manifest["numberOfResourcesImportedSuccessfully"], 3);
+    assert_eq!(manifest["numberOfResourcesWithCustomerError"], 0);
+    assert_eq!(manifest["numberOfResourcesWithServerError"], 0);
+    assert!(manifest["sizeOfScannedFilesInMB"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        h.get_lines(&format!("{folder}SUCCESS/success.ndjson"))
+            .await
+            .len(),
+        3
+    );
+    assert!(h
+        .get_lines(&format!("{folder}FAILURE/failure.ndjson"))
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn fhir_file_with_a_bad_line_completes_with_errors() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.fhir_datastore().await;
+    h.put(
+        "fhir/mixed/a.ndjson",
+        "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n{\"id\":\"no-type\"}\n{\"resourceType\":\"Encounter\",\"id\":\"e1\"}\n",
+    )
+    .await;
+    let job_id = h
+        .start_fhir(&datastore, "fhir/mixed/", "out")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let job = h.wait_fhir_terminal(&datastore, &job_id).await;
+    assert_eq!(job.job_status(), &FhirStatus::CompletedWithErrors);
+    let report = job.job_progress_report().unwrap();
+    assert_eq!(
+        report.total_number_of_resources_with_customer_error(),
+        Some(1)
+    );
+
+    let folder = format!("out/{datastore}-FHIR_IMPORT-{job_id}/");
+    let manifest = h.get_json(&format!("{folder}manifest.json")).await;
+    assert_eq!(manifest["numberOfResourcesScanned"], 3);
+    assert_eq!(manifest["numberOfResourcesImportedSuccessfully"], 2);
+    assert_eq!(manifest["numberOfResourcesWithCustomerError"], 1);
+    assert_eq!(
+        manifest["numberOfFilesImported"], 1,
+        "a partly bad file is still imported"
+    );
+    let failures = h
+        .get_lines(&format!("{folder}FAILURE/failure.ndjson"))
+        .await;
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["fileName"], h.uri("fhir/mixed/a.ndjson"));
+    assert_eq!(failures[0]["lineNumber"], 2);
+    assert_same_shape(
+        &manifest,
+        &fixture("healthlake-import-manifest.json"),
+        "manifest",
+    );
+    assert_same_shape(
+        &failures[0],
+        &fixture("healthlake-import-failure.ndjson"),
+        "failure line",
+    );
+    let successes = h
+        .get_lines(&format!("{folder}SUCCESS/success.ndjson"))
+        .await;
+    assert_same_shape(
+        &successes[0],
+        &fixture("healthlake-import-success.ndjson"),
+        "success line",
+    );
+    assert!(
+        !failures[0]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("no-type"),
+        "never quote data"
+    );
+}
+
+#[tokio::test]
+async fn fhir_jobs_of_one_datastore_run_one_at_a_time_in_submit_order() {
+    let h = Harness::start(DoubleConfig {
+        healthlake: timings(700),
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.fhir_datastore().await;
+    let other_datastore = h.fhir_datastore().await;
+    h.put("fhir/one.ndjson", "{\"resourceType\":\"Patient\"}\n")
+        .await;
+    let mut job_ids = Vec::new();
+    for _ in 0..3 {
+        let started = h
+            .start_fhir(&datastore, "fhir/one.ndjson", "out/")
+            .send()
+            .await
+            .unwrap();
+        job_ids.push(started.job_id().to_owned());
+    }
+    // Another data store is not held up by this one's queue.
+    let independent = h
+        .start_fhir(&other_datastore, "fhir/one.ndjson", "out/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+
+    // ListFHIRImportJobs answers from one consistent snapshot, so "at most one IN_PROGRESS" is
+    // checked on every poll without racing the hand-over between two describe calls.
+    let snapshot = || async {
+        let listed = h
+            .healthlake
+            .list_fhir_import_jobs()
+            .datastore_id(&datastore)
+            .send()
+            .await
+            .unwrap();
+        let jobs = listed.import_job_properties_list().to_vec();
+        let running = jobs
+            .iter()
+            .filter(|job| job.job_status() == &FhirStatus::InProgress)
+            .count();
+        assert!(running <= 1, "more than one job runs: {jobs:?}");
+        let ids: Vec<&str> = jobs.iter().map(|job| job.job_id()).collect();
+        assert_eq!(ids, job_ids, "listed in submit order");
+        jobs
+    };
+
+    wait_until("one job runs and two are QUEUED", DEADLINE, || async {
+        let statuses: Vec<FhirStatus> = snapshot()
+            .await
+            .iter()
+            .map(|job| job.job_status().clone())
+            .collect();
+        (statuses
+            == [
+                FhirStatus::InProgress,
+                FhirStatus::Queued,
+                FhirStatus::Queued,
+            ])
+        .then_some(())
+    })
+    .await;
+
+    let queued = h
+        .healthlake
+        .list_fhir_import_jobs()
+        .datastore_id(&datastore)
+        .job_status(FhirStatus::Queued)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.import_job_properties_list().len(), 2);
+
+    let jobs = wait_until("all three jobs end", DEADLINE, || async {
+        let jobs = snapshot().await;
+        jobs.iter()
+            .all(|job| job.end_time().is_some())
+            .then_some(jobs)
+    })
+    .await;
+    assert!(jobs
+        .iter()
+        .all(|job| job.job_status() == &FhirStatus::Completed));
+    let end_times: Vec<f64> = jobs
+        .iter()
+        .map(|job| job.end_time().unwrap().as_secs_f64())
+        .collect();
+    assert!(
+        end_times.windows(2).all(|pair| pair[0] < pair[1]),
+        "FIFO: {end_times:?}"
+    );
+    // The other data store's job ran alongside the first one, not behind the queue.
+    let independent = h.wait_fhir_terminal(&other_datastore, &independent).await;
+    let independent_end = independent.end_time().unwrap().as_secs_f64();
+    assert!(
+        independent_end < end_times[1],
+        "{independent_end} vs {end_times:?}"
+    );
+}
+
+#[tokio::test]
+async fn dicom_clean_batch_writes_manifest_and_success_lines() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.imaging_datastore().await;
+    for name in ["a.dcm", "b.dcm", "series/c"] {
+        h.put(&format!("dicom/batch-1/{name}"), dicom_file()).await;
+    }
+    h.put("dicom/batch-1/series/", Vec::new()).await; // a "folder" key, not a file
+    let started = h
+        .start_dicom(&datastore, "dicom/batch-1/", "out/dicom")
+        .client_token("batch-1")
+        .job_name("batch-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.job_status(), &ImagingStatus::Submitted);
+    let job_id = started.job_id().to_owned();
+
+    // Every status seen, in order; RefCell because each probe is a fresh future.
+    let seen = std::cell::RefCell::new(Vec::new());
+    let job = wait_until("the DICOM job ends", DEADLINE, || async {
+        let job = h.dicom_job(&datastore, &job_id).await;
+        let mut seen = seen.borrow_mut();
+        if seen.last() != Some(job.job_status()) {
+            seen.push(job.job_status().clone());
+        }
+        matches!(
+            job.job_status(),
+            ImagingStatus::Completed | ImagingStatus::Failed
+        )
+        .then_some(job)
+    })
+    .await;
+    let seen = seen.into_inner();
+    let order = [
+        ImagingStatus::Submitted,
+        ImagingStatus::InProgress,
+        ImagingStatus::Completed,
+    ];
+    let positions: Vec<usize> = seen
+        .iter()
+        .map(|s| order.iter().position(|o| o == s).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|p| p[0] < p[1]),
+        "statuses only move forward: {seen:?}"
+    );
+    assert_eq!(job.job_status(), &ImagingStatus::Completed);
+    assert!(job.ended_at().is_some());
+    assert_eq!(job.job_name(), "batch-1");
+
+    let folder = format!("out/dicom/{datastore}-DicomImport-{job_id}/");
+    let manifest = h
+        .get_json(&format!("{folder}job-output-manifest.json"))
+        .await;
+    let summary = &manifest["jobSummary"];
+    assert_eq!(summary["jobId"], job_id.as_str());
+    assert_eq!(summary["datastoreId"], datastore.as_str());
+    assert_eq!(
+        summary["successOutputS3Uri"],
+        h.uri(&format!("{folder}SUCCESS/"))
+    );
+    assert_eq!(
+        summary["failureOutputS3Uri"],
+        h.uri(&format!("{folder}FAILURE/"))
+    );
+    assert_eq!(
+        summary["warningsOutputS3Uri"],
+        h.uri(&format!("{folder}WARNING/"))
+    );
+    assert_eq!(summary["numberOfScannedFiles"], 3);
+    assert_eq!(summary["numberOfImportedFiles"], 3);
+    assert_eq!(summary["numberOfFilesWithCustomerError"], 0);
+    assert_eq!(summary["numberOfFilesWithServerError"], 0);
+    assert_eq!(summary["numberOfGeneratedImageSets"], 1);
+    assert_eq!(summary["imageSetsSummary"].as_array().unwrap().len(), 1);
+    let successes = h
+        .get_lines(&format!("{folder}SUCCESS/success.ndjson"))
+        .await;
+    assert_eq!(successes.len(), 3);
+    assert_eq!(successes[0]["inputFile"], h.uri("dicom/batch-1/a.dcm"));
+    assert_eq!(successes[0]["importResponse"]["isPrimary"], true);
+    assert!(h
+        .get_lines(&format!("{folder}FAILURE/failure.ndjson"))
+        .await
+        .is_empty());
+    assert!(h
+        .get(&format!("{folder}WARNING/warning.ndjson"))
+        .await
+        .is_some());
+
+    let listed = h
+        .imaging
+        .list_dicom_import_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.job_summaries().len(), 1);
+    assert_eq!(listed.job_summaries()[0].job_id(), job_id);
+}
+
+#[tokio::test]
+async fn dicom_broken_file_is_a_customer_error_in_a_completed_job() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.imaging_datastore().await;
+    h.put("dicom/b2/good-1.dcm", dicom_file()).await;
+    h.put("dicom/b2/good-2.dcm", dicom_file()).await;
+    let mut broken = dicom_file();
+    broken[128..132].copy_from_slice(b"NOPE");
+    h.put("dicom/b2/broken.dcm", broken).await;
+    h.put("dicom/b2/tiny.dcm", b"DICM".to_vec()).await;
+    let job_id = h
+        .start_dicom(&datastore, "dicom/b2/", "out/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let job = h.wait_dicom_terminal(&datastore, &job_id).await;
+    assert_eq!(
+        job.job_status(),
+        &ImagingStatus::Completed,
+        "per-file failures do not fail the job"
+    );
+
+    let folder = format!("out/{datastore}-DicomImport-{job_id}/");
+    let summary = h
+        .get_json(&format!("{folder}job-output-manifest.json"))
+        .await["jobSummary"]
+        .clone();
+    assert_eq!(summary["numberOfScannedFiles"], 4);
+    assert_eq!(summary["numberOfImportedFiles"], 2);
+    assert_eq!(summary["numberOfFilesWithCustomerError"], 2);
+    let failures = h
+        .get_lines(&format!("{folder}FAILURE/failure.ndjson"))
+        .await;
+    let failed_files: Vec<&str> = failures
+        .iter()
+        .map(|f| f["inputFile"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failed_files,
+        [h.uri("dicom/b2/broken.dcm"), h.uri("dicom/b2/tiny.dcm")]
+    );
+    assert_eq!(
+        failures[0]["exception"]["exceptionType"],
+        "InvalidDicomFile"
+    );
+    assert!(failures[0]["exception"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("DICM"));
+    let manifest = h
+        .get_json(&format!("{folder}job-output-manifest.json"))
+        .await;
+    assert_same_shape(
+        &manifest,
+        &fixture("imaging-job-output-manifest.json"),
+        "manifest",
+    );
+    assert_same_shape(
+        &failures[0],
+        &fixture("imaging-job-failure.ndjson"),
+        "failure line",
+    );
+    let successes = h
+        .get_lines(&format!("{folder}SUCCESS/success.ndjson"))
+        .await;
+    assert_same_shape(
+        &successes[0],
+        &fixture("imaging-job-success.ndjson"),
+        "success line",
+    );
+}
+
+#[tokio::test]
+async fn empty_or_unreadable_input_fails_the_job_with_a_message() {
+    let h = Harness::start(fast_config()).await;
+    let fhir = h.fhir_datastore().await;
+    let imaging = h.imaging_datastore().await;
+
+    let fhir_job = h
+        .start_fhir(&fhir, "fhir/nothing-here/", "out/")
+        .send()
+        .await
+        .unwrap();
+    let job = h.wait_fhir_terminal(&fhir, fhir_job.job_id()).await;
+    assert_eq!(job.job_status(), &FhirStatus::Failed);
+    assert_eq!(
+        job.message(),
+        Some(format!("No files found under {}", h.uri("fhir/nothing-here/")).as_str())
+    );
+
+    let dicom_job = h
+        .start_dicom(&imaging, "dicom/nothing/", "out/")
+        .send()
+        .await
+        .unwrap();
+    let job = h.wait_dicom_terminal(&imaging, dicom_job.job_id()).await;
+    assert_eq!(job.job_status(), &ImagingStatus::Failed);
+    assert!(
+        job.message()
+            .unwrap()
+            .starts_with("No files found under s3://"),
+        "{:?}",
+        job.message()
+    );
+
+    let missing_bucket = h
+        .imaging
+        .start_dicom_import_job()
+        .datastore_id(&imaging)
+        .data_access_role_arn(ROLE)
+        .input_s3_uri(format!("s3://{}-missing/dicom/", h.bucket))
+        .output_s3_uri(h.uri("out/"))
+        .send()
+        .await
+        .unwrap();
+    let job = h
+        .wait_dicom_terminal(&imaging, missing_bucket.job_id())
+        .await;
+    assert_eq!(job.job_status(), &ImagingStatus::Failed);
+    assert!(
+        job.message().unwrap().contains("NoSuchBucket"),
+        "{:?}",
+        job.message()
+    );
+
+    h.put("dicom/ok/a.dcm", dicom_file()).await;
+    let unwritable = h
+        .imaging
+        .start_dicom_import_job()
+        .datastore_id(&imaging)
+        .data_access_role_arn(ROLE)
+        .input_s3_uri(h.uri("dicom/ok/"))
+        .output_s3_uri(format!("s3://{}-missing/out/", h.bucket))
+        .send()
+        .await
+        .unwrap();
+    let job = h.wait_dicom_terminal(&imaging, unwritable.job_id()).await;
+    assert_eq!(job.job_status(), &ImagingStatus::Failed);
+    assert!(
+        job.message()
+            .unwrap()
+            .contains("Unable to write the output"),
+        "{:?}",
+        job.message()
+    );
+}
+
+#[tokio::test]
+async fn dicom_starts_are_throttled_after_a_burst_of_two() {
+    let h = Harness::start(DoubleConfig {
+        imaging_start_rate_per_second: 0.5,
+        imaging_start_burst: 2,
+        ..DoubleConfig::default()
+    })
+    .await;
+    let datastore = h.imaging_datastore().await;
+    h.put("dicom/t/a.dcm", dicom_file()).await;
+
+    let mut starts = JoinSet::new();
+    for n in 0..6 {
+        let request = h
+            .start_dicom(&datastore, "dicom/t/", "out/")
+            .client_token(format!("burst-{n}"));
+        starts.spawn(async move { request.send().await });
+    }
+    let (mut accepted, mut throttled) = (0, 0);
+    while let Some(result) = starts.join_next().await {
+        match result.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(err) => {
+                assert_eq!(http_status(&err), 429);
+                assert!(err.into_service_error().is_throttling_exception());
+                throttled += 1;
+            }
+        }
+    }
+    assert_eq!((accepted, throttled), (2, 4));
+    let stats = h.double.stats();
+    assert_eq!(
+        stats.imaging_jobs_created, 2,
+        "a throttled start creates no job"
+    );
+    assert_eq!(stats.rate_limited_starts, 4);
+
+    // The bucket refills at the configured rate.
+    wait_until(
+        "a start is accepted again",
+        Duration::from_secs(5),
+        || async {
+            h.start_dicom(&datastore, "dicom/t/", "out/")
+                .send()
+                .await
+                .ok()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dicom_starts_beyond_the_running_jobs_quota_are_refused() {
+    let h = Harness::start(DoubleConfig {
+        imaging: timings(60_000),
+        imaging_max_running_jobs_per_datastore: 3,
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.imaging_datastore().await;
+    let other = h.imaging_datastore().await;
+    h.put("dicom/q/a.dcm", dicom_file()).await;
+    let mut first = None;
+    for n in 0..3 {
+        let started = h
+            .start_dicom(&datastore, "dicom/q/", "out/")
+            .client_token(format!("quota-{n}"))
+            .send()
+            .await
+            .unwrap();
+        first.get_or_insert(started.job_id().to_owned());
+    }
+    let refused = h
+        .start_dicom(&datastore, "dicom/q/", "out/")
+        .client_token("quota-3")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&refused), 402);
+    assert!(refused
+        .into_service_error()
+        .is_service_quota_exceeded_exception());
+    assert_eq!(h.double.stats().imaging_jobs_created, 3);
+    assert_eq!(h.double.stats().quota_refusals, 1);
+
+    // A retry of an accepted start is still the same job, and other data stores have their own quota.
+    let retry = h
+        .start_dicom(&datastore, "dicom/q/", "out/")
+        .client_token("quota-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Some(retry.job_id().to_owned()), first);
+    h.start_dicom(&other, "dicom/q/", "out/")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn same_client_token_is_the_same_job() {
+    let h = Harness::start(fast_config()).await;
+    let fhir = h.fhir_datastore().await;
+    let imaging = h.imaging_datastore().await;
+    h.put("fhir/idem.ndjson", "{\"resourceType\":\"Patient\"}\n")
+        .await;
+    h.put("dicom/idem/a.dcm", dicom_file()).await;
+
+    let first = h
+        .start_fhir(&fhir, "fhir/idem.ndjson", "out/")
+        .client_token("upload-1")
+        .send()
+        .await
+        .unwrap();
+    let second = h
+        .start_fhir(&fhir, "fhir/idem.ndjson", "out/")
+        .client_token("upload-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.job_id(), second.job_id());
+    h.wait_fhir_terminal(&fhir, first.job_id()).await;
+    let late = h
+        .start_fhir(&fhir, "fhir/idem.ndjson", "out/")
+        .client_token("upload-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.job_id(), first.job_id());
+    assert_eq!(
+        late.job_status(),
+        &FhirStatus::Completed,
+        "a late retry sees the current status"
+    );
+    let conflicting = h
+        .start_fhir(&fhir, "fhir/other.ndjson", "out/")
+        .client_token("upload-1")
+        .send()
+        .await;
+    assert!(conflicting
+        .unwrap_err()
+        .into_service_error()
+        .is_validation_exception());
+
+    // Concurrent duplicates, while the first is still in flight.
+    let mut starts = JoinSet::new();
+    for _ in 0..8 {
+        let request = h
+            .start_dicom(&imaging, "dicom/idem/", "out/")
+            .client_token("batch.idem_1");
+        starts.spawn(async move { request.send().await.unwrap().job_id().to_owned() });
+    }
+    let mut ids = Vec::new();
+    while let Some(id) = starts.join_next().await {
+        ids.push(id.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one job for one token: {ids:?}");
+
+    let stats = h.double.stats();
+    assert_eq!(stats.fhir_jobs_created, 1);
+    assert_eq!(stats.imaging_jobs_created, 1);
+    assert_eq!(
+        stats.start_calls_by_client_token[&format!("{fhir}/upload-1")],
+        4
+    );
+    assert_eq!(
+        stats.start_calls_by_client_token[&format!("{imaging}/batch.idem_1")],
+        8
+    );
+    assert_eq!(stats.idempotent_replays, 2 + 7);
+}
+
+#[tokio::test]
+async fn datastores_are_active_idempotent_and_can_be_pre_seeded() {
+    let seeded_fhir = "0123456789abcdef0123456789abcdef".to_owned();
+    let seeded_imaging = "abcdefghijklmnopqrstuvwxyz012345".to_owned();
+    let h = Harness::start(DoubleConfig {
+        fhir_datastore_ids: vec![seeded_fhir.clone()],
+        imaging_datastore_ids: vec![seeded_imaging.clone()],
+        ..fast_config()
+    })
+    .await;
+
+    let created = h
+        .healthlake
+        .create_fhir_datastore()
+        .datastore_type_version(aws_sdk_healthlake::types::FhirVersion::R4)
+        .client_token("ds-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.datastore_status(),
+        &aws_sdk_healthlake::types::DatastoreStatus::Active
+    );
+    assert_eq!(
+        created.datastore_endpoint(),
+        format!(
+            "{}/datastore/{}/r4/",
+            h.double.endpoint_url(),
+            created.datastore_id()
+        )
+    );
+    assert!(created.datastore_arn().ends_with(created.datastore_id()));
+    let again = h
+        .healthlake
+        .create_fhir_datastore()
+        .datastore_type_version(aws_sdk_healthlake::types::FhirVersion::R4)
+        .client_token("ds-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.datastore_id(), created.datastore_id());
+
+    let described = h
+        .healthlake
+        .describe_fhir_datastore()
+        .datastore_id(&seeded_fhir)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.datastore_properties().unwrap().datastore_id(),
+        seeded_fhir
+    );
+
+    let imaging = h
+        .imaging
+        .create_datastore()
+        .client_token("ds-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        imaging.datastore_status(),
+        &aws_sdk_medicalimaging::types::DatastoreStatus::Active
+    );
+    let imaging_again = h
+        .imaging
+        .create_datastore()
+        .client_token("ds-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imaging.datastore_id(), imaging_again.datastore_id());
+    let got = h
+        .imaging
+        .get_datastore()
+        .datastore_id(&seeded_imaging)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.datastore_properties().unwrap().datastore_id(),
+        seeded_imaging
+    );
+
+    h.put("dicom/seeded/a.dcm", dicom_file()).await;
+    let job = h
+        .start_dicom(&seeded_imaging, "dicom/seeded/", "out/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.wait_dicom_terminal(&seeded_imaging, job.job_id())
+            .await
+            .job_status(),
+        &ImagingStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_get_validation_and_not_found_errors() {
+    let h = Harness::start(fast_config()).await;
+    let fhir = h.fhir_datastore().await;
+    let imaging = h.imaging_datastore().await;
+
+    let missing_input = h
+        .healthlake
+        .start_fhir_import_job()
+        .datastore_id(&fhir)
+        .data_access_role_arn(ROLE)
+        .job_output_data_config(OutputDataConfig::S3Configuration(
+            S3Configuration::builder()
+                .s3_uri(h.uri("out/"))
+                .kms_key_id(KMS_KEY)
+                .build()
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&missing_input), 400);
+    let err = missing_input.into_service_error();
+    assert!(err.is_validation_exception());
+    assert!(
+        err.meta().message().unwrap().contains("InputDataConfig"),
+        "{err:?}"
+    );
+
+    let cases = [
+        h.start_fhir(&fhir, "fhir/x.ndjson", "out/")
+            .client_token("under_score"),
+        h.start_fhir(&fhir, "fhir/x.ndjson", "out/")
+            .client_token("x".repeat(65)),
+        h.start_fhir(&fhir, "fhir/x.ndjson", "out/")
+            .data_access_role_arn("not-an-arn"),
+        h.start_fhir(&fhir, "fhir/x.ndjson", "out/")
+            .input_data_config(InputDataConfig::S3Uri("s3://UPPER/x".to_owned())),
+    ];
+    for case in cases {
+        let err = case.send().await.unwrap_err().into_service_error();
+        assert!(err.is_validation_exception(), "{err:?}");
+    }
+    let unknown = h
+        .start_fhir(&"f".repeat(32), "fhir/x.ndjson", "out/")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(unknown
+        .into_service_error()
+        .is_resource_not_found_exception());
+    let unknown_job = h
+        .healthlake
+        .describe_fhir_import_job()
+        .datastore_id(&fhir)
+        .job_id("nope")
+        .send()
+        .await;
+    assert!(unknown_job
+        .unwrap_err()
+        .into_service_error()
+        .is_resource_not_found_exception());
+
+    let bad_token = h
+        .start_dicom(&imaging, "dicom/x/", "out/")
+        .client_token("has space")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&bad_token), 400);
+    assert!(bad_token.into_service_error().is_validation_exception());
+    let no_output = h
+        .imaging
+        .start_dicom_import_job()
+        .datastore_id(&imaging)
+        .data_access_role_arn(ROLE)
+        .input_s3_uri(h.uri("dicom/x/"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(no_output.is_validation_exception());
+    assert!(no_output.meta().message().unwrap().contains("outputS3Uri"));
+    let unknown = h
+        .start_dicom(&"0".repeat(32), "dicom/x/", "out/")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&unknown), 404);
+    assert!(unknown
+        .into_service_error()
+        .is_resource_not_found_exception());
+    let bad_id = h
+        .imaging
+        .get_datastore()
+        .datastore_id("Not-An-Id")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(bad_id.into_service_error().is_validation_exception());
+    assert_eq!(
+        h.double.stats().fhir_jobs_created + h.double.stats().imaging_jobs_created,
+        0
+    );
+
+    let (status, body) = raw_http(
+        &h.double,
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: HealthLake.DeleteEverything\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("\"__type\":\"UnknownOperationException\""),
+        "{body}"
+    );
+    let (status, body) = raw_http(
+        &h.double,
+        "GET /listImageSets/datastore/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        body.to_ascii_lowercase()
+            .contains("x-amzn-errortype: unknownoperationexception"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn fault_injection_answers_the_configured_share_with_the_right_errors() {
+    let h = Harness::start(fast_config()).await;
+    let fhir = h.fhir_datastore().await;
+    let imaging = h.imaging_datastore().await;
+
+    h.double.set_faults(Faults {
+        throttle_share: 1.0,
+        ..Faults::default()
+    });
+    let err = h
+        .healthlake
+        .describe_fhir_datastore()
+        .datastore_id(&fhir)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 400);
+    assert!(err.into_service_error().is_throttling_exception());
+    let err = h
+        .imaging
+        .get_datastore()
+        .datastore_id(&imaging)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 429);
+    assert!(err.into_service_error().is_throttling_exception());
+
+    h.double.set_faults(Faults {
+        internal_error_share: 1.0,
+        ..Faults::default()
+    });
+    let err = h
+        .start_fhir(&fhir, "fhir/x.ndjson", "out/")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 500);
+    assert!(err.into_service_error().is_internal_server_exception());
+    let err = h
+        .imaging
+        .list_dicom_import_jobs()
+        .datastore_id(&imaging)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), 500);
+    assert!(err.into_service_error().is_internal_server_exception());
+    assert_eq!(h.double.stats().fhir_jobs_created, 0);
+
+    h.double.set_faults(Faults {
+        throttle_share: 1.0,
+        scope: FaultScope::StartOnly,
+        ..Faults::default()
+    });
+    h.imaging
+        .get_datastore()
+        .datastore_id(&imaging)
+        .send()
+        .await
+        .unwrap();
+    let err = h
+        .start_dicom(&imaging, "dicom/x/", "out/")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_throttling_exception());
+
+    h.double.set_faults(Faults {
+        throttle_share: 0.3,
+        ..Faults::default()
+    });
+    let mut failures = 0;
+    for _ in 0..200 {
+        if let Err(err) = h
+            .imaging
+            .get_datastore()
+            .datastore_id(&imaging)
+            .send()
+            .await
+        {
+            assert!(err.into_service_error().is_throttling_exception());
+            failures += 1;
+        }
+    }
+    assert!(
+        (30..=90).contains(&failures),
+        "{failures} of 200 calls throttled at share 0.3"
+    );
+
+    h.double.set_faults(Faults {
+        job_failure_share: 1.0,
+        ..Faults::default()
+    });
+    h.put("dicom/jf/a.dcm", dicom_file()).await;
+    let job = h
+        .start_dicom(&imaging, "dicom/jf/", "out/")
+        .send()
+        .await
+        .unwrap();
+    let ended = h.wait_dicom_terminal(&imaging, job.job_id()).await;
+    assert_eq!(ended.job_status(), &ImagingStatus::Failed);
+    assert!(ended.message().is_some());
+    assert_eq!(h.double.stats().injected_job_failures, 1);
+
+    // The admin endpoint replaces the faults as well, and refuses nonsense.
+    let body = r#"{"throttle_share": 0.0}"#;
+    let (status, _) = raw_http(
+        &h.double,
+        &format!("POST /_double/faults HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    h.imaging
+        .get_datastore()
+        .datastore_id(&imaging)
+        .send()
+        .await
+        .unwrap();
+    let body = r#"{"throttle_share": 1.5}"#;
+    let (status, _) = raw_http(
+        &h.double,
+        &format!("POST /_double/faults HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, stats) = raw_http(
+        &h.double,
+        "GET /_double/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(stats.contains("\"throttled_answers\""), "{stats}");
+}
+
+#[tokio::test]
+async fn a_late_manifest_appears_after_the_terminal_status() {
+    let h = Harness::start(DoubleConfig {
+        imaging: JobTimings {
+            manifest_delay: Duration::from_millis(1500),
+            ..timings(100)
+        },
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.imaging_datastore().await;
+    h.put("dicom/late/a.dcm", dicom_file()).await;
+    let job_id = h
+        .start_dicom(&datastore, "dicom/late/", "out/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    h.wait_dicom_terminal(&datastore, &job_id).await;
+    let manifest_key = format!("out/{datastore}-DicomImport-{job_id}/job-output-manifest.json");
+    assert!(
+        h.get(&manifest_key).await.is_none(),
+        "the manifest lags the status"
+    );
+    wait_until("the manifest appears", DEADLINE, || async {
+        h.get(&manifest_key).await
+    })
+    .await;
+}
