@@ -28,7 +28,8 @@ lint: venv
 # Build everything before the stack starts, so the services are not kept waiting on the compiler.
 test: lint
 	cargo build --workspace --all-targets
-	scripts/local-stack.sh run -- cargo test --workspace --no-fail-fast
+	mkdir -p .local; set -o pipefail; scripts/local-stack.sh run -- cargo test --workspace --no-fail-fast 2>&1 | tee .local/test.log
+	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "%d passed, %d failed\n", p, f}' .local/test.log
 
 fmt:
 	cargo fmt --all

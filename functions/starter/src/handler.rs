@@ -763,8 +763,14 @@ mod tests {
     #[tokio::test]
     async fn the_sample_events_do_what_their_names_say() {
         let batch = vec![
-            ListedObject { key: "dicom/study-2026-0042/1.dcm".into(), size: 10 },
-            ListedObject { key: "dicom/study-2026-0042/_READY".into(), size: 0 },
+            ListedObject {
+                key: "dicom/study-2026-0042/1.dcm".into(),
+                size: 10,
+            },
+            ListedObject {
+                key: "dicom/study-2026-0042/_READY".into(),
+                size: 0,
+            },
         ];
         let s = starter_with(batch);
         for name in [
@@ -776,14 +782,28 @@ mod tests {
         ] {
             s.handle(sample(name)).await.unwrap();
         }
-        let keys: Vec<_> = s.store.all().into_iter().map(|j| (j.source.key, j.status)).collect();
+        let keys: Vec<_> = s
+            .store
+            .all()
+            .into_iter()
+            .map(|j| (j.source.key, j.status))
+            .collect();
         assert_eq!(
             keys,
             vec![
                 ("dicom/chest-xray-0007.dcm".to_owned(), JobStatus::Submitted),
-                ("dicom/study-2026-0042/_READY".to_owned(), JobStatus::Submitted),
-                ("fhir/2026-11-23/patients.ndjson".to_owned(), JobStatus::Submitted),
-                ("fhir/ward 7/Observations A+B été.ndjson".to_owned(), JobStatus::Submitted),
+                (
+                    "dicom/study-2026-0042/_READY".to_owned(),
+                    JobStatus::Submitted
+                ),
+                (
+                    "fhir/2026-11-23/patients.ndjson".to_owned(),
+                    JobStatus::Submitted
+                ),
+                (
+                    "fhir/ward 7/Observations A+B été.ndjson".to_owned(),
+                    JobStatus::Submitted
+                ),
             ],
             "the delete made no record"
         );
