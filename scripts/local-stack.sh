@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# The local AWS stack: moto's server (DynamoDB, S3, Step Functions, EventBridge, SQS) and the
-# HealthLake/HealthImaging service double, on 127.0.0.1 only. No Docker, no AWS account.
+# The local AWS stack: moto's server (DynamoDB, S3, Step Functions, EventBridge, SQS), the
+# HealthLake/HealthImaging service double, and the real function binaries behind a Lambda Invoke API
+# (`cargo lambda watch`, which moto's Step Functions reaches through scripts/moto_stack.py), all on
+# 127.0.0.1 only. No Docker, no AWS account. The functions' configuration: scripts/local-functions.env.
 #
-#   scripts/local-stack.sh start            start both, write .local/env (source it to use them)
-#   scripts/local-stack.sh stop             stop both
+#   scripts/local-stack.sh start            start them all, write .local/env (source it to use them)
+#   scripts/local-stack.sh stop             stop them all
 #   scripts/local-stack.sh run -- CMD ...   start, run CMD with the stack's variables, stop (always)
 #
-# Ports: MOTO_PORT (default 5155) and DOUBLE_PORT (default 5156).
+# Ports: MOTO_PORT (default 5155), DOUBLE_PORT (default 5156), LAMBDA_PORT (default 5157); state,
+# logs and the env file in LOCAL_STACK_DIR (default .local). Several stacks can run side by side.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-state="$root/.local"
+state="${LOCAL_STACK_DIR:-$root/.local}"
 venv="${VENV:-$root/.venv}"
 moto_port="${MOTO_PORT:-5155}"
 double_port="${DOUBLE_PORT:-5156}"
+lambda_port="${LAMBDA_PORT:-5157}"
+functions_env="$root/scripts/local-functions.env"
 mkdir -p "$state"
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }
@@ -38,6 +43,9 @@ stack_env() {
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_HEALTHLAKE=http://127.0.0.1:$double_port
 export AWS_ENDPOINT_URL_MEDICAL_IMAGING=http://127.0.0.1:$double_port
+export AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lambda_port
+export HEALTHIMPORT_LOCAL_FUNCTIONS_ENV=$functions_env
+export HEALTHIMPORT_DOUBLE_ADMIN=http://127.0.0.1:$double_port/_double
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing
@@ -46,15 +54,17 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 VARS
 }
 
+function_setting() { sed -n "s/^$1=//p" "$functions_env"; }
+
 start() {
-  for port in "$moto_port" "$double_port"; do
+  for port in "$moto_port" "$double_port" "$lambda_port"; do
     if port_in_use "$port"; then
       log "port $port on 127.0.0.1 is already in use (a stack left running? try: $0 stop)"
       return 1
     fi
   done
-  if [[ ! -x "$venv/bin/moto_server" ]]; then
-    log "moto is not installed in $venv (run: make venv)"
+  if [[ ! -x "$venv/bin/moto_server" || ! -x "$venv/bin/cargo-lambda" ]]; then
+    log "moto or cargo-lambda is not installed in $venv (run: make venv)"
     return 1
   fi
   stack_env >"$state/env"
@@ -62,7 +72,9 @@ start() {
   source "$state/env"
 
   log "starting moto on 127.0.0.1:$moto_port"
-  "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+  # MOTO_PORT: where moto's Step Functions sends its own Lambda Invoke calls.
+  MOTO_PORT=$moto_port LOCAL_LAMBDA_ENDPOINT=http://127.0.0.1:$lambda_port \
+    "$venv/bin/python" "$root/scripts/moto_stack.py" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   wait_for moto "curl -sf http://127.0.0.1:$moto_port/moto-api/"
   # Step Functions executions run their states for real (Task, Choice, Wait, Retry, Catch).
@@ -72,22 +84,38 @@ start() {
 
   log "building and starting the service double on 127.0.0.1:$double_port"
   (cd "$root" && cargo build --quiet -p healthimport-tests --bin service-double)
-  "$root/target/debug/service-double" --port "$double_port" >"$state/double.log" 2>&1 &
+  DOUBLE_FHIR_DATASTORE_IDS=$(function_setting FHIR_DATASTORE_ID) \
+    DOUBLE_IMAGING_DATASTORE_IDS=$(function_setting IMAGING_DATASTORE_ID) \
+    "$root/target/debug/service-double" --port "$double_port" >"$state/double.log" 2>&1 &
   echo $! >"$state/double.pid"
   wait_for double "grep -q 'service-double listening' '$state/double.log'"
+
+  # The functions, built the way `cargo lambda watch` runs them (`cargo run --bin NAME`), so that
+  # no invocation waits for the compiler.
+  log "building the functions and starting cargo lambda watch on 127.0.0.1:$lambda_port"
+  for function in starter poller; do
+    (cd "$root" && cargo build --quiet --bin "$function")
+  done
+  grep -v '^#' "$functions_env" | grep . >"$state/functions.env"
+  (cd "$root" && PATH="$venv/bin:$PATH" exec setsid "$venv/bin/cargo-lambda" lambda watch --quiet \
+    --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$lambda_port" \
+    --env-file "$state/functions.env") >"$state/lambda.log" 2>&1 &
+  echo $! >"$state/lambda.pid"
+  wait_for lambda "port_in_use $lambda_port"
   log "ready (variables in $state/env)"
 }
 
 stop() {
-  for name in double moto; do
+  for name in lambda double moto; do
     local pidfile="$state/$name.pid"
     if [[ -f "$pidfile" ]]; then
       local pid
       pid=$(cat "$pidfile")
-      if kill "$pid" 2>/dev/null; then
+      # cargo lambda watch runs in its own process group with the function processes it spawned.
+      if kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; then
         # Give it a moment to exit cleanly, then make sure.
         for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
+        kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
       fi
       rm -f "$pidfile"
     fi

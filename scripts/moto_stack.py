@@ -1,0 +1,75 @@
+"""moto's server as the local stack runs it, with two changes that make it behave like AWS where our
+tests depend on it. Run with the venv's python: `python scripts/moto_stack.py -H 127.0.0.1 -p 5155`.
+
+1. DynamoDB requests are served one at a time. DynamoDB applies conditional writes to an item
+   atomically; moto's threaded server checks a condition and writes in two steps, so two concurrent
+   conditional writes can both pass. Serialising DynamoDB restores "of two racing writers, one wins",
+   which our exactly-once tests assert.
+
+2. Lambda Invoke is forwarded to a Lambda Invoke API of our own (`cargo lambda watch`, which runs the
+   real function binaries), named by LOCAL_LAMBDA_ENDPOINT, e.g. http://127.0.0.1:5157. moto would
+   otherwise run functions in Docker, which we do not have. This is what Step Functions' lambda:invoke
+   tasks reach when moto executes a state machine. A function error (non-2xx from the Invoke API,
+   body {"errorType", "errorMessage"}) is returned the way Lambda returns it: status 200 with
+   X-Amz-Function-Error, so a state machine's Retry and Catch match on errorType.
+"""
+
+import os
+import sys
+import threading
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+from moto.awslambda.models import LambdaBackend
+from moto.dynamodb.responses import DynamoHandler
+from moto.server import main
+
+_dynamodb_lock = threading.Lock()
+_dynamodb_call_action = DynamoHandler.call_action
+
+
+def _serialised_call_action(self):
+    with _dynamodb_lock:
+        return _dynamodb_call_action(self)
+
+
+DynamoHandler.call_action = _serialised_call_action
+
+_lambda_endpoint = os.environ.get("LOCAL_LAMBDA_ENDPOINT", "").rstrip("/")
+_moto_invoke = LambdaBackend.invoke
+
+
+def _function_name(name_or_arn):
+    # "poller", "arn:aws:lambda:us-east-1:123456789012:function:poller" or "...:function:poller:live"
+    if ":function:" in name_or_arn:
+        return name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
+    return name_or_arn
+
+
+def _forwarded_invoke(self, function_name, qualifier, body, headers, response_headers):
+    if not _lambda_endpoint:
+        return _moto_invoke(self, function_name, qualifier, body, headers, response_headers)
+    name = _function_name(function_name)
+    data = body.encode("utf-8") if isinstance(body, str) else (body or b"{}")
+    request = urllib.request.Request(
+        f"{_lambda_endpoint}/2015-03-31/functions/{quote(name)}/invocations",
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        # A function's first invocation may wait for its build; Lambda's own ceiling is 15 minutes.
+        with urllib.request.urlopen(request, timeout=900) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as error:
+        payload = error.read()
+        response_headers["x-amz-function-error"] = "Unhandled"
+    response_headers["Content-Length"] = str(len(payload))
+    return payload
+
+
+LambdaBackend.invoke = _forwarded_invoke
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
