@@ -20,10 +20,20 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-lint: venv
+# asl-validator (npm, pinned) checks the state machine definition, which cfn-lint does not open.
+# DefinitionSubstitutions are filled in first, as SAM would.
+ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
+$(ASL_VALIDATOR):
+	npm install --silent --no-audit --no-fund --prefix .tools asl-validator@4.0.0
+
+lint: venv $(ASL_VALIDATOR)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	mkdir -p .local
+	sed -e 's/"$${PollerFunctionArn}"/"arn:aws:lambda:us-east-1:123456789012:function:poller"/' \
+	    -e 's/$${TrackingTimeoutSeconds}/86400/' statemachine/import-job.asl.json >.local/import-job.asl.json
+	$(ASL_VALIDATOR) --json-path .local/import-job.asl.json
 
 # Build everything before the stack starts, so the services are not kept waiting on the compiler.
 test: lint
@@ -47,7 +57,7 @@ demo:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) .local .tools
 
 # Token decoder figures: criterion warm decision, then cold start / memory / binary size.
 .PHONY: bench-token-decoder
