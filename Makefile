@@ -3,9 +3,10 @@
 
 SHELL := /bin/bash
 VENV := .venv
+DEPLOY_VENV := .venv-deploy
 PYTHON ?= python3
 
-.PHONY: help test demo build deploy bench venv lint fmt local-stack-up local-stack-down clean
+.PHONY: help test demo build deploy bench venv deploy-tools lint fmt local-stack-up local-stack-down clean
 
 help:
 	@echo "make test    install what is needed, start the local stack, run every check and test"
@@ -20,16 +21,27 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+deploy-tools: $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
 # asl-validator (npm, pinned) checks the state machine definition, which cfn-lint does not open.
 # DefinitionSubstitutions are filled in first, as SAM would.
 ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
 $(ASL_VALIDATOR):
 	npm install --silent --no-audit --no-fund --prefix .tools asl-validator@4.0.0
 
-lint: venv $(ASL_VALIDATOR)
+lint: venv deploy-tools $(ASL_VALIDATOR)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(DEPLOY_VENV)/bin/sam validate --lint --region us-east-1 --template template.yaml
+	# Every finding checkov would report is skipped in template.yaml with the reason next to it.
+	$(DEPLOY_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 	mkdir -p .local
 	sed -e 's/"$${PollerFunctionArn}"/"arn:aws:lambda:us-east-1:123456789012:function:poller"/' \
 	    -e 's/$${TrackingTimeoutSeconds}/86400/' statemachine/import-job.asl.json >.local/import-job.asl.json
@@ -57,7 +69,7 @@ demo:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .local .tools
+	rm -rf $(VENV) $(DEPLOY_VENV) .local .tools
 
 # Token decoder figures: criterion warm decision, then cold start / memory / binary size.
 .PHONY: bench-token-decoder

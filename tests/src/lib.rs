@@ -3,3 +3,4 @@
 
 pub mod double;
 pub mod local_stack;
+pub mod samples;
