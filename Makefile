@@ -67,6 +67,20 @@ demo:
 	@echo "Until then: make test runs the job store and the service double against the local stack."
 	@exit 2
 
+# --- deploy path ---------------------------------------------------------------------------
+# ARCH is the functions' architecture (template parameter Architecture): deploy with the same one.
+ARCH ?= arm64
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(DEPLOY_VENV)/bin/sam
+
+# sam build runs cargo lambda (BuildMethod rust-cargolambda, a SAM beta feature), which .venv has.
+build: venv deploy-tools
+	scripts/rust-target.sh $(ARCH)
+	$(SAM) build --beta-features --parameter-overrides Architecture=$(ARCH)
+
+# The first deploy asks for the parameters and saves them to samconfig.toml; later ones reuse it.
+deploy: build
+	@if [[ -f samconfig.toml ]]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
 clean:
 	cargo clean
 	rm -rf $(VENV) $(DEPLOY_VENV) .local .tools
