@@ -10,7 +10,7 @@ PYTHON ?= python3
 
 help:
 	@echo "make test    install what is needed, start the local stack, run every check and test"
-	@echo "make demo    the whole pipeline locally (arrives with the demo issue)"
+	@echo "make demo    the whole pipeline on the local stack, then the token decoder"
 	@echo "make fmt     format the code"
 
 venv: $(VENV)/.installed
@@ -62,10 +62,11 @@ local-stack-up: venv
 local-stack-down:
 	scripts/local-stack.sh stop
 
-demo:
-	@echo "make demo arrives with the demo issue (starter, poller and token decoder first)."
-	@echo "Until then: make test runs the job store and the service double against the local stack."
-	@exit 2
+# The whole pipeline on the local stack: uploads → starter → service double → tracking workflow →
+# poller → job records and events, then the token decoder. The stack is stopped afterwards.
+demo: venv
+	cargo build --quiet -p healthimport-tests --bin demo
+	scripts/local-stack.sh run -- target/debug/demo
 
 # --- deploy path ---------------------------------------------------------------------------
 # ARCH is the functions' architecture (template parameter Architecture): deploy with the same one.
@@ -84,6 +85,13 @@ deploy: build
 clean:
 	cargo clean
 	rm -rf $(VENV) $(DEPLOY_VENV) .local .tools
+
+# Figures (benchmarks, not tests): tracking cost per job duration, starter and poller cold start,
+# memory and size, the token decoder's decision latency and cold start.
+bench: venv
+	cargo run --quiet -p poller --example tracking-cost
+	scripts/local-stack.sh run -- scripts/bench-functions.sh
+	$(MAKE) bench-token-decoder
 
 # Token decoder figures: criterion warm decision, then cold start / memory / binary size.
 .PHONY: bench-token-decoder

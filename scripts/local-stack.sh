@@ -93,7 +93,7 @@ start() {
   # The functions, built the way `cargo lambda watch` runs them (`cargo run --bin NAME`), so that
   # no invocation waits for the compiler.
   log "building the functions and starting cargo lambda watch on 127.0.0.1:$lambda_port"
-  for function in starter poller; do
+  for function in starter poller token-decoder; do
     (cd "$root" && cargo build --quiet --bin "$function")
   done
   grep -v '^#' "$functions_env" | grep . >"$state/functions.env"

@@ -14,6 +14,7 @@ tests depend on it. Run with the venv's python: `python scripts/moto_stack.py -H
    X-Amz-Function-Error, so a state machine's Retry and Catch match on errorType.
 """
 
+import json
 import os
 import sys
 import threading
@@ -62,9 +63,19 @@ def _forwarded_invoke(self, function_name, qualifier, body, headers, response_he
         # A function's first invocation may wait for its build; Lambda's own ceiling is 15 minutes.
         with urllib.request.urlopen(request, timeout=900) as response:
             payload = response.read()
+        outcome = "ok"
     except urllib.error.HTTPError as error:
         payload = error.read()
         response_headers["x-amz-function-error"] = "Unhandled"
+        outcome = f"function error (HTTP {error.code})"
+    except urllib.error.URLError as error:
+        # Lambda's own failure to run the function, as a function error the caller can see.
+        payload = json.dumps(
+            {"errorType": "Lambda.ServiceException", "errorMessage": f"{_lambda_endpoint}: {error.reason}"}
+        ).encode("utf-8")
+        response_headers["x-amz-function-error"] = "Unhandled"
+        outcome = f"not reachable ({error.reason})"
+    sys.stderr.write(f"moto_stack: invoke {name}: {outcome}\n")
     response_headers["Content-Length"] = str(len(payload))
     return payload
 

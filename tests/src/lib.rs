@@ -1,6 +1,8 @@
 //! The local AWS stack healthimport's tests run against: a HealthLake + HealthImaging service
 //! double that speaks both services' wire protocols, and helpers for moto's server.
 
+pub mod demo;
 pub mod double;
+pub mod ingest;
 pub mod local_stack;
 pub mod samples;

@@ -74,25 +74,24 @@ impl PollSchedule {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What following one job costs with a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub polls: u32,
+    /// State transitions of the execution (what Step Functions Standard bills).
+    pub transitions: u32,
+    /// How long after the job's end the workflow noticed it, in seconds.
+    pub noticed_after_end: u64,
+}
 
-    /// What following a job of `duration` seconds costs with this schedule: the workflow starts
-    /// with the job (Start, Choice), then Wait → Poll → Choice until a poll sees it finished,
-    /// then Finish.
-    #[derive(Debug, PartialEq, Eq)]
-    struct Run {
-        polls: u32,
-        transitions: u32,
-        noticed_after_end: u64,
-    }
-
-    fn follow(schedule: &PollSchedule, duration: u64) -> Run {
+impl PollSchedule {
+    /// What following a job of `duration` seconds costs: the workflow starts with the job
+    /// (Start, Choice), then Wait → Poll → Choice until a poll sees it finished, then Finish.
+    pub fn follow(&self, duration: u64) -> Run {
         let mut elapsed = 0;
         let mut polls = 0;
         loop {
-            elapsed += schedule.wait_after(polls);
+            elapsed += self.wait_after(polls);
             polls += 1;
             if elapsed >= duration {
                 return Run {
@@ -102,6 +101,15 @@ mod tests {
                 };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn follow(schedule: &PollSchedule, duration: u64) -> Run {
+        schedule.follow(duration)
     }
 
     #[test]
