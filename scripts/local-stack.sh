@@ -43,7 +43,8 @@ stack_env() {
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_HEALTHLAKE=http://127.0.0.1:$double_port
 export AWS_ENDPOINT_URL_MEDICAL_IMAGING=http://127.0.0.1:$double_port
-export AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lambda_port
+# No AWS_ENDPOINT_URL_LAMBDA: Lambda's API is moto's (functions, event sources), and moto forwards
+# Invoke to cargo lambda watch (LOCAL_LAMBDA_ENDPOINT), so invoking through moto runs the binaries.
 export HEALTHIMPORT_LOCAL_FUNCTIONS_ENV=$functions_env
 export HEALTHIMPORT_DOUBLE_ADMIN=http://127.0.0.1:$double_port/_double
 export AWS_REGION=us-east-1

@@ -12,8 +12,18 @@ tests depend on it. Run with the venv's python: `python scripts/moto_stack.py -H
    tasks reach when moto executes a state machine. A function error (non-2xx from the Invoke API,
    body {"errorType", "errorMessage"}) is returned the way Lambda returns it: status 200 with
    X-Amz-Function-Error, so a state machine's Retry and Catch match on errorType.
+
+3. Step Functions starts an execution while others of the same state machine are running. moto
+   deep-copies the state machine at each start, executions included, and a running execution
+   holds a lock that cannot be copied, so the second concurrent start failed with HTTP 500.
+   The copy now leaves the executions out (the clone never uses them).
+
+4. S3 event notifications look like S3's: eventTime in UTC with its "Z" (moto leaves the zone out,
+   which strict parsers such as aws_lambda_events refuse), and the object's versionId in a
+   versioned bucket (moto leaves it out; the starter's job id depends on it).
 """
 
+import copy
 import json
 import os
 import sys
@@ -24,7 +34,9 @@ from urllib.parse import quote
 
 from moto.awslambda.models import LambdaBackend
 from moto.dynamodb.responses import DynamoHandler
+from moto.s3 import notifications as s3_notifications
 from moto.server import main
+from moto.stepfunctions.models import StateMachineInstance
 
 _dynamodb_lock = threading.Lock()
 _dynamodb_call_action = DynamoHandler.call_action
@@ -81,6 +93,33 @@ def _forwarded_invoke(self, function_name, qualifier, body, headers, response_he
 
 
 LambdaBackend.invoke = _forwarded_invoke
+
+
+def _copy_without_executions(self, memo):
+    clone = self.__class__.__new__(self.__class__)
+    memo[id(self)] = clone
+    for name, value in self.__dict__.items():
+        setattr(clone, name, [] if name == "executions" else copy.deepcopy(value, memo))
+    return clone
+
+
+StateMachineInstance.__deepcopy__ = _copy_without_executions
+
+# moto formats datetime.now() (local time, which is UTC on the machines this runs on).
+s3_notifications._EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_moto_s3_event = s3_notifications._get_s3_event
+
+
+def _s3_event_with_version(event_name, bucket, key, notification_id):
+    event = _moto_s3_event(event_name, bucket, key, notification_id)
+    version = getattr(key, "version_id", None)
+    if version and version != "null":
+        for record in event["Records"]:
+            record["s3"]["object"]["versionId"] = version
+    return event
+
+
+s3_notifications._get_s3_event = _s3_event_with_version
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -66,7 +66,7 @@ pub fn summary(jobs: &[ImportJob], cost: WorkflowCost) -> String {
     let failed: u64 = jobs.iter().filter_map(|j| j.counts).map(|c| c.failed).sum();
     let _ = writeln!(
         out,
-        "imported: {imported} (FHIR resources and DICOM files); failed: {failed}"
+        "files imported: {imported}, files failed: {failed} (a FHIR file with a bad line is imported; its bad lines are listed)"
     );
     for job in jobs {
         for file in &job.failed_files {
@@ -196,8 +196,10 @@ mod tests {
             text.contains("jobs: 2 (1 COMPLETED_WITH_ERRORS, 1 COMPLETED)"),
             "{text}"
         );
-        assert!(text.contains("imported: 6"), "{text}");
-        assert!(text.contains("failed: 1"), "{text}");
+        assert!(
+            text.contains("files imported: 6, files failed: 1"),
+            "{text}"
+        );
         assert!(text.contains("line 2: unexpected end"), "{text}");
         assert!(
             text.contains("6 polls, 30 state transitions (15.0 per job)"),

@@ -5,4 +5,5 @@ pub mod demo;
 pub mod double;
 pub mod ingest;
 pub mod local_stack;
+pub mod provision;
 pub mod samples;

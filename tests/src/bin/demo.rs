@@ -1,0 +1,309 @@
+//! `make demo`: the whole pipeline on emulated AWS. Uploads a synthetic sample set to the ingest
+//! bucket on moto; S3 notifies the upload queue, moto's event source hands it to the real `starter`
+//! binary (under `cargo lambda watch`), which records and starts the jobs at the service double and
+//! starts one tracking execution per job, which moto's Step Functions runs against the real
+//! `poller` binary. The demo only uploads and watches the job records; then it shows the token
+//! decoder allowing a valid token and denying a forged one.
+//!
+//! Runs inside `scripts/local-stack.sh run -- ...` (the Makefile does that).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_lambda::primitives::Blob;
+use healthimport::auth::testing::{jwks, TestKey};
+use healthimport::job::ImportJob;
+use healthimport::store::{DynamoJobStore, JobStore};
+use healthimport_tests::demo::{self, WorkflowCost};
+use healthimport_tests::ingest::{self, IngestDefinition};
+use healthimport_tests::local_stack::{sdk_config, template_path, unique_name};
+use healthimport_tests::provision::{FinishedEvents, LocalFunctions};
+use healthimport_tests::samples::{sample_set, ExpectedJob};
+use serde_json::{json, Value};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const INGEST_BUCKET: &str = "healthimport-local-ingest";
+const UPLOAD_QUEUE: &str = "healthimport-local-uploads";
+/// Generous: the double's jobs take about a second; the first invocations wait for `cargo run`.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("demo failed: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<bool, BoxError> {
+    let sdk = sdk_config().await;
+    let functions = LocalFunctions::from_env();
+
+    heading("provisioning the local stack from template.yaml");
+    functions.provision(&sdk).await?;
+    let finished =
+        FinishedEvents::subscribe(&sdk, &functions, &unique_name("demo-finished")).await?;
+    let definition = IngestDefinition::from_template(&template_path())?;
+    let ingest = ingest::wire(&sdk, &definition, INGEST_BUCKET, UPLOAD_QUEUE, "starter").await?;
+    println!(
+        "  jobs table {}, output bucket {}, state machine {}",
+        functions.jobs_table, functions.output_bucket, functions.state_machine_name
+    );
+    println!(
+        "  ingest bucket {} --(s3:ObjectCreated on {})--> queue {} --> starter",
+        ingest.bucket,
+        ingest.prefixes.join(", "),
+        UPLOAD_QUEUE
+    );
+
+    let tag = format!("run-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+    let (objects, expected) = sample_set("fhir/", "dicom/", "_READY", &tag);
+    heading(&format!(
+        "uploading {} objects (FHIR NDJSON, a DICOM batch with its _READY marker, a lone DICOM file)",
+        objects.len()
+    ));
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    for object in &objects {
+        s3.put_object()
+            .bucket(&ingest.bucket)
+            .key(&object.key)
+            .body(object.body.clone().into())
+            .send()
+            .await?;
+        println!(
+            "  s3://{}/{} ({} bytes)",
+            ingest.bucket,
+            object.key,
+            object.body.len()
+        );
+    }
+
+    heading("jobs (refreshed every second until every job is finished)");
+    let store = DynamoJobStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &functions.jobs_table,
+        time::Duration::days(400),
+    );
+    let jobs = watch(&store, &ingest.bucket, &expected).await?;
+
+    heading("summary");
+    let cost = workflow_cost(&sdk, &functions, &jobs).await?;
+    print!("{}", demo::summary(&jobs, cost));
+    let events = finished.drain(&sdk).await?;
+    let announced = jobs
+        .iter()
+        .filter(|j| {
+            events
+                .iter()
+                .any(|e| e["detail"]["jobId"] == j.job_id.as_str())
+        })
+        .count();
+    println!(
+        "Import Job Finished events: {announced} of {} jobs",
+        jobs.len()
+    );
+    let pipeline_ok = demo::all_finished(&jobs) && jobs.len() == expected.len();
+
+    heading("token decoder: a valid token, a forged one, an expired one");
+    let decoder_ok = token_decoder(&sdk, &functions).await?;
+
+    Ok(pipeline_ok && decoder_ok)
+}
+
+fn heading(text: &str) {
+    println!("\n== {text}");
+}
+
+/// Polls the job records of the expected uploads until all are terminal, redrawing the table.
+async fn watch(
+    store: &DynamoJobStore,
+    bucket: &str,
+    expected: &[ExpectedJob],
+) -> Result<Vec<ImportJob>, BoxError> {
+    let started = Instant::now();
+    let live = std::io::stdout().is_terminal();
+    let mut drawn_lines = 0;
+    let mut last = String::new();
+    loop {
+        let mut jobs = Vec::new();
+        for job in expected {
+            if let Some(record) = store.find_by_source(bucket, &job.trigger_key).await?.pop() {
+                jobs.push(record);
+            }
+        }
+        let table = demo::job_table(&jobs);
+        let waiting = expected.len() - jobs.len();
+        let text = format!(
+            "{table}{} recorded, {waiting} not yet, {:.0} s\n",
+            jobs.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let mut out = std::io::stdout().lock();
+        if live {
+            if drawn_lines > 0 {
+                write!(out, "\x1b[{drawn_lines}A\x1b[J")?;
+            }
+            write!(out, "{text}")?;
+            drawn_lines = text.lines().count();
+        } else if table != last {
+            write!(out, "{text}")?;
+        }
+        out.flush()?;
+        last = table;
+        if waiting == 0 && demo::all_finished(&jobs) {
+            return Ok(jobs);
+        }
+        if started.elapsed() > DEADLINE {
+            println!("not every job finished within {DEADLINE:?}; the logs are in .local/");
+            return Ok(jobs);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Polls and state transitions of the jobs' executions, from their histories.
+async fn workflow_cost(
+    sdk: &SdkConfig,
+    functions: &LocalFunctions,
+    jobs: &[ImportJob],
+) -> Result<WorkflowCost, BoxError> {
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let mut cost = WorkflowCost::default();
+    for job in jobs {
+        let execution_arn = functions.execution_arn(job.job_id.as_str());
+        let mut pages = sfn
+            .get_execution_history()
+            .execution_arn(&execution_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                // A skipped upload has no execution.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_execution_does_not_exist()) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for event in page.events() {
+                let kind = event.r#type().as_str();
+                if kind.ends_with("StateEntered") {
+                    cost.state_transitions += 1;
+                }
+                if let Some(entered) = event.state_entered_event_details() {
+                    if entered.name() == "Poll" {
+                        cost.polls += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(cost)
+}
+
+/// Serves a JWK Set on the loopback address the token decoder was given, then asks the real
+/// `token-decoder` binary (through the Lambda Invoke API) about three tokens.
+async fn token_decoder(sdk: &SdkConfig, functions: &LocalFunctions) -> Result<bool, BoxError> {
+    let key = TestKey::rsa("healthimport-demo");
+    let forger = TestKey::rsa("healthimport-demo-forger").with_kid("healthimport-demo");
+    let document = jwks(&[&key]);
+
+    let jwks_url = functions.setting("JWKS_URL")?;
+    let issuer = functions.setting("TOKEN_ISSUER")?;
+    // http://127.0.0.1:PORT/PATH: the decoder accepts plain http for loopback hosts only.
+    let (address, path) = jwks_url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(address, path)| (address.to_owned(), format!("/{path}")))
+        .ok_or_else(|| format!("JWKS_URL {jwks_url} is not http://host:port/path"))?;
+    let app = axum::Router::new().route(
+        &path,
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { axum::Json(document) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("  JWK Set served at {jwks_url} (issuer {issuer})");
+
+    let endpoint = format!(
+        "https://healthlake.{}.amazonaws.com/datastore/{}/r4/",
+        sdk.region().map(|r| r.as_ref()).unwrap_or("us-east-1"),
+        functions.setting("FHIR_DATASTORE_ID")?
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |issued: i64| {
+        json!({
+            "iss": issuer,
+            "sub": "demo-clinician",
+            "aud": endpoint,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + 600,
+            "jti": format!("demo-{issued}"),
+            "scope": "openid fhirUser launch/patient patient/Patient.read patient/Observation.rs",
+            "fhirUser": format!("{endpoint}Practitioner/demo-clinician"),
+            "patient": "demo-patient-1",
+        })
+    };
+    let cases = [
+        ("valid token", key.token(&claims(now)), true),
+        (
+            "forged token (same kid, another key)",
+            forger.token(&claims(now)),
+            false,
+        ),
+        ("expired token", key.token(&claims(now - 3600)), false),
+    ];
+
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let mut as_expected = true;
+    for (name, token, allow) in cases {
+        let event = json!({
+            "datastoreEndpoint": endpoint,
+            "bearerToken": token,
+            "operationName": "SearchWithGet",
+        });
+        let response = lambda
+            .invoke()
+            .function_name("token-decoder")
+            .payload(Blob::new(serde_json::to_vec(&event)?))
+            .send()
+            .await?;
+        let decision: Value = response
+            .payload()
+            .map(|p| serde_json::from_slice(p.as_ref()))
+            .transpose()?
+            .unwrap_or(Value::Null);
+        let allowed = decision["authPayload"]["isAuthorized"] == json!(true);
+        as_expected &= allowed == allow;
+        println!(
+            "  {name}: {}{}",
+            if allowed { "ALLOWED" } else { "DENIED" },
+            if allowed == allow {
+                ""
+            } else {
+                "  (unexpected!)"
+            }
+        );
+        println!("    {}", serde_json::to_string(&decision)?);
+    }
+    server.abort();
+    Ok(as_expected)
+}
