@@ -3,7 +3,9 @@
 
 pub mod demo;
 pub mod double;
+pub mod double_admin;
 pub mod ingest;
 pub mod local_stack;
+pub mod pipeline;
 pub mod provision;
 pub mod samples;

@@ -8,48 +8,27 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
-use healthimport::job::{ImportJob, JobStatus};
-use healthimport::store::{DynamoJobStore, JobStore};
-use healthimport_tests::ingest::{self, IngestDefinition};
-use healthimport_tests::local_stack::{sdk_config, template_path, unique_name};
-use healthimport_tests::provision::{eventually, FinishedEvents, LocalFunctions};
+use healthimport::job::{JobId, JobStatus};
+use healthimport_tests::local_stack::unique_name;
+use healthimport_tests::pipeline::LocalPipeline;
 use healthimport_tests::samples::sample_set;
-use serde_json::{json, Value};
-
-const INGEST_BUCKET: &str = "healthimport-local-ingest";
-const UPLOAD_QUEUE: &str = "healthimport-local-uploads";
+use serde_json::json;
 
 #[tokio::test]
 async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
-    let sdk = sdk_config().await;
-    let functions = LocalFunctions::from_env();
-    functions.provision(&sdk).await.unwrap();
-    let definition = IngestDefinition::from_template(&template_path()).unwrap();
-    let ingest = ingest::wire(&sdk, &definition, INGEST_BUCKET, UPLOAD_QUEUE, "starter")
-        .await
-        .unwrap();
-    let finished = FinishedEvents::subscribe(&sdk, &functions, &unique_name("finished"))
-        .await
-        .unwrap();
-
+    let mut pipeline = LocalPipeline::start().await.unwrap();
     let tag = unique_name("e2e");
     let (objects, expected) = sample_set("fhir/", "dicom/", "_READY", &tag);
-    let s3 = aws_sdk_s3::Client::new(&sdk);
     for object in &objects {
-        s3.put_object()
-            .bucket(&ingest.bucket)
-            .key(&object.key)
-            .body(object.body.clone().into())
-            .send()
-            .await
-            .unwrap();
+        pipeline.upload(&object.key, &object.body).await.unwrap();
     }
 
     // The same notification again, as SQS may redeliver it: straight to the starter this time.
     let redelivered = &expected[0].trigger_key;
-    let head = s3
+    let bucket = pipeline.ingest.bucket.clone();
+    let head = aws_sdk_s3::Client::new(&pipeline.sdk)
         .head_object()
-        .bucket(&ingest.bucket)
+        .bucket(&bucket)
         .key(redelivered)
         .send()
         .await
@@ -59,7 +38,7 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
         "eventTime": "2026-11-24T00:00:00.000Z", "eventName": "ObjectCreated:Put",
         "s3": {
             "s3SchemaVersion": "1.0",
-            "bucket": {"name": ingest.bucket, "arn": format!("arn:aws:s3:::{}", ingest.bucket)},
+            "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
             "object": {
                 "key": redelivered, "size": head.content_length().unwrap_or_default(),
                 "eTag": head.e_tag().unwrap_or_default().trim_matches('"'),
@@ -68,7 +47,7 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
             }
         }
     }]});
-    let response = aws_sdk_lambda::Client::new(&sdk)
+    let response = aws_sdk_lambda::Client::new(&pipeline.sdk)
         .invoke()
         .function_name("starter")
         .payload(Blob::new(serde_json::to_vec(&event).unwrap()))
@@ -81,62 +60,19 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
         response.payload()
     );
 
-    let store = DynamoJobStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &functions.jobs_table,
-        time::Duration::days(1),
-    );
-    let jobs: BTreeMap<String, Vec<ImportJob>> = eventually(Duration::from_secs(240), || async {
-        let mut jobs = BTreeMap::new();
-        for job in &expected {
-            let records = store
-                .find_by_source(&ingest.bucket, &job.trigger_key)
-                .await?;
-            if records.is_empty() || records.iter().any(|r| !r.status.is_terminal()) {
-                return Ok(None);
-            }
-            jobs.insert(job.trigger_key.clone(), records);
-        }
-        Ok(Some(jobs))
-    })
-    .await
-    .unwrap();
-
-    // One execution per job, succeeded. Once it has ended, the outcome is recorded: read again.
-    let sfn = aws_sdk_sfn::Client::new(&sdk);
-    for records in jobs.values() {
-        let arn = functions.execution_arn(records[0].job_id.as_str());
-        let status =
-            eventually(Duration::from_secs(60), || async {
-                match sfn.describe_execution().execution_arn(&arn).send().await {
-                    Ok(execution) => Ok((execution.status().as_str() != "RUNNING")
-                        .then(|| execution.status().clone())),
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_execution_does_not_exist()) =>
-                    {
-                        Ok(None)
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await
-            .unwrap();
-        assert_eq!(status.as_str(), "SUCCEEDED", "{arn}");
-    }
-    let mut jobs = jobs;
-    for (key, records) in jobs.iter_mut() {
-        *records = store.find_by_source(&ingest.bucket, key).await.unwrap();
-    }
+    let keys: Vec<String> = expected.iter().map(|j| j.trigger_key.clone()).collect();
+    let jobs = pipeline
+        .wait_until_finished(&keys, Duration::from_secs(240))
+        .await
+        .unwrap();
 
     for job in &expected {
         let records = &jobs[&job.trigger_key];
         assert_eq!(
             records.len(),
             1,
-            "{}: one record per upload: {:?}",
-            job.trigger_key,
-            records.iter().map(|r| &r.source).collect::<Vec<_>>()
+            "{}: one record per upload",
+            job.trigger_key
         );
         let record = &records[0];
         assert_eq!(record.service.map(|s| s.as_str()), Some(job.service));
@@ -146,12 +82,7 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
         };
         assert_eq!(record.status, want, "{}: {record:?}", job.trigger_key);
         let counts = record.counts.expect("counts from the output manifest");
-        assert_eq!(
-            record.has_failures(),
-            job.has_failures,
-            "{}: {record:?}",
-            job.trigger_key
-        );
+        assert_eq!(record.has_failures(), job.has_failures, "{record:?}");
         // HealthLake counts files (a file with a bad line still counts as imported) and lists the
         // failed resources; HealthImaging counts and lists failed files.
         assert_eq!(
@@ -165,18 +96,22 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
         assert!(counts.imported >= 1, "{record:?}");
         assert!(record.output_location.is_some(), "{record:?}");
         assert!(record.history.contains_key(&JobStatus::Pending));
-        assert!(
-            record.history.contains_key(&JobStatus::Submitted)
-                || record.history.contains_key(&JobStatus::InProgress)
+        assert_eq!(
+            pipeline
+                .execution_status(&record.job_id)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("SUCCEEDED")
         );
     }
 
     // One job at the service per upload: jobs are named after the job id.
     let mut service_jobs: BTreeMap<String, usize> = BTreeMap::new();
-    let healthlake = aws_sdk_healthlake::Client::new(&sdk);
+    let healthlake = aws_sdk_healthlake::Client::new(&pipeline.sdk);
     let mut pages = healthlake
         .list_fhir_import_jobs()
-        .datastore_id(functions.setting("FHIR_DATASTORE_ID").unwrap())
+        .datastore_id(pipeline.functions.setting("FHIR_DATASTORE_ID").unwrap())
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -186,10 +121,10 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
                 .or_default() += 1;
         }
     }
-    let imaging = aws_sdk_medicalimaging::Client::new(&sdk);
+    let imaging = aws_sdk_medicalimaging::Client::new(&pipeline.sdk);
     let mut pages = imaging
         .list_dicom_import_jobs()
-        .datastore_id(functions.setting("IMAGING_DATASTORE_ID").unwrap())
+        .datastore_id(pipeline.functions.setting("IMAGING_DATASTORE_ID").unwrap())
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -197,35 +132,24 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
             *service_jobs.entry(job.job_name().to_owned()).or_default() += 1;
         }
     }
-    for records in jobs.values() {
-        let id = records[0].job_id.as_str();
-        assert_eq!(service_jobs.get(id), Some(&1), "service jobs named {id}");
+    let ids: Vec<JobId> = jobs.values().map(|r| r[0].job_id.clone()).collect();
+    for id in &ids {
+        assert_eq!(
+            service_jobs.get(id.as_str()),
+            Some(&1),
+            "service jobs named {id:?}"
+        );
     }
 
-    // Every execution has ended, so every event has been put; drain until the queue is empty.
-    let collected = std::cell::RefCell::new(Vec::<Value>::new());
-    eventually(Duration::from_secs(30), || async {
-        let drained = finished.drain(&sdk).await?;
-        let mut announced = collected.borrow_mut();
-        announced.extend(drained);
-        let all = jobs.values().all(|records| {
-            announced
-                .iter()
-                .any(|e| e["detail"]["jobId"] == records[0].job_id.as_str())
-        });
-        Ok(all.then_some(()))
-    })
-    .await
-    .unwrap();
-    let mut announced = collected.into_inner();
-    announced.extend(finished.drain(&sdk).await.unwrap());
+    // Every execution has ended, so every event has been put: exactly one per job.
+    let events = pipeline
+        .wait_for_events(&ids, Duration::from_secs(30))
+        .await
+        .unwrap();
     for records in jobs.values() {
         let record = &records[0];
-        let events: Vec<_> = announced
-            .iter()
-            .filter(|e| e["detail"]["jobId"] == record.job_id.as_str())
-            .collect();
-        assert_eq!(events.len(), 1, "Finished events of {}", record.job_id);
+        let events = &events[&record.job_id];
+        assert_eq!(events.len(), 1, "Finished events of {:?}", record.job_id);
         let detail = &events[0]["detail"];
         assert_eq!(detail["status"], record.status.as_str());
         assert_eq!(detail["hasFailures"], record.has_failures());

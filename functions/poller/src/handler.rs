@@ -9,8 +9,9 @@
 //!   record forward (a stale answer changes nothing), storing progress counters.
 //! - `finish` (`requireManifest`, default true): reads the output manifest of the terminal job,
 //!   records its counts, first failed files and output location once, and puts the
-//!   `Import Job Finished` event once. A manifest not written yet is errorType `ManifestNotReady`
-//!   (retried by the workflow); with `requireManifest: false` the job is finished without it.
+//!   `Import Job Finished` event once. A completed job's manifest not written yet is errorType
+//!   `ManifestNotReady` (retried by the workflow); with `requireManifest: false` the job is
+//!   finished without it. A failed or cancelled job may write none: it is never waited for.
 //! - `recordFailure` (`error`: the `{Error, Cause}` a Catch put in the state): records on the job
 //!   why tracking stopped; a job whose start never succeeded becomes `START_FAILED` and is
 //!   announced.
@@ -524,6 +525,12 @@ where
             return Ok((outcome, None, None));
         };
         let service = job.service.unwrap_or(Service::HealthLake);
+        // Only a job that completed is sure to write a manifest; one that failed or was cancelled
+        // may write none, so its manifest is read if it is there and never waited for.
+        let expects_manifest = matches!(
+            job.status,
+            JobStatus::Completed | JobStatus::CompletedWithErrors
+        );
         match manifest::read_job_output(&self.outputs, service, &location, MAX_FAILED_FILES).await {
             Ok(output) => {
                 let note = output
@@ -539,11 +546,21 @@ where
                 };
                 Ok((outcome, Some(true), note))
             }
-            Err(ManifestError::NotReady { uri }) if require_manifest => {
+            Err(ManifestError::NotReady { uri }) if require_manifest && expects_manifest => {
                 Err(PollerError::ManifestNotReady {
                     job_id: job.job_id.clone(),
                     uri,
                 })
+            }
+            Err(ManifestError::NotReady { uri }) if !expects_manifest => {
+                tracing::info!(job_id = %job.job_id, status = %job.status, %uri, "no output manifest");
+                let outcome = JobOutcome {
+                    counts: None,
+                    failed_files: Vec::new(),
+                    output_location: Some(location),
+                    at,
+                };
+                Ok((outcome, Some(false), None))
             }
             Err(ManifestError::NotReady { uri }) => {
                 tracing::warn!(job_id = %job.job_id, %uri, "finishing without the output manifest");
@@ -1004,9 +1021,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_manifest_is_not_ready_until_the_workflow_gives_up_waiting() {
+    async fn a_failed_job_without_a_manifest_finishes_at_once() {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::Failed).await;
+        let out = p
+            .handle(json!({"action": "finish", "jobId": id}))
+            .await
+            .unwrap();
+        assert_eq!(out["manifestFound"], false);
+        let events = p.announcer.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].status, JobStatus::Failed);
+        assert!(
+            events[0]
+                .message
+                .as_deref()
+                .is_none_or(|m| !m.contains("did not appear")),
+            "a failed job's missing manifest is not news: {:?}",
+            events[0].message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_manifest_is_not_ready_until_the_workflow_gives_up_waiting() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::Completed).await;
         let err = p
             .handle(json!({"action": "finish", "jobId": id}))
             .await

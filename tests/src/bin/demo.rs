@@ -15,18 +15,14 @@ use aws_config::SdkConfig;
 use aws_sdk_lambda::primitives::Blob;
 use healthimport::auth::testing::{jwks, TestKey};
 use healthimport::job::ImportJob;
-use healthimport::store::{DynamoJobStore, JobStore};
 use healthimport_tests::demo::{self, WorkflowCost};
-use healthimport_tests::ingest::{self, IngestDefinition};
-use healthimport_tests::local_stack::{sdk_config, template_path, unique_name};
-use healthimport_tests::provision::{FinishedEvents, LocalFunctions};
+use healthimport_tests::pipeline::{LocalPipeline, UPLOAD_QUEUE};
+use healthimport_tests::provision::LocalFunctions;
 use healthimport_tests::samples::{sample_set, ExpectedJob};
 use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const INGEST_BUCKET: &str = "healthimport-local-ingest";
-const UPLOAD_QUEUE: &str = "healthimport-local-uploads";
 /// Generous: the double's jobs take about a second; the first invocations wait for `cargo run`.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -48,23 +44,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<bool, BoxError> {
-    let sdk = sdk_config().await;
-    let functions = LocalFunctions::from_env();
-
     heading("provisioning the local stack from template.yaml");
-    functions.provision(&sdk).await?;
-    let finished =
-        FinishedEvents::subscribe(&sdk, &functions, &unique_name("demo-finished")).await?;
-    let definition = IngestDefinition::from_template(&template_path())?;
-    let ingest = ingest::wire(&sdk, &definition, INGEST_BUCKET, UPLOAD_QUEUE, "starter").await?;
+    let mut pipeline = LocalPipeline::start().await?;
+    let functions = &pipeline.functions;
     println!(
-        "  jobs table {}, output bucket {}, state machine {}",
+        "  jobs table {}, output bucket {}, state machine {} (tasks: poller)",
         functions.jobs_table, functions.output_bucket, functions.state_machine_name
     );
     println!(
         "  ingest bucket {} --(s3:ObjectCreated on {})--> queue {} --> starter",
-        ingest.bucket,
-        ingest.prefixes.join(", "),
+        pipeline.ingest.bucket,
+        pipeline.ingest.prefixes.join(", "),
         UPLOAD_QUEUE
     );
 
@@ -74,42 +64,28 @@ async fn run() -> Result<bool, BoxError> {
         "uploading {} objects (FHIR NDJSON, a DICOM batch with its _READY marker, a lone DICOM file)",
         objects.len()
     ));
-    let s3 = aws_sdk_s3::Client::new(&sdk);
     for object in &objects {
-        s3.put_object()
-            .bucket(&ingest.bucket)
-            .key(&object.key)
-            .body(object.body.clone().into())
-            .send()
-            .await?;
+        pipeline.upload(&object.key, &object.body).await?;
         println!(
             "  s3://{}/{} ({} bytes)",
-            ingest.bucket,
+            pipeline.ingest.bucket,
             object.key,
             object.body.len()
         );
     }
 
     heading("jobs (refreshed every second until every job is finished)");
-    let store = DynamoJobStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &functions.jobs_table,
-        time::Duration::days(400),
-    );
-    let jobs = watch(&store, &ingest.bucket, &expected).await?;
+    let jobs = watch(&pipeline, &expected).await?;
 
     heading("summary");
-    let cost = workflow_cost(&sdk, &functions, &jobs).await?;
+    let cost = workflow_cost(&pipeline, &jobs).await?;
     print!("{}", demo::summary(&jobs, cost));
-    let events = finished.drain(&sdk).await?;
-    let announced = jobs
-        .iter()
-        .filter(|j| {
-            events
-                .iter()
-                .any(|e| e["detail"]["jobId"] == j.job_id.as_str())
-        })
-        .count();
+    let mut announced = 0;
+    for job in &jobs {
+        if !pipeline.finished_events(&job.job_id).await?.is_empty() {
+            announced += 1;
+        }
+    }
     println!(
         "Import Job Finished events: {announced} of {} jobs",
         jobs.len()
@@ -117,7 +93,7 @@ async fn run() -> Result<bool, BoxError> {
     let pipeline_ok = demo::all_finished(&jobs) && jobs.len() == expected.len();
 
     heading("token decoder: a valid token, a forged one, an expired one");
-    let decoder_ok = token_decoder(&sdk, &functions).await?;
+    let decoder_ok = token_decoder(&pipeline.sdk, &pipeline.functions).await?;
 
     Ok(pipeline_ok && decoder_ok)
 }
@@ -128,8 +104,7 @@ fn heading(text: &str) {
 
 /// Polls the job records of the expected uploads until all are terminal, redrawing the table.
 async fn watch(
-    store: &DynamoJobStore,
-    bucket: &str,
+    pipeline: &LocalPipeline,
     expected: &[ExpectedJob],
 ) -> Result<Vec<ImportJob>, BoxError> {
     let started = Instant::now();
@@ -139,7 +114,7 @@ async fn watch(
     loop {
         let mut jobs = Vec::new();
         for job in expected {
-            if let Some(record) = store.find_by_source(bucket, &job.trigger_key).await?.pop() {
+            if let Some(record) = pipeline.records(&job.trigger_key).await?.pop() {
                 jobs.push(record);
             }
         }
@@ -175,14 +150,13 @@ async fn watch(
 
 /// Polls and state transitions of the jobs' executions, from their histories.
 async fn workflow_cost(
-    sdk: &SdkConfig,
-    functions: &LocalFunctions,
+    pipeline: &LocalPipeline,
     jobs: &[ImportJob],
 ) -> Result<WorkflowCost, BoxError> {
-    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let sfn = aws_sdk_sfn::Client::new(&pipeline.sdk);
     let mut cost = WorkflowCost::default();
     for job in jobs {
-        let execution_arn = functions.execution_arn(job.job_id.as_str());
+        let execution_arn = pipeline.functions.execution_arn(job.job_id.as_str());
         let mut pages = sfn
             .get_execution_history()
             .execution_arn(&execution_arn)
