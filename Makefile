@@ -91,6 +91,8 @@ clean:
 bench: venv
 	cargo run --quiet -p poller --example tracking-cost
 	scripts/local-stack.sh run -- scripts/bench-functions.sh
+	# Requests per upload and the DICOM burst's start rate, printed by the starter's load tests.
+	scripts/local-stack.sh run -- cargo test --quiet -p healthimport-tests --test starter_load -- --nocapture
 	$(MAKE) bench-token-decoder
 
 # Token decoder figures: criterion warm decision, then cold start / memory / binary size.

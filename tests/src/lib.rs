@@ -8,4 +8,5 @@ pub mod ingest;
 pub mod local_stack;
 pub mod pipeline;
 pub mod provision;
+pub mod request_count;
 pub mod samples;

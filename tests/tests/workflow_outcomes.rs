@@ -12,9 +12,7 @@ use healthimport_tests::double_admin::DoubleAdmin;
 use healthimport_tests::local_stack::unique_name;
 use healthimport_tests::pipeline::LocalPipeline;
 use healthimport_tests::provision::eventually;
-
-const PATIENT: &[u8] =
-    br#"{"resourceType":"Patient","id":"outcome-1","name":[{"family":"Synthetic"}]}"#;
+use healthimport_tests::samples::dicom_p10;
 
 #[tokio::test]
 async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once() {
@@ -31,9 +29,14 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
         })
         .await
         .unwrap();
-    let failing = format!("fhir/{tag}/fails.ndjson");
-    pipeline.upload(&failing, PATIENT).await.unwrap();
-    // The double decides when the job starts running; clear the fault once it has.
+    // A HealthImaging job: it runs as soon as it is submitted, where a HealthLake job may queue
+    // behind earlier tests' imports, and the double decides the failure when a job starts running.
+    let failing = format!("dicom/{tag}-fails.dcm");
+    pipeline
+        .upload(&failing, &dicom_p10("2.25.666", 1))
+        .await
+        .unwrap();
+    // Clear the fault once the double has failed a job.
     eventually(Duration::from_secs(60), || async {
         Ok((injected_failures(&admin).await > failures_before).then_some(()))
     })
@@ -86,10 +89,7 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
         .unwrap();
     let throttled = format!("dicom/{tag}-throttled.dcm");
     pipeline
-        .upload(
-            &throttled,
-            &healthimport_tests::samples::dicom_p10("2.25.777", 1),
-        )
+        .upload(&throttled, &dicom_p10("2.25.777", 1))
         .await
         .unwrap();
     let pending = eventually(Duration::from_secs(60), || async {

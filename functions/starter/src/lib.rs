@@ -1,4 +1,5 @@
 //! The starter Lambda function: S3 `ObjectCreated` → exactly one import job, recorded and
-//! tracked. `main.rs` wires it to AWS; `handler` holds the behaviour.
+//! tracked. `handler` holds the behaviour, `wiring` its AWS adapters; `main.rs` runs it.
 
 pub mod handler;
+pub mod wiring;
