@@ -168,6 +168,41 @@ impl LocalFunctions {
     }
 }
 
+/// How many import jobs the local data stores hold under each of `names` (the starter names jobs
+/// after their job id): "started exactly once" is 1 each.
+pub async fn service_jobs_named(
+    sdk: &SdkConfig,
+    functions: &LocalFunctions,
+    names: &[String],
+) -> Result<BTreeMap<String, usize>, BoxError> {
+    let mut counts: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
+    let mut pages = aws_sdk_healthlake::Client::new(sdk)
+        .list_fhir_import_jobs()
+        .datastore_id(functions.setting("FHIR_DATASTORE_ID")?)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for job in page?.import_job_properties_list() {
+            if let Some(n) = counts.get_mut(job.job_name().unwrap_or_default()) {
+                *n += 1;
+            }
+        }
+    }
+    let mut pages = aws_sdk_medicalimaging::Client::new(sdk)
+        .list_dicom_import_jobs()
+        .datastore_id(functions.setting("IMAGING_DATASTORE_ID")?)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for job in page?.job_summaries() {
+            if let Some(n) = counts.get_mut(job.job_name()) {
+                *n += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
 /// The tracking workflow's definition with SAM's `DefinitionSubstitutions` filled in.
 pub fn tracking_definition(poller_arn: &str, timeout_seconds: u32) -> Result<String, BoxError> {
     let path = template_path()

@@ -4,13 +4,13 @@
 //! execution per job → moto runs the tracking workflow against the real `poller` binary → outcome
 //! from the output manifest, `Import Job Finished` on EventBridge.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
 use healthimport::job::{JobId, JobStatus};
 use healthimport_tests::local_stack::unique_name;
 use healthimport_tests::pipeline::LocalPipeline;
+use healthimport_tests::provision::service_jobs_named;
 use healthimport_tests::samples::sample_set;
 use serde_json::json;
 
@@ -107,39 +107,12 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
     }
 
     // One job at the service per upload: jobs are named after the job id.
-    let mut service_jobs: BTreeMap<String, usize> = BTreeMap::new();
-    let healthlake = aws_sdk_healthlake::Client::new(&pipeline.sdk);
-    let mut pages = healthlake
-        .list_fhir_import_jobs()
-        .datastore_id(pipeline.functions.setting("FHIR_DATASTORE_ID").unwrap())
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for job in page.unwrap().import_job_properties_list() {
-            *service_jobs
-                .entry(job.job_name().unwrap_or_default().to_owned())
-                .or_default() += 1;
-        }
-    }
-    let imaging = aws_sdk_medicalimaging::Client::new(&pipeline.sdk);
-    let mut pages = imaging
-        .list_dicom_import_jobs()
-        .datastore_id(pipeline.functions.setting("IMAGING_DATASTORE_ID").unwrap())
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for job in page.unwrap().job_summaries() {
-            *service_jobs.entry(job.job_name().to_owned()).or_default() += 1;
-        }
-    }
     let ids: Vec<JobId> = jobs.values().map(|r| r[0].job_id.clone()).collect();
-    for id in &ids {
-        assert_eq!(
-            service_jobs.get(id.as_str()),
-            Some(&1),
-            "service jobs named {id:?}"
-        );
-    }
+    let names: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+    let at_service = service_jobs_named(&pipeline.sdk, &pipeline.functions, &names)
+        .await
+        .unwrap();
+    assert!(at_service.values().all(|n| *n == 1), "{at_service:?}");
 
     // Every execution has ended, so every event has been put: exactly one per job.
     let events = pipeline

@@ -15,7 +15,7 @@ use healthimport::store::JobStore;
 use healthimport_tests::double::{FaultScope, Faults};
 use healthimport_tests::double_admin::DoubleAdmin;
 use healthimport_tests::local_stack::{create_bucket, create_jobs_table, sdk_config, unique_name};
-use healthimport_tests::provision::LocalFunctions;
+use healthimport_tests::provision::{service_jobs_named, LocalFunctions};
 use healthimport_tests::request_count::{count_of, RequestCount};
 use healthimport_tests::samples::dicom_p10;
 use serde_json::{json, Value};
@@ -133,36 +133,6 @@ impl Rig {
             .unwrap()
     }
 
-    /// How many jobs the service holds per job name (the job id) for `ids`.
-    async fn service_jobs(&self, ids: &[String]) -> BTreeMap<String, usize> {
-        let mut counts: BTreeMap<String, usize> = ids.iter().map(|id| (id.clone(), 0)).collect();
-        let mut pages = aws_sdk_healthlake::Client::new(&self.sdk)
-            .list_fhir_import_jobs()
-            .datastore_id(self.functions.setting("FHIR_DATASTORE_ID").unwrap())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            for job in page.unwrap().import_job_properties_list() {
-                if let Some(n) = counts.get_mut(job.job_name().unwrap_or_default()) {
-                    *n += 1;
-                }
-            }
-        }
-        let mut pages = aws_sdk_medicalimaging::Client::new(&self.sdk)
-            .list_dicom_import_jobs()
-            .datastore_id(self.functions.setting("IMAGING_DATASTORE_ID").unwrap())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            for job in page.unwrap().job_summaries() {
-                if let Some(n) = counts.get_mut(job.job_name()) {
-                    *n += 1;
-                }
-            }
-        }
-        counts
-    }
-
     /// The names of this rig's tracking executions, with how many executions each has.
     async fn executions(&self) -> BTreeMap<String, usize> {
         let mut names = BTreeMap::new();
@@ -177,6 +147,33 @@ impl Rig {
             }
         }
         names
+    }
+
+    /// Every upload in `keys` has one record, past PENDING and not START_FAILED, and one job at
+    /// the service.
+    async fn assert_each_started_once(&self, keys: &[String]) {
+        let mut ids = Vec::new();
+        for key in keys {
+            let records = self.records(key).await;
+            assert_eq!(records.len(), 1, "{key}: one record");
+            assert!(
+                !matches!(
+                    records[0].status,
+                    JobStatus::Pending | JobStatus::StartFailed
+                ),
+                "{key}: {:?}",
+                records[0]
+            );
+            ids.push(records[0].job_id.as_str().to_owned());
+        }
+        let at_service = service_jobs_named(&self.sdk, &self.functions, &ids)
+            .await
+            .unwrap();
+        let not_once: Vec<_> = at_service.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            not_once.is_empty(),
+            "jobs not started exactly once: {not_once:?}"
+        );
     }
 
     /// What the tracking workflow's Start step does for a job the starter left PENDING
@@ -248,7 +245,10 @@ async fn an_event_delivered_three_times_concurrently_is_one_job_one_record_one_e
     assert_eq!(records.len(), 1);
     let id = records[0].job_id.as_str().to_owned();
     assert_ne!(records[0].status, JobStatus::Pending, "{:?}", records[0]);
-    assert_eq!(rig.service_jobs(std::slice::from_ref(&id)).await[&id], 1);
+    assert_eq!(
+        service_jobs_of(&rig, std::slice::from_ref(&id)).await[&id],
+        1
+    );
     assert_eq!(rig.executions().await, BTreeMap::from([(id, 1)]));
 }
 
@@ -263,11 +263,7 @@ async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
     {
         let admin = DoubleAdmin::from_env();
         admin
-            .set_faults(&Faults {
-                throttle_share: 1.0,
-                scope: FaultScope::StartOnly,
-                ..Faults::default()
-            })
+            .set_faults(&Faults::throttling_every_start())
             .await
             .unwrap();
         let handled = first.starter.handle(event.clone()).await;
@@ -277,7 +273,10 @@ async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
     let pending = first.records(key).await.remove(0);
     assert_eq!(pending.status, JobStatus::Pending);
     let id = pending.job_id.as_str().to_owned();
-    assert_eq!(first.service_jobs(std::slice::from_ref(&id)).await[&id], 0);
+    assert_eq!(
+        service_jobs_of(&first, std::slice::from_ref(&id)).await[&id],
+        0
+    );
 
     // After the crash: the same table and upload, no job at the service, and (in this starter's
     // own state machine) no execution. The event is delivered again.
@@ -289,7 +288,7 @@ async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
     assert_ne!(records[0].status, JobStatus::Pending, "{:?}", records[0]);
     assert!(records[0].service_job_id.is_some());
     assert_eq!(
-        after_crash.service_jobs(std::slice::from_ref(&id)).await[&id],
+        service_jobs_of(&after_crash, std::slice::from_ref(&id)).await[&id],
         1
     );
     assert_eq!(after_crash.executions().await, BTreeMap::from([(id, 1)]));
@@ -395,26 +394,7 @@ async fn two_hundred_uploads_under_throttling_and_5xx_each_start_exactly_once() 
         .await;
     admin.set_faults(&Faults::default()).await.unwrap();
 
-    let mut ids = Vec::new();
-    for key in &keys {
-        let records = rig.records(key).await;
-        assert_eq!(records.len(), 1, "{key}: one record");
-        assert!(
-            !matches!(
-                records[0].status,
-                JobStatus::Pending | JobStatus::StartFailed
-            ),
-            "{key}: {:?}",
-            records[0]
-        );
-        ids.push(records[0].job_id.as_str().to_owned());
-    }
-    let at_service = rig.service_jobs(&ids).await;
-    let not_once: Vec<_> = at_service.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(
-        not_once.is_empty(),
-        "jobs not started exactly once: {not_once:?}"
-    );
+    rig.assert_each_started_once(&keys).await;
     let executions = rig.executions().await;
     assert_eq!(executions.len(), 200);
     assert!(executions.values().all(|n| *n == 1));
@@ -484,22 +464,7 @@ async fn a_burst_of_fifty_lone_dicom_files_is_started_within_the_rate_limit_with
         .await;
     let elapsed = started.elapsed();
 
-    let mut ids = Vec::new();
-    for key in &keys {
-        let records = rig.records(key).await;
-        assert_eq!(records.len(), 1);
-        assert!(
-            !matches!(
-                records[0].status,
-                JobStatus::Pending | JobStatus::StartFailed
-            ),
-            "{key}: {:?}",
-            records[0]
-        );
-        ids.push(records[0].job_id.as_str().to_owned());
-    }
-    let at_service = rig.service_jobs(&ids).await;
-    assert!(at_service.values().all(|n| *n == 1), "{at_service:?}");
+    rig.assert_each_started_once(&keys).await;
     let rate_limited = admin.stats().await.unwrap()["rate_limited_starts"]
         .as_u64()
         .unwrap()
@@ -517,4 +482,10 @@ async fn a_burst_of_fifty_lone_dicom_files_is_started_within_the_rate_limit_with
         rate <= 1.0 + 2.0 / elapsed.as_secs_f64(),
         "faster than the service allows?"
     );
+}
+
+async fn service_jobs_of(rig: &Rig, ids: &[String]) -> BTreeMap<String, usize> {
+    service_jobs_named(&rig.sdk, &rig.functions, ids)
+        .await
+        .unwrap()
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use healthimport::job::{JobStatus, Service};
-use healthimport_tests::double::{FaultScope, Faults};
+use healthimport_tests::double::Faults;
 use healthimport_tests::double_admin::DoubleAdmin;
 use healthimport_tests::local_stack::unique_name;
 use healthimport_tests::pipeline::LocalPipeline;
@@ -80,11 +80,7 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
 
     // --- every start throttled: the starter leaves the job PENDING, the workflow retries ---
     admin
-        .set_faults(&Faults {
-            throttle_share: 1.0,
-            scope: FaultScope::StartOnly,
-            ..Faults::default()
-        })
+        .set_faults(&Faults::throttling_every_start())
         .await
         .unwrap();
     let throttled = format!("dicom/{tag}-throttled.dcm");

@@ -53,6 +53,15 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// Every StartFHIRImportJob and StartDICOMImportJob answered with ThrottlingException.
+    pub fn throttling_every_start() -> Faults {
+        Faults {
+            throttle_share: 1.0,
+            scope: FaultScope::StartOnly,
+            ..Faults::default()
+        }
+    }
+
     /// Checks every share is a probability and the two per-call shares fit in one draw.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let shares = [
