@@ -1,4 +1,4 @@
-//! The `Announcer` port: "this import job is finished", as an EventBridge event that users
+//! The `Announcer` port: "this import (or export) job is finished", as an EventBridge event that users
 //! subscribe e-mail, chat or a pipeline to. The detail is built from the job record alone
 //! ([`JobFinished::from_job`], pure), so what is announced is what is recorded.
 
@@ -7,10 +7,13 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{FailedFile, ImportJob, JobCounts, JobId, JobStatus, Service};
+use crate::export::ExportTrigger;
+use crate::job::{FailedFile, ImportJob, JobCounts, JobId, JobKind, JobStatus, Service};
 
 pub const EVENT_SOURCE: &str = "healthimport";
 pub const DETAIL_TYPE_JOB_FINISHED: &str = "Import Job Finished";
+/// The detail type of a finished export: the same detail shape, with `kind` `EXPORT`.
+pub const DETAIL_TYPE_EXPORT_FINISHED: &str = "Export Job Finished";
 /// How many failed files an event lists: the record keeps up to 100, and an event must stay well
 /// under EventBridge's 256 KB entry limit.
 pub const EVENT_FAILED_FILES: usize = 10;
@@ -31,6 +34,7 @@ pub struct AnnouncedSource {
 #[serde(rename_all = "camelCase")]
 pub struct JobFinished {
     pub job_id: JobId,
+    pub kind: JobKind,
     pub status: JobStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<Service>,
@@ -38,7 +42,12 @@ pub struct JobFinished {
     pub datastore_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_job_id: Option<String>,
-    pub source: AnnouncedSource,
+    /// The upload of an import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<AnnouncedSource>,
+    /// What asked for an export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportTrigger>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_s3_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,15 +93,17 @@ impl JobFinished {
         let has_failures = job.has_failures() || !job.status.is_success();
         JobFinished {
             job_id: job.job_id.clone(),
+            kind: job.kind,
             status: job.status,
             service: job.service,
             datastore_id: job.datastore_id.clone(),
             service_job_id: job.service_job_id.clone(),
-            source: AnnouncedSource {
-                bucket: job.source.bucket.clone(),
-                key: job.source.key.clone(),
-                uri: job.source.uri(),
-            },
+            source: job.source.as_ref().map(|source| AnnouncedSource {
+                bucket: source.bucket.clone(),
+                key: source.key.clone(),
+                uri: source.uri(),
+            }),
+            export: job.export.clone(),
             input_s3_uri: job.input_s3_uri.clone(),
             counts: job.counts,
             failed_file_count: job
@@ -112,6 +123,14 @@ impl JobFinished {
             succeeded: !has_failures,
             submitted_at,
             finished_at: finished_at.to_string(),
+        }
+    }
+
+    /// The event's detail type, by the job's kind.
+    pub fn detail_type(&self) -> &'static str {
+        match self.kind {
+            JobKind::Import => DETAIL_TYPE_JOB_FINISHED,
+            JobKind::Export => DETAIL_TYPE_EXPORT_FINISHED,
         }
     }
 }
@@ -155,7 +174,7 @@ impl Announcer for EventBridgeAnnouncer {
         let detail = serde_json::to_string(finished).map_err(AnnounceError::Detail)?;
         let entry = PutEventsRequestEntry::builder()
             .source(EVENT_SOURCE)
-            .detail_type(DETAIL_TYPE_JOB_FINISHED)
+            .detail_type(finished.detail_type())
             .detail(detail)
             .set_event_bus_name(self.bus_name.clone())
             .build();

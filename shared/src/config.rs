@@ -30,6 +30,18 @@ impl Env for ProcessEnv {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn var(&self, name: &str) -> Option<String> {
+        self.as_slice().var(name)
+    }
+}
+
+impl Env for Vec<(&str, &str)> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.as_slice().var(name)
+    }
+}
+
+impl Env for [(&str, &str)] {
+    fn var(&self, name: &str) -> Option<String> {
         self.iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| (*v).to_owned())
@@ -138,6 +150,17 @@ pub struct FhirTarget {
     pub data_access_role_arn: String,
     pub output_s3_uri: String,
     pub output_kms_key_id: String,
+    /// Where exports of this data store go; `None` when exports are not configured.
+    pub export: Option<ExportTarget>,
+}
+
+/// A HealthLake export's destination. Its own role, so that the role HealthLake assumes for an
+/// export can write only the export location, and the import role cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportTarget {
+    pub data_access_role_arn: String,
+    pub output_s3_uri: String,
+    pub kms_key_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +179,14 @@ impl ImportTargets {
                 data_access_role_arn: required(env, "FHIR_DATA_ACCESS_ROLE_ARN")?,
                 output_s3_uri: s3_uri(env, "FHIR_OUTPUT_S3_URI")?,
                 output_kms_key_id: required(env, "FHIR_OUTPUT_KMS_KEY_ID")?,
+                export: match optional(env, "FHIR_EXPORT_S3_URI") {
+                    None => None,
+                    Some(_) => Some(ExportTarget {
+                        data_access_role_arn: required(env, "FHIR_EXPORT_ROLE_ARN")?,
+                        output_s3_uri: s3_uri(env, "FHIR_EXPORT_S3_URI")?,
+                        kms_key_id: required(env, "FHIR_EXPORT_KMS_KEY_ID")?,
+                    }),
+                },
             }),
         };
         let imaging = match optional(env, "IMAGING_DATASTORE_ID") {
@@ -239,5 +270,39 @@ mod target_tests {
             ImportTargets::from_env(&bad),
             Err(ConfigError::Invalid { name, .. }) if name == "IMAGING_OUTPUT_S3_URI"
         ));
+    }
+
+    #[test]
+    fn exports_are_configured_by_their_location_and_then_need_role_and_key() {
+        let fhir = [
+            ("FHIR_DATASTORE_ID", "abc"),
+            (
+                "FHIR_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/r",
+            ),
+            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir/"),
+            ("FHIR_OUTPUT_KMS_KEY_ID", "alias/k"),
+        ];
+        let targets = ImportTargets::from_env(&fhir).unwrap();
+        assert_eq!(targets.fhir.unwrap().export, None);
+
+        let mut partial = fhir.to_vec();
+        partial.push(("FHIR_EXPORT_S3_URI", "s3://exports/nightly"));
+        assert_eq!(
+            ImportTargets::from_env(&partial).unwrap_err(),
+            ConfigError::Missing("FHIR_EXPORT_ROLE_ARN".into())
+        );
+
+        let mut full = partial.clone();
+        full.push(("FHIR_EXPORT_ROLE_ARN", "arn:aws:iam::123456789012:role/x"));
+        full.push(("FHIR_EXPORT_KMS_KEY_ID", "alias/x"));
+        let export = ImportTargets::from_env(&full)
+            .unwrap()
+            .fhir
+            .unwrap()
+            .export
+            .unwrap();
+        assert_eq!(export.output_s3_uri, "s3://exports/nightly/");
+        assert_eq!(export.kms_key_id, "alias/x");
     }
 }

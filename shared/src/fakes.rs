@@ -7,8 +7,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::imports::{ImportService, JobReport, Retry, ServiceError, StartRequest, StartedJob};
-use crate::job::{ImportJob, JobId, JobStatus, Service, Transition};
+use crate::imports::{
+    ImportService, JobReport, Retry, ServiceError, ServiceJob, StartRequest, StartedJob,
+};
+use crate::job::{ImportJob, JobId, JobStatus, Transition};
 use crate::objects::{ListError, ListedObject, ObjectLister};
 use crate::store::{CreateOutcome, JobStore, StoreError, TransitionOutcome};
 use crate::workflow::{TrackingError, TrackingOutcome, TrackingWorkflow};
@@ -25,7 +27,7 @@ pub struct MemoryJobStore {
 impl MemoryJobStore {
     pub fn all(&self) -> Vec<ImportJob> {
         let mut jobs: Vec<_> = lock(&self.jobs).values().cloned().collect();
-        jobs.sort_by(|a, b| a.source.key.cmp(&b.source.key));
+        jobs.sort_by_key(ImportJob::subject);
         jobs
     }
 }
@@ -67,7 +69,11 @@ impl JobStore for MemoryJobStore {
     async fn find_by_source(&self, bucket: &str, key: &str) -> Result<Vec<ImportJob>, StoreError> {
         let mut found: Vec<_> = lock(&self.jobs)
             .values()
-            .filter(|j| j.source.bucket == bucket && j.source.key == key)
+            .filter(|j| {
+                j.source
+                    .as_ref()
+                    .is_some_and(|s| s.bucket == bucket && s.key == key)
+            })
             .cloned()
             .collect();
         found.sort_by_key(|j| j.created_at);
@@ -136,12 +142,7 @@ impl ImportService for ScriptedImports {
             .clone())
     }
 
-    async fn describe(
-        &self,
-        _service: Service,
-        _datastore_id: &str,
-        _service_job_id: &str,
-    ) -> Result<JobReport, ServiceError> {
+    async fn describe(&self, _job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         Ok(JobReport {
             status: JobStatus::InProgress,
             message: None,
@@ -371,16 +372,11 @@ impl ImportService for ReportedImports {
         self.starts.start(request).await
     }
 
-    async fn describe(
-        &self,
-        service: Service,
-        _datastore_id: &str,
-        _service_job_id: &str,
-    ) -> Result<JobReport, ServiceError> {
+    async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         *lock(&self.describe_calls) += 1;
         if let Some((code, retry)) = lock(&self.describe_errors).pop() {
             return Err(ServiceError {
-                service,
+                service: job.service,
                 operation: "Describe",
                 message: format!("scripted {code}"),
                 code,

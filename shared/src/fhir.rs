@@ -1,11 +1,14 @@
-//! Amazon HealthLake adapter of the [`ImportService`] port.
+//! Amazon HealthLake adapter of the [`ImportService`] port: FHIR imports and whole-data-store
+//! exports, which HealthLake runs one at a time per data store, in one FIFO queue.
 
 use async_trait::async_trait;
 use aws_sdk_healthlake::types::{InputDataConfig, OutputDataConfig, S3Configuration};
 use aws_sdk_healthlake::Client;
 
-use crate::imports::{count, ImportService, JobReport, ServiceError, StartRequest, StartedJob};
-use crate::job::{JobCounts, JobStatus, Service};
+use crate::imports::{
+    count, ImportService, JobReport, ServiceError, ServiceJob, StartRequest, StartWork, StartedJob,
+};
+use crate::job::{JobCounts, JobKind, JobStatus, Service};
 
 #[derive(Debug, Clone)]
 pub struct HealthLakeImports {
@@ -13,6 +16,14 @@ pub struct HealthLakeImports {
     data_access_role_arn: String,
     /// HealthLake requires a KMS key for the output location.
     output_kms_key_id: String,
+    export: Option<ExportSettings>,
+}
+
+/// The role HealthLake assumes to write an export, and the key it encrypts the export with.
+#[derive(Debug, Clone)]
+struct ExportSettings {
+    data_access_role_arn: String,
+    kms_key_id: String,
 }
 
 impl HealthLakeImports {
@@ -25,7 +36,69 @@ impl HealthLakeImports {
             client,
             data_access_role_arn: data_access_role_arn.into(),
             output_kms_key_id: output_kms_key_id.into(),
+            export: None,
         }
+    }
+
+    /// Enables exports with their own data-access role and KMS key.
+    pub fn with_export(
+        mut self,
+        data_access_role_arn: impl Into<String>,
+        kms_key_id: impl Into<String>,
+    ) -> Self {
+        self.export = Some(ExportSettings {
+            data_access_role_arn: data_access_role_arn.into(),
+            kms_key_id: kms_key_id.into(),
+        });
+        self
+    }
+
+    async fn start_export(&self, request: &StartRequest) -> Result<StartedJob, ServiceError> {
+        const OP: &str = "StartFHIRExportJob";
+        let settings = self.export.as_ref().ok_or_else(|| {
+            ServiceError::unsupported(SERVICE, OP, "no FHIR export location is configured".into())
+        })?;
+        let output = S3Configuration::builder()
+            .s3_uri(&request.output_s3_uri)
+            .kms_key_id(&settings.kms_key_id)
+            .build()
+            .map_err(|_| ServiceError::malformed(SERVICE, OP, "output S3 configuration"))?;
+        let started = self
+            .client
+            .start_fhir_export_job()
+            .job_name(request.job_id.as_str())
+            .datastore_id(&request.datastore_id)
+            .output_data_config(OutputDataConfig::S3Configuration(output))
+            .data_access_role_arn(&settings.data_access_role_arn)
+            .client_token(request.job_id.client_token())
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk(SERVICE, OP, e))?;
+        Ok(StartedJob {
+            service_job_id: started.job_id().to_owned(),
+            status: status(OP, started.job_status().as_str())?,
+        })
+    }
+
+    async fn describe_export(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
+        const OP: &str = "DescribeFHIRExportJob";
+        let output = self
+            .client
+            .describe_fhir_export_job()
+            .datastore_id(job.datastore_id)
+            .job_id(job.service_job_id)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk(SERVICE, OP, e))?;
+        let properties = output
+            .export_job_properties()
+            .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "ExportJobProperties"))?;
+        Ok(JobReport {
+            status: status(OP, properties.job_status().as_str())?,
+            message: properties.message().map(str::to_owned),
+            // An export reports no progress; its files are counted when it ends.
+            progress: None,
+        })
     }
 }
 
@@ -35,6 +108,10 @@ const SERVICE: Service = Service::HealthLake;
 impl ImportService for HealthLakeImports {
     async fn start(&self, request: &StartRequest) -> Result<StartedJob, ServiceError> {
         const OP: &str = "StartFHIRImportJob";
+        let input_s3_uri = match &request.work {
+            StartWork::Import { input_s3_uri } => input_s3_uri,
+            StartWork::Export => return self.start_export(request).await,
+        };
         let output = S3Configuration::builder()
             .s3_uri(&request.output_s3_uri)
             .kms_key_id(&self.output_kms_key_id)
@@ -45,7 +122,7 @@ impl ImportService for HealthLakeImports {
             .start_fhir_import_job()
             .job_name(request.job_id.as_str())
             .datastore_id(&request.datastore_id)
-            .input_data_config(InputDataConfig::S3Uri(request.input_s3_uri.clone()))
+            .input_data_config(InputDataConfig::S3Uri(input_s3_uri.clone()))
             .job_output_data_config(OutputDataConfig::S3Configuration(output))
             .data_access_role_arn(&self.data_access_role_arn)
             .client_token(request.job_id.client_token())
@@ -58,18 +135,16 @@ impl ImportService for HealthLakeImports {
         })
     }
 
-    async fn describe(
-        &self,
-        _service: Service,
-        datastore_id: &str,
-        service_job_id: &str,
-    ) -> Result<JobReport, ServiceError> {
+    async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         const OP: &str = "DescribeFHIRImportJob";
+        if job.kind == JobKind::Export {
+            return self.describe_export(job).await;
+        }
         let output = self
             .client
             .describe_fhir_import_job()
-            .datastore_id(datastore_id)
-            .job_id(service_job_id)
+            .datastore_id(job.datastore_id)
+            .job_id(job.service_job_id)
             .send()
             .await
             .map_err(|e| ServiceError::from_sdk(SERVICE, OP, e))?;

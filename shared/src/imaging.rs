@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use aws_sdk_medicalimaging::Client;
 
-use crate::imports::{ImportService, JobReport, ServiceError, StartRequest, StartedJob};
+use crate::imports::{
+    ImportService, JobReport, ServiceError, ServiceJob, StartRequest, StartWork, StartedJob,
+};
 use crate::job::{JobStatus, Service};
 
 #[derive(Debug, Clone)]
@@ -27,12 +29,19 @@ const SERVICE: Service = Service::HealthImaging;
 impl ImportService for HealthImagingImports {
     async fn start(&self, request: &StartRequest) -> Result<StartedJob, ServiceError> {
         const OP: &str = "StartDICOMImportJob";
+        let StartWork::Import { input_s3_uri } = &request.work else {
+            return Err(ServiceError::unsupported(
+                SERVICE,
+                OP,
+                "HealthImaging has no export job".to_owned(),
+            ));
+        };
         let started = self
             .client
             .start_dicom_import_job()
             .job_name(request.job_id.as_str())
             .datastore_id(&request.datastore_id)
-            .input_s3_uri(&request.input_s3_uri)
+            .input_s3_uri(input_s3_uri)
             .output_s3_uri(&request.output_s3_uri)
             .data_access_role_arn(&self.data_access_role_arn)
             .client_token(request.job_id.client_token())
@@ -45,18 +54,13 @@ impl ImportService for HealthImagingImports {
         })
     }
 
-    async fn describe(
-        &self,
-        _service: Service,
-        datastore_id: &str,
-        service_job_id: &str,
-    ) -> Result<JobReport, ServiceError> {
+    async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         const OP: &str = "GetDICOMImportJob";
         let output = self
             .client
             .get_dicom_import_job()
-            .datastore_id(datastore_id)
-            .job_id(service_job_id)
+            .datastore_id(job.datastore_id)
+            .job_id(job.service_job_id)
             .send()
             .await
             .map_err(|e| ServiceError::from_sdk(SERVICE, OP, e))?;

@@ -1,5 +1,5 @@
-//! The `ImportService` port: starting an import job at HealthLake or HealthImaging and reading its
-//! status. The adapters are [`crate::fhir::HealthLakeImports`] and
+//! The `ImportService` port: starting an import (or a HealthLake export) job at HealthLake or
+//! HealthImaging and reading its status. The adapters are [`crate::fhir::HealthLakeImports`] and
 //! [`crate::imaging::HealthImagingImports`]; [`Imports`] dispatches between the two.
 
 use async_trait::async_trait;
@@ -7,7 +7,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::job::{JobCounts, JobId, JobStatus, Service};
+use crate::config::ImportTargets;
+use crate::fhir::HealthLakeImports;
+use crate::imaging::HealthImagingImports;
+use crate::job::{JobCounts, JobId, JobKind, JobStatus, Service};
 
 /// Everything a Start call needs. The client token is the job id, so a retried start (a
 /// redelivered event, a crash between "recorded" and "started", the workflow's retry) is the same
@@ -17,8 +20,33 @@ pub struct StartRequest {
     pub job_id: JobId,
     pub service: Service,
     pub datastore_id: String,
-    pub input_s3_uri: String,
+    pub work: StartWork,
     pub output_s3_uri: String,
+}
+
+/// What the job does: import an S3 location, or export the whole data store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartWork {
+    Import { input_s3_uri: String },
+    Export,
+}
+
+impl StartWork {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            StartWork::Import { .. } => JobKind::Import,
+            StartWork::Export => JobKind::Export,
+        }
+    }
+}
+
+/// Where a started job can be asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceJob<'a> {
+    pub kind: JobKind,
+    pub service: Service,
+    pub datastore_id: &'a str,
+    pub service_job_id: &'a str,
 }
 
 /// The service accepted the start.
@@ -121,6 +149,19 @@ impl ServiceError {
         }
     }
 
+    /// A request this service cannot serve (an export at HealthImaging, an export without
+    /// export settings): a configuration error, never worth a retry.
+    pub fn unsupported(service: Service, operation: &'static str, message: String) -> Self {
+        ServiceError {
+            service,
+            operation,
+            code: "NotConfigured".to_owned(),
+            message,
+            retry: Retry::Never,
+            source: None,
+        }
+    }
+
     /// A required field missing from a service response.
     pub fn malformed(service: Service, operation: &'static str, what: &str) -> Self {
         ServiceError {
@@ -147,12 +188,7 @@ const RETRYABLE_CODES: &[&str] = &[
 #[async_trait]
 pub trait ImportService: Send + Sync {
     async fn start(&self, request: &StartRequest) -> Result<StartedJob, ServiceError>;
-    async fn describe(
-        &self,
-        service: Service,
-        datastore_id: &str,
-        service_job_id: &str,
-    ) -> Result<JobReport, ServiceError>;
+    async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError>;
 }
 
 /// Dispatches each call to the adapter of its service. A service that is not configured answers
@@ -168,13 +204,12 @@ impl<F: ImportService, D: ImportService> Imports<F, D> {
             Service::HealthLake => self.healthlake.as_ref().map(|s| s as &dyn ImportService),
             Service::HealthImaging => self.imaging.as_ref().map(|s| s as &dyn ImportService),
         };
-        picked.ok_or_else(|| ServiceError {
-            service,
-            operation: "dispatch",
-            code: "NotConfigured".to_owned(),
-            message: format!("no {service} data store is configured"),
-            retry: Retry::Never,
-            source: None,
+        picked.ok_or_else(|| {
+            ServiceError::unsupported(
+                service,
+                "dispatch",
+                format!("no {service} data store is configured"),
+            )
         })
     }
 }
@@ -185,15 +220,37 @@ impl<F: ImportService, D: ImportService> ImportService for Imports<F, D> {
         self.pick(request.service)?.start(request).await
     }
 
-    async fn describe(
-        &self,
-        service: Service,
-        datastore_id: &str,
-        service_job_id: &str,
-    ) -> Result<JobReport, ServiceError> {
-        self.pick(service)?
-            .describe(service, datastore_id, service_job_id)
-            .await
+    async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
+        self.pick(job.service)?.describe(job).await
+    }
+}
+
+/// The SDK adapters of every configured service, on one `SdkConfig`: the wiring every function
+/// that starts or polls jobs shares.
+pub fn aws_imports(
+    aws: &aws_config::SdkConfig,
+    targets: &ImportTargets,
+) -> Imports<HealthLakeImports, HealthImagingImports> {
+    Imports {
+        healthlake: targets.fhir.as_ref().map(|t| {
+            let imports = HealthLakeImports::new(
+                aws_sdk_healthlake::Client::new(aws),
+                &t.data_access_role_arn,
+                &t.output_kms_key_id,
+            );
+            match &t.export {
+                Some(export) => {
+                    imports.with_export(&export.data_access_role_arn, &export.kms_key_id)
+                }
+                None => imports,
+            }
+        }),
+        imaging: targets.imaging.as_ref().map(|t| {
+            HealthImagingImports::new(
+                aws_sdk_medicalimaging::Client::new(aws),
+                &t.data_access_role_arn,
+            )
+        }),
     }
 }
 

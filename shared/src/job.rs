@@ -12,6 +12,8 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{Duration, OffsetDateTime};
 
+use crate::export::ExportTrigger;
+
 /// The AWS service a job runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Service {
@@ -33,6 +35,32 @@ impl Service {
 }
 
 impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a job does at its service. Both kinds share the record, statuses, workflow and event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobKind {
+    /// An upload imported into a data store (HealthLake or HealthImaging).
+    #[default]
+    Import,
+    /// A HealthLake data store exported to S3 (`StartFHIRExportJob`).
+    Export,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Import => "IMPORT",
+            JobKind::Export => "EXPORT",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -398,13 +426,22 @@ pub struct FailedFile {
     pub message: String,
 }
 
-/// The job record: one per upload, the single source of truth for what happened to it.
+/// The job record: one per upload (or export request), the single source of truth for what
+/// happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportJob {
     pub job_id: JobId,
+    /// Records written before exports existed have no kind: they are imports.
+    #[serde(default)]
+    pub kind: JobKind,
     pub status: JobStatus,
-    pub source: SourceObject,
+    /// The upload an import was made from; absent for an export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceObject>,
+    /// What asked for an export; absent for an import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportTrigger>,
     /// Absent for an upload skipped before it could be routed to a service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Service>,
@@ -441,10 +478,38 @@ pub struct ImportJob {
 impl ImportJob {
     /// A new record in `status` (normally `Pending`, or `Skipped`) for the upload `source`.
     pub fn new(source: SourceObject, status: JobStatus, at: Timestamp) -> ImportJob {
+        let mut job = ImportJob::blank(source.job_id(), JobKind::Import, status, at);
+        job.source = Some(source);
+        job
+    }
+
+    /// A new `PENDING` export of the HealthLake data store `datastore_id` to `output_s3_uri`.
+    pub fn new_export(
+        trigger: ExportTrigger,
+        datastore_id: &str,
+        output_s3_uri: &str,
+        at: Timestamp,
+    ) -> ImportJob {
+        let mut job = ImportJob::blank(
+            trigger.job_id(datastore_id),
+            JobKind::Export,
+            JobStatus::Pending,
+            at,
+        );
+        job.export = Some(trigger);
+        job.service = Some(Service::HealthLake);
+        job.datastore_id = Some(datastore_id.to_owned());
+        job.output_s3_uri = Some(output_s3_uri.to_owned());
+        job
+    }
+
+    fn blank(job_id: JobId, kind: JobKind, status: JobStatus, at: Timestamp) -> ImportJob {
         ImportJob {
-            job_id: source.job_id(),
+            job_id,
+            kind,
             status,
-            source,
+            source: None,
+            export: None,
             service: None,
             datastore_id: None,
             input_s3_uri: None,
@@ -458,6 +523,15 @@ impl ImportJob {
             created_at: at,
             updated_at: at,
             history: BTreeMap::from([(status, at)]),
+        }
+    }
+
+    /// What the job is about, for people: an import's uploaded key, or an export's trigger.
+    pub fn subject(&self) -> String {
+        match (&self.source, &self.export) {
+            (Some(source), _) => source.key.clone(),
+            (None, Some(trigger)) => format!("export ({trigger})"),
+            (None, None) => String::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod announce;
 pub mod auth;
 pub mod config;
+pub mod export;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod fhir;

@@ -8,6 +8,10 @@
 //!   folder of NDJSON files. Their line format is not documented, so those lines are read
 //!   tolerantly (see [`parse_healthlake_failures`]).
 //!
+//! - HealthLake export: `<S3Uri>/<datastoreId>-FHIR_EXPORT-<jobId>/`, NDJSON files grouped by
+//!   resource type. No manifest is documented for `StartFHIRExportJob`, so an export's counts are
+//!   the files found there ([`read_export_output`]).
+//!
 //! The manifest can appear a little after the job's status turns terminal: a missing manifest is
 //! [`ManifestError::NotReady`], which the caller retries, not a failure.
 
@@ -18,7 +22,7 @@ use aws_sdk_s3::Client;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::job::{FailedFile, JobCounts, Service};
+use crate::job::{FailedFile, JobCounts, JobKind, Service};
 
 /// HealthImaging's manifest file name inside the job's output folder.
 pub const IMAGING_MANIFEST: &str = "job-output-manifest.json";
@@ -38,14 +42,16 @@ pub const MAX_MESSAGE_CHARS: usize = 1000;
 /// The folder a job's output is written to (ends with `/`).
 pub fn output_location(
     service: Service,
+    kind: JobKind,
     output_s3_uri: &str,
     datastore_id: &str,
     service_job_id: &str,
 ) -> String {
     let base = output_s3_uri.trim_end_matches('/');
-    let kind = match service {
-        Service::HealthImaging => "DicomImport",
-        Service::HealthLake => "FHIR_IMPORT",
+    let kind = match (service, kind) {
+        (Service::HealthImaging, _) => "DicomImport",
+        (Service::HealthLake, JobKind::Import) => "FHIR_IMPORT",
+        (Service::HealthLake, JobKind::Export) => "FHIR_EXPORT",
     };
     format!("{base}/{datastore_id}-{kind}-{service_job_id}/")
 }
@@ -144,6 +150,37 @@ pub async fn read_job_output(
         location: location.to_owned(),
         manifest,
         failed_files,
+    })
+}
+
+/// How many exported files are listed at most: a data store export writes a few files per
+/// resource type, so this bounds a pathological listing, not a real one.
+pub const EXPORT_LIST_LIMIT: usize = 100_000;
+
+/// What a finished export wrote: its NDJSON files under `location`, counted (scanned = imported
+/// = files written). An export of an empty data store writes none, which is not an error.
+pub async fn read_export_output(
+    reader: &(impl OutputReader + ?Sized),
+    location: &str,
+) -> Result<JobOutput, ManifestError> {
+    let files = reader
+        .list(location, EXPORT_LIST_LIMIT)
+        .await?
+        .into_iter()
+        .filter(|uri| uri.ends_with(".ndjson"))
+        .count() as u64;
+    Ok(JobOutput {
+        location: location.to_owned(),
+        manifest: OutputManifest {
+            counts: JobCounts {
+                scanned: files,
+                imported: files,
+                failed: 0,
+            },
+            failure_output: None,
+            resources_failed: None,
+        },
+        failed_files: Vec::new(),
     })
 }
 
@@ -485,18 +522,38 @@ mod tests {
 
     #[test]
     fn output_locations_follow_the_documented_layout() {
-        let dicom = output_location(Service::HealthImaging, "s3://out/dicom/", "ds1", "job9");
+        let dicom = output_location(
+            Service::HealthImaging,
+            JobKind::Import,
+            "s3://out/dicom/",
+            "ds1",
+            "job9",
+        );
         assert_eq!(dicom, "s3://out/dicom/ds1-DicomImport-job9/");
         assert_eq!(
             manifest_uri(Service::HealthImaging, &dicom),
             "s3://out/dicom/ds1-DicomImport-job9/job-output-manifest.json"
         );
-        let fhir = output_location(Service::HealthLake, "s3://out/fhir", "ds2", "j");
+        let fhir = output_location(
+            Service::HealthLake,
+            JobKind::Import,
+            "s3://out/fhir",
+            "ds2",
+            "j",
+        );
         assert_eq!(fhir, "s3://out/fhir/ds2-FHIR_IMPORT-j/");
         assert_eq!(
             manifest_uri(Service::HealthLake, &fhir),
             "s3://out/fhir/ds2-FHIR_IMPORT-j/manifest.json"
         );
+        let export = output_location(
+            Service::HealthLake,
+            JobKind::Export,
+            "s3://exports/",
+            "ds2",
+            "e",
+        );
+        assert_eq!(export, "s3://exports/ds2-FHIR_EXPORT-e/");
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! the service refuses for now (throttling, quota, 5xx) leaves the record `PENDING` with the
 //! reason; a start it refuses for good is recorded as `START_FAILED` with its message.
 
-use crate::imports::{ImportService, ServiceError, StartRequest};
-use crate::job::{ImportJob, JobStatus, Timestamp, Transition};
-use crate::store::{JobStore, StoreError, TransitionOutcome};
+use crate::imports::{ImportService, ServiceError, StartRequest, StartWork};
+use crate::job::{ImportJob, JobKind, JobStatus, Timestamp, Transition};
+use crate::store::{CreateOutcome, JobStore, StoreError, TransitionOutcome};
+use crate::workflow::{TrackingError, TrackingWorkflow};
 
 #[derive(Debug)]
 pub enum StartOutcome {
@@ -34,6 +35,15 @@ pub enum StartError {
 /// The Start request of a recorded job.
 pub fn start_request(job: &ImportJob) -> Result<StartRequest, StartError> {
     let missing = |what| StartError::Incomplete(job.job_id.to_string(), what);
+    let work = match job.kind {
+        JobKind::Import => StartWork::Import {
+            input_s3_uri: job
+                .input_s3_uri
+                .clone()
+                .ok_or_else(|| missing("inputS3Uri"))?,
+        },
+        JobKind::Export => StartWork::Export,
+    };
     Ok(StartRequest {
         job_id: job.job_id.clone(),
         service: job.service.ok_or_else(|| missing("service"))?,
@@ -41,10 +51,7 @@ pub fn start_request(job: &ImportJob) -> Result<StartRequest, StartError> {
             .datastore_id
             .clone()
             .ok_or_else(|| missing("datastoreId"))?,
-        input_s3_uri: job
-            .input_s3_uri
-            .clone()
-            .ok_or_else(|| missing("inputS3Uri"))?,
+        work,
         output_s3_uri: job
             .output_s3_uri
             .clone()
@@ -64,7 +71,7 @@ pub async fn start_job(
     let request = start_request(job)?;
     let (change, outcome_of) = match imports.start(&request).await {
         Ok(started) => {
-            tracing::info!(job_id = %job.job_id, service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "import job started");
+            tracing::info!(job_id = %job.job_id, kind = %job.kind, service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "import job started");
             let change =
                 Transition::to(started.status, now()).with_service_job_id(started.service_job_id);
             (change, Ok(()))
@@ -95,4 +102,60 @@ pub async fn start_job(
             Err(StartError::Incomplete(job.job_id.to_string(), "record"))
         }
     }
+}
+
+/// What [`launch`] did with a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launched {
+    Started,
+    /// Refused for now; its tracking execution retries the start.
+    StartPending,
+    StartFailed,
+    /// Recorded before (a redelivered event, a repeated request) and past `PENDING`: nothing
+    /// was started again; the record holds this status.
+    AlreadyRecorded(JobStatus),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Tracking(#[from] TrackingError),
+}
+
+/// Records a new `PENDING` job, starts it and hands it to its tracking execution: the one path
+/// from "something should be imported or exported" to a tracked job. Every step is idempotent on
+/// the job id, so calling this again for the same job (a redelivery, a retry after a crash
+/// anywhere in between) finishes what was left undone and never makes a second job.
+pub async fn launch(
+    store: &(impl JobStore + ?Sized),
+    imports: &(impl ImportService + ?Sized),
+    tracking: &(impl TrackingWorkflow + ?Sized),
+    job: ImportJob,
+) -> Result<Launched, LaunchError> {
+    let job = match store.create(&job).await? {
+        CreateOutcome::Created => job,
+        // Recorded but never started: a crash between the two, or a throttled start.
+        CreateOutcome::AlreadyExists(existing) if existing.status == JobStatus::Pending => {
+            *existing
+        }
+        CreateOutcome::AlreadyExists(existing) => {
+            // Started (or refused) before; make sure it is tracked, which is idempotent.
+            tracking.track(&existing.job_id).await?;
+            return Ok(Launched::AlreadyRecorded(existing.status));
+        }
+    };
+    let launched = match start_job(store, imports, &job, Timestamp::now).await? {
+        StartOutcome::Started(_) => Launched::Started,
+        StartOutcome::StillPending(_) => Launched::StartPending,
+        StartOutcome::StartFailed(_) => Launched::StartFailed,
+        StartOutcome::NotPending(status) => Launched::AlreadyRecorded(status),
+    };
+    // Every recorded job gets its execution: it polls a started job, retries a pending start,
+    // and announces a failed one.
+    tracking.track(&job.job_id).await?;
+    Ok(launched)
 }

@@ -150,7 +150,10 @@ impl DynamoJobStore {
             .map(|(k, v)| (k, json_to_attribute(v)))
             .collect();
         // Index keys, kept at the top level where DynamoDB can index them.
-        item.insert("sourceUri".into(), AttributeValue::S(job.source.uri()));
+        // An export has no source object: it stays out of the sparse bySource index.
+        if let Some(source) = &job.source {
+            item.insert("sourceUri".into(), AttributeValue::S(source.uri()));
+        }
         if job.status.is_terminal() {
             item.insert(
                 "expiresAt".into(),

@@ -26,7 +26,7 @@ pub fn job_table(jobs: &[ImportJob]) -> String {
             out,
             "{:<10} {:<48} {:<13} {:<22} {:>8} {:>8} {:>6}",
             &job.job_id.as_str()[..8],
-            ellipsis(&job.source.key, 48),
+            ellipsis(&job.subject(), 48),
             job.service.map(|s| s.as_str()).unwrap_or("-"),
             job.status.as_str(),
             counts.scanned,
@@ -77,7 +77,7 @@ pub fn summary(jobs: &[ImportJob], cost: WorkflowCost) -> String {
             .as_deref()
             .filter(|_| job.failed_files.is_empty())
         {
-            let _ = writeln!(out, "  {}  {}: {message}", job.status, job.source.key);
+            let _ = writeln!(out, "  {}  {}: {message}", job.status, job.subject());
         }
     }
     let _ = writeln!(

@@ -226,7 +226,7 @@ pub fn tracking_definition(poller_arn: &str, timeout_seconds: u32) -> Result<Str
     Ok(definition)
 }
 
-/// A queue subscribed to the bus's `Import Job Finished` events, one per caller, so parallel tests
+/// A queue subscribed to the bus's `Import Job Finished` and `Export Job Finished` events, one per caller, so parallel tests
 /// each see every event.
 #[derive(Debug, Clone)]
 pub struct FinishedEvents {
@@ -256,7 +256,10 @@ impl FinishedEvents {
             .event_pattern(
                 serde_json::json!({
                     "source": [healthimport::announce::EVENT_SOURCE],
-                    "detail-type": [healthimport::announce::DETAIL_TYPE_JOB_FINISHED],
+                    "detail-type": [
+                        healthimport::announce::DETAIL_TYPE_JOB_FINISHED,
+                        healthimport::announce::DETAIL_TYPE_EXPORT_FINISHED,
+                    ],
                 })
                 .to_string(),
             )

@@ -48,7 +48,7 @@ fn upload(key: &str, etag: &str) -> ImportJob {
     );
     job.service = Some(Service::HealthLake);
     job.datastore_id = Some("0123456789abcdef0123456789abcdef".into());
-    job.input_s3_uri = Some(job.source.uri());
+    job.input_s3_uri = job.source.as_ref().map(|s| s.uri());
     job
 }
 

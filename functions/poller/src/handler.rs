@@ -21,9 +21,9 @@
 
 use healthimport::announce::{AnnounceError, Announcer, JobFinished};
 use healthimport::config::{self, ConfigError, Env, ImportTargets};
-use healthimport::imports::{ImportService, ServiceError};
+use healthimport::imports::{ImportService, ServiceError, ServiceJob};
 use healthimport::job::{
-    ImportJob, JobId, JobStatus, Service, Timestamp, Transition, MAX_FAILED_FILES,
+    ImportJob, JobId, JobKind, JobStatus, Service, Timestamp, Transition, MAX_FAILED_FILES,
 };
 use healthimport::manifest::{self, ManifestError, OutputReader};
 use healthimport::start::{start_job, StartError, StartOutcome};
@@ -350,10 +350,9 @@ where
             // A repeated or late poll: the record is final, the service is not asked.
             return Ok(self.state(job_id, job.status, polls));
         }
-        let (service, datastore_id, service_job_id) = started_at(&job)?;
         let report = self
             .imports
-            .describe(service, datastore_id, service_job_id)
+            .describe(&started_at(&job)?)
             .await
             .map_err(|source| PollerError::Service {
                 job_id: job_id.clone(),
@@ -525,6 +524,28 @@ where
             return Ok((outcome, None, None));
         };
         let service = job.service.unwrap_or(Service::HealthLake);
+        if job.kind == JobKind::Export {
+            // An export has no manifest to wait for: what a completed one wrote is counted as it
+            // is; a failed one is recorded without counts (what it left behind is partial).
+            let counts = if job.status.is_success() {
+                let output = manifest::read_export_output(&self.outputs, &location)
+                    .await
+                    .map_err(|source| PollerError::Manifest {
+                        job_id: job.job_id.clone(),
+                        source,
+                    })?;
+                Some(output.manifest.counts)
+            } else {
+                None
+            };
+            let outcome = JobOutcome {
+                counts,
+                failed_files: Vec::new(),
+                output_location: Some(location),
+                at,
+            };
+            return Ok((outcome, None, None));
+        }
         // Only a job that completed is sure to write a manifest; one that failed or was cancelled
         // may write none, so its manifest is read if it is there and never waited for.
         let expects_manifest = matches!(
@@ -621,20 +642,23 @@ fn to_json(value: impl Serialize) -> Value {
 }
 
 /// Where a started job's service can be asked about it.
-fn started_at(job: &ImportJob) -> Result<(Service, &str, &str), PollerError> {
+fn started_at(job: &ImportJob) -> Result<ServiceJob<'_>, PollerError> {
     let missing = |what| PollerError::JobIncomplete {
         job_id: job.job_id.clone(),
         what,
     };
-    Ok((
-        job.service.ok_or_else(|| missing("service"))?,
-        job.datastore_id
+    Ok(ServiceJob {
+        kind: job.kind,
+        service: job.service.ok_or_else(|| missing("service"))?,
+        datastore_id: job
+            .datastore_id
             .as_deref()
             .ok_or_else(|| missing("datastoreId"))?,
-        job.service_job_id
+        service_job_id: job
+            .service_job_id
             .as_deref()
             .ok_or_else(|| missing("serviceJobId"))?,
-    ))
+    })
 }
 
 /// The output folder of a job the service accepted; `None` for a job that never started.
@@ -644,6 +668,7 @@ fn output_location(job: &ImportJob) -> Option<String> {
     }
     Some(manifest::output_location(
         job.service?,
+        job.kind,
         job.output_s3_uri.as_deref()?,
         job.datastore_id.as_deref()?,
         job.service_job_id.as_deref()?,
@@ -654,10 +679,11 @@ fn output_location(job: &ImportJob) -> Option<String> {
 mod tests {
     use super::*;
     use healthimport::config::{FhirTarget, ImagingTarget};
+    use healthimport::export::ExportTrigger;
     use healthimport::fakes::{
         MemoryOutcomeStore, MemoryOutputs, RecordingAnnouncer, ReportedImports,
     };
-    use healthimport::imports::{JobReport, Retry};
+    use healthimport::imports::{JobReport, Retry, StartWork};
     use healthimport::job::{FailedFile, JobCounts, SourceObject};
     use serde_json::json;
 
@@ -1042,6 +1068,93 @@ mod tests {
         );
     }
 
+    /// A recorded export in `status` (started at HealthLake unless PENDING).
+    async fn export_job(p: &TestPoller, status: JobStatus) -> JobId {
+        let mut job = ImportJob::new_export(
+            ExportTrigger::OnDemand {
+                request_id: format!("r-{status}"),
+            },
+            DATASTORE,
+            "s3://out/exports/",
+            Timestamp::now(),
+        );
+        if status != JobStatus::Pending {
+            job.apply(
+                &Transition::to(JobStatus::Submitted, Timestamp::now())
+                    .with_service_job_id(SERVICE_JOB),
+            )
+            .unwrap();
+            job.apply(&Transition::to(status, Timestamp::now()))
+                .unwrap();
+        }
+        p.store.create(&job).await.unwrap();
+        job.job_id
+    }
+
+    #[tokio::test]
+    async fn a_pending_export_is_started_as_an_export() {
+        let p = poller();
+        let id = export_job(&p, JobStatus::Pending).await;
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(state.status, JobStatus::Submitted);
+        let call = &p.imports.starts.start_calls.lock().unwrap()[0];
+        assert_eq!(call.work, StartWork::Export);
+        assert_eq!(call.output_s3_uri, "s3://out/exports/");
+    }
+
+    #[tokio::test]
+    async fn a_completed_export_counts_the_files_it_wrote_and_is_announced_as_an_export() {
+        let p = poller();
+        let id = export_job(&p, JobStatus::Completed).await;
+        let location = format!("s3://out/exports/{DATASTORE}-FHIR_EXPORT-{SERVICE_JOB}/");
+        for file in [
+            "Patient/Patient-0.ndjson",
+            "Observation/Observation-0.ndjson",
+        ] {
+            p.outputs.put(format!("{location}{file}"), "{}");
+        }
+        // Not an export file: another job's folder next to it.
+        p.outputs.put(
+            format!("s3://out/exports/{DATASTORE}-FHIR_EXPORT-other/Patient/Patient-0.ndjson"),
+            "{}",
+        );
+        let out = p
+            .handle(json!({"action": "finish", "jobId": id}))
+            .await
+            .unwrap();
+        assert_eq!(out["announced"], true);
+        let job = record(&p, &id).await;
+        assert_eq!(
+            job.counts,
+            Some(JobCounts {
+                scanned: 2,
+                imported: 2,
+                failed: 0
+            })
+        );
+        assert_eq!(job.output_location.as_deref(), Some(location.as_str()));
+        let event = &p.announcer.events()[0];
+        assert_eq!(event.kind, JobKind::Export);
+        assert_eq!(event.detail_type(), "Export Job Finished");
+        assert!(event.succeeded);
+        assert_eq!(event.source, None);
+        assert!(event.export.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failed_export_is_recorded_without_counts() {
+        let p = poller();
+        let id = export_job(&p, JobStatus::Failed).await;
+        p.handle(json!({"action": "finish", "jobId": id}))
+            .await
+            .unwrap();
+        let job = record(&p, &id).await;
+        assert_eq!(job.counts, None);
+        let event = &p.announcer.events()[0];
+        assert!(event.has_failures && !event.succeeded);
+        assert_eq!(p.outputs.reads(), 0);
+    }
+
     #[tokio::test]
     async fn a_missing_manifest_is_not_ready_until_the_workflow_gives_up_waiting() {
         let p = poller();
@@ -1349,6 +1462,7 @@ mod tests {
                 data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
                 output_s3_uri: "s3://out/fhir/".into(),
                 output_kms_key_id: "alias/k".into(),
+                export: None,
             })
         );
         assert_eq!(config.targets.imaging, None::<ImagingTarget>);

@@ -3,9 +3,7 @@
 use aws_config::BehaviorVersion;
 use healthimport::announce::EventBridgeAnnouncer;
 use healthimport::config::ProcessEnv;
-use healthimport::fhir::HealthLakeImports;
-use healthimport::imaging::HealthImagingImports;
-use healthimport::imports::Imports;
+use healthimport::imports::aws_imports;
 use healthimport::manifest::S3OutputReader;
 use healthimport::store::DynamoJobStore;
 use healthimport::store_outcome::DynamoOutcomeStore;
@@ -27,24 +25,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         &config.jobs_table,
         time::Duration::days(config.record_retention_days.into()),
     );
-    let imports = Imports {
-        healthlake: config.targets.fhir.as_ref().map(|t| {
-            HealthLakeImports::new(
-                aws_sdk_healthlake::Client::new(&aws),
-                &t.data_access_role_arn,
-                &t.output_kms_key_id,
-            )
-        }),
-        imaging: config.targets.imaging.as_ref().map(|t| {
-            HealthImagingImports::new(
-                aws_sdk_medicalimaging::Client::new(&aws),
-                &t.data_access_role_arn,
-            )
-        }),
-    };
     let poller = Poller {
         store: DynamoOutcomeStore::new(jobs, dynamodb),
-        imports,
+        imports: aws_imports(&aws, &config.targets),
         outputs: S3OutputReader::new(aws_sdk_s3::Client::new(&aws)),
         announcer: EventBridgeAnnouncer::new(
             aws_sdk_eventbridge::Client::new(&aws),

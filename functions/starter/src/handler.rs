@@ -23,9 +23,9 @@ use healthimport::routing::{
     self, check_batch, decode_event_key, BatchFile, ImportScope, KeyDecodeError, Route,
     RoutingConfig, SkipReason, IMAGING_MAX_JOB_FILES,
 };
-use healthimport::start::{start_job, StartError, StartOutcome};
-use healthimport::store::{CreateOutcome, JobStore, StoreError};
-use healthimport::workflow::{TrackingError, TrackingWorkflow};
+use healthimport::start::{launch, LaunchError, Launched};
+use healthimport::store::{JobStore, StoreError};
+use healthimport::workflow::TrackingWorkflow;
 use serde_json::{json, Value};
 
 /// The starter's configuration (environment variables of the same names, upper-cased).
@@ -110,11 +110,9 @@ pub enum RecordError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Start(#[from] StartError),
+    Launch(#[from] LaunchError),
     #[error(transparent)]
     Listing(#[from] ListError),
-    #[error(transparent)]
-    Tracking(#[from] TrackingError),
 }
 
 /// The invocation failed as a whole (direct S3 invocations only; SQS failures are per message).
@@ -309,39 +307,16 @@ where
         job.input_s3_uri = Some(request.input_s3_uri);
         job.output_s3_uri = Some(output_s3_uri);
         let job_id = job.job_id.clone();
-
-        if let CreateOutcome::AlreadyExists(existing) = self.store.create(&job).await? {
-            if existing.status != JobStatus::Pending {
-                // Started (or refused) before; make sure it is tracked, which is idempotent.
-                self.tracking.track(&job_id).await?;
-                return Ok(RecordOutcome::AlreadyRecorded {
-                    job_id,
-                    status: existing.status,
-                });
-            }
-            // Recorded but never started: a crash between the two, or a throttled start.
-            job = *existing;
-        }
-
-        let outcome = match start_job(&self.store, &self.imports, &job, Timestamp::now).await? {
-            StartOutcome::Started(_) => RecordOutcome::Started {
-                job_id: job_id.clone(),
+        Ok(
+            match launch(&self.store, &self.imports, &self.tracking, job).await? {
+                Launched::Started => RecordOutcome::Started { job_id },
+                Launched::StartPending => RecordOutcome::StartPending { job_id },
+                Launched::StartFailed => RecordOutcome::StartFailed { job_id },
+                Launched::AlreadyRecorded(status) => {
+                    RecordOutcome::AlreadyRecorded { job_id, status }
+                }
             },
-            StartOutcome::StillPending(_) => RecordOutcome::StartPending {
-                job_id: job_id.clone(),
-            },
-            StartOutcome::StartFailed(_) => RecordOutcome::StartFailed {
-                job_id: job_id.clone(),
-            },
-            StartOutcome::NotPending(status) => RecordOutcome::AlreadyRecorded {
-                job_id: job_id.clone(),
-                status,
-            },
-        };
-        // Every recorded job gets its execution: it polls a started job, retries a pending start,
-        // and announces a failed one.
-        self.tracking.track(&job_id).await?;
-        Ok(outcome)
+        )
     }
 
     fn target(&self, service: Service) -> Option<(String, String)> {
@@ -409,6 +384,7 @@ mod tests {
                     data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
                     output_s3_uri: "s3://out/fhir/".into(),
                     output_kms_key_id: "alias/k".into(),
+                    export: None,
                 }),
                 imaging: Some(ImagingTarget {
                     datastore_id: "d".repeat(32),
@@ -476,7 +452,7 @@ mod tests {
         .await
         .unwrap();
         let job = &s.store.all()[0];
-        assert_eq!(job.source.key, "fhir/my file+1.ndjson");
+        assert_eq!(job.subject(), "fhir/my file+1.ndjson");
         assert_eq!(job.service, Some(Service::HealthLake));
         assert_eq!(job.datastore_id.as_deref(), Some("f".repeat(32).as_str()));
         assert_eq!(
@@ -786,7 +762,7 @@ mod tests {
             .store
             .all()
             .into_iter()
-            .map(|j| (j.source.key, j.status))
+            .map(|j| (j.subject(), j.status))
             .collect();
         assert_eq!(
             keys,

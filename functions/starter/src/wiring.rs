@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 use healthimport::fhir::HealthLakeImports;
 use healthimport::imaging::HealthImagingImports;
-use healthimport::imports::Imports;
+use healthimport::imports::{aws_imports, Imports};
 use healthimport::objects::S3ObjectLister;
 use healthimport::store::DynamoJobStore;
 use healthimport::workflow::StepFunctionsTracking;
@@ -19,28 +19,13 @@ pub type AwsStarter = Starter<
 >;
 
 pub fn starter(aws: &SdkConfig, config: StarterConfig) -> AwsStarter {
-    let imports = Imports {
-        healthlake: config.targets.fhir.as_ref().map(|t| {
-            HealthLakeImports::new(
-                aws_sdk_healthlake::Client::new(aws),
-                &t.data_access_role_arn,
-                &t.output_kms_key_id,
-            )
-        }),
-        imaging: config.targets.imaging.as_ref().map(|t| {
-            HealthImagingImports::new(
-                aws_sdk_medicalimaging::Client::new(aws),
-                &t.data_access_role_arn,
-            )
-        }),
-    };
     Starter {
         store: DynamoJobStore::new(
             aws_sdk_dynamodb::Client::new(aws),
             &config.jobs_table,
             time::Duration::days(config.record_retention_days.into()),
         ),
-        imports,
+        imports: aws_imports(aws, &config.targets),
         tracking: StepFunctionsTracking::new(
             aws_sdk_sfn::Client::new(aws),
             &config.state_machine_arn,

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::output::{self, JobCounts, Judgement, OutputLayout, S3Location};
-use super::state::{ImportJob, JobPhase, Service, Terminal};
+use super::state::{ImportJob, JobKind, JobPhase, Service, Terminal};
 use super::Shared;
 
 /// Starts the task that carries a job to its end.
@@ -17,9 +17,11 @@ pub(crate) fn spawn_job(shared: Arc<Shared>, service: Service, job_id: String) {
     tokio::spawn(run_job(shared, service, job_id));
 }
 
-/// A finished run: the counts, and the manifest when it is due after the terminal status.
+/// A finished run: the counts, the resources an import stored, and the manifest when it is due
+/// after the terminal status.
 struct Finished {
     counts: JobCounts,
+    stored: Vec<(String, String)>,
     late_manifest: Option<(OutputLayout, Value)>,
 }
 
@@ -44,10 +46,17 @@ async fn run_job(shared: Arc<Shared>, service: Service, job_id: String) {
         ?service,
         "import job in progress"
     );
-    let result = execute(&shared, &job, started).await;
+    let result = match job.request.kind {
+        JobKind::Import => execute(&shared, &job, started).await,
+        JobKind::Export => export(&shared, &job, started).await,
+    };
 
     let (outcome, message, late_manifest) = match result {
         Ok(finished) => {
+            shared
+                .state
+                .lock()
+                .store_resources(&job.request.datastore_id, finished.stored);
             let outcome = if service == Service::HealthLake && finished.counts.has_errors() {
                 Terminal::CompletedWithErrors
             } else {
@@ -138,6 +147,16 @@ async fn execute(shared: &Shared, job: &ImportJob, started: Instant) -> Result<F
     if let Some(record) = shared.state.lock().job_mut(job.service, &job.id) {
         record.counts = Some(judgement.counts.clone());
     }
+    let stored: Vec<(String, String)> = judgement
+        .success_lines
+        .iter()
+        .filter_map(|line| {
+            Some((
+                line.get("resourceType")?.as_str()?.to_owned(),
+                line.get("id")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect();
     tokio::time::sleep_until(run_ends).await;
 
     let output_uri = &job.request.output_s3_uri;
@@ -156,12 +175,55 @@ async fn execute(shared: &Shared, job: &ImportJob, started: Instant) -> Result<F
             .map_err(write_failed)?;
         Ok(Finished {
             counts: judgement.counts,
+            stored,
             late_manifest: None,
         })
     } else {
         Ok(Finished {
             counts: judgement.counts,
+            stored,
             late_manifest: Some((layout, manifest)),
         })
     }
+}
+
+/// An export: what the data store holds when the export starts running, one NDJSON file per
+/// resource type under `<output>/<datastoreId>-FHIR_EXPORT-<jobId>/<Type>/`. The lines are
+/// synthetic stand-ins (`resourceType` and `id` only): the double keeps no resource bodies.
+async fn export(shared: &Shared, job: &ImportJob, started: Instant) -> Result<Finished, String> {
+    let timings = shared.config.timings(job.service);
+    let run_ends = started + timings.run_duration;
+    if job.injected_failure {
+        tokio::time::sleep_until(run_ends).await;
+        return Err(
+            "Internal error: the export job failed (job_failure_share of the service double)"
+                .to_owned(),
+        );
+    }
+    let resources = shared
+        .state
+        .lock()
+        .datastores
+        .get(&(Service::HealthLake, job.request.datastore_id.clone()))
+        .map(|datastore| datastore.resources.clone())
+        .unwrap_or_default();
+    tokio::time::sleep_until(run_ends).await;
+    let output_uri = &job.request.output_s3_uri;
+    let layout = OutputLayout::new(job).ok_or_else(|| format!("Invalid output {output_uri}"))?;
+    for (resource_type, ids) in &resources {
+        let mut body = String::new();
+        for id in ids {
+            body.push_str(&json!({"resourceType": resource_type, "id": id}).to_string());
+            body.push('\n');
+        }
+        layout
+            .write_export_file(&shared.s3, resource_type, body.into_bytes())
+            .await
+            .map_err(|err| format!("Unable to write the export to {output_uri}: {err}"))?;
+    }
+    Ok(Finished {
+        counts: JobCounts::default(),
+        stored: Vec::new(),
+        late_manifest: None,
+    })
 }

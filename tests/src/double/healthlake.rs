@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::engine::spawn_job;
 use super::output::megabytes;
-use super::state::{Datastore, ImportJob, JobRequest, Operation, Service, Started};
+use super::state::{Datastore, ImportJob, JobKind, JobRequest, Operation, Service, Started};
 use super::validate::{self, required, ApiError};
 use super::{epoch_seconds, Shared};
 
@@ -70,6 +70,8 @@ fn handle(shared: &Arc<Shared>, operation: Operation, body: &[u8]) -> Result<Val
         Operation::StartFhirImportJob => start_import_job(shared, parse(body)?),
         Operation::DescribeFhirImportJob => describe_import_job(shared, parse(body)?),
         Operation::ListFhirImportJobs => list_import_jobs(shared, parse(body)?),
+        Operation::StartFhirExportJob => start_export_job(shared, parse(body)?),
+        Operation::DescribeFhirExportJob => describe_export_job(shared, parse(body)?),
         Operation::CreateFhirDatastore => create_datastore(shared, parse(body)?),
         Operation::DescribeFhirDatastore => describe_datastore(shared, parse(body)?),
         _ => Err(ApiError::UnknownOperation(format!(
@@ -158,6 +160,7 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
         }
     }
     let request = JobRequest {
+        kind: JobKind::Import,
         datastore_id: datastore_id.clone(),
         name: input.job_name,
         role_arn,
@@ -167,6 +170,13 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
         validation_level: input.validation_level,
         client_token: input.client_token,
     };
+    submit_fhir_job(shared, request)
+}
+
+/// Queues (or replays) a validated import or export and answers as both Start operations do.
+fn submit_fhir_job(shared: &Arc<Shared>, request: JobRequest) -> Result<Value, ApiError> {
+    let kind = request.kind;
+    let datastore_id = request.datastore_id.clone();
     let mut state = shared.state.lock();
     let started = state.start_fhir_job(request)?;
     let job_id = started.job_id().to_owned();
@@ -179,16 +189,103 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
             info!(
                 job_id,
                 datastore_id,
+                ?kind,
                 queued = !run_now,
-                "FHIR import job created"
+                "FHIR job created"
             );
             if *run_now {
                 spawn_job(Arc::clone(shared), Service::HealthLake, job_id.clone());
             }
         }
-        Started::Replayed { .. } => info!(job_id, datastore_id, "FHIR import job start replayed"),
+        Started::Replayed { .. } => info!(job_id, datastore_id, ?kind, "FHIR job start replayed"),
     }
     Ok(json!({"JobId": job_id, "JobStatus": status, "DatastoreId": datastore_id}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartExportJobInput {
+    job_name: Option<String>,
+    output_data_config: Option<OutputDataConfig>,
+    datastore_id: Option<String>,
+    data_access_role_arn: Option<String>,
+    client_token: Option<String>,
+}
+
+fn start_export_job(shared: &Arc<Shared>, input: StartExportJobInput) -> Result<Value, ApiError> {
+    let s3_configuration = required(
+        required(input.output_data_config, "OutputDataConfig")?.s3_configuration,
+        "OutputDataConfig.S3Configuration",
+    )?;
+    let output_s3_uri = required(
+        s3_configuration.s3_uri,
+        "OutputDataConfig.S3Configuration.S3Uri",
+    )?;
+    let kms_key_id = required(
+        s3_configuration.kms_key_id,
+        "OutputDataConfig.S3Configuration.KmsKeyId",
+    )?;
+    let datastore_id = required(input.datastore_id, "DatastoreId")?;
+    let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    validate::s3_uri("OutputDataConfig.S3Configuration.S3Uri", &output_s3_uri)?;
+    validate::role_arn("DataAccessRoleArn", &role_arn)?;
+    if let Some(token) = &input.client_token {
+        validate::healthlake_client_token("ClientToken", token)?;
+    }
+    if let Some(name) = &input.job_name {
+        validate::name("JobName", name)?;
+    }
+    submit_fhir_job(
+        shared,
+        JobRequest {
+            kind: JobKind::Export,
+            datastore_id,
+            name: input.job_name,
+            role_arn,
+            input_s3_uri: String::new(),
+            output_s3_uri,
+            kms_key_id: Some(kms_key_id),
+            validation_level: None,
+            client_token: input.client_token,
+        },
+    )
+}
+
+fn describe_export_job(shared: &Shared, input: DescribeImportJobInput) -> Result<Value, ApiError> {
+    let datastore_id = required(input.datastore_id, "DatastoreId")?;
+    let job_id = required(input.job_id, "JobId")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    validate::healthlake_id("JobId", &job_id)?;
+    let state = shared.state.lock();
+    let job = state.fhir_job(JobKind::Export, &datastore_id, &job_id)?;
+    let timings = &shared.config.healthlake;
+    let mut properties = Map::new();
+    let mut put = |key: &str, value: Value| {
+        properties.insert(key.to_owned(), value);
+    };
+    put("JobId", json!(job.id));
+    put("JobStatus", json!(job.status(timings)));
+    put("SubmitTime", json!(epoch_seconds(job.submitted_at)));
+    put("DatastoreId", json!(job.request.datastore_id));
+    put(
+        "OutputDataConfig",
+        json!({"S3Configuration": {
+            "S3Uri": job.request.output_s3_uri,
+            "KmsKeyId": job.request.kms_key_id,
+        }}),
+    );
+    put("DataAccessRoleArn", json!(job.request.role_arn));
+    if let Some(name) = &job.request.name {
+        put("JobName", json!(name));
+    }
+    if let Some(ended_at) = job.ended_at() {
+        put("EndTime", json!(epoch_seconds(ended_at)));
+    }
+    if let Some(message) = job.message() {
+        put("Message", json!(message));
+    }
+    Ok(json!({"ExportJobProperties": Value::Object(properties)}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,7 +301,7 @@ fn describe_import_job(shared: &Shared, input: DescribeImportJobInput) -> Result
     validate::healthlake_id("DatastoreId", &datastore_id)?;
     validate::healthlake_id("JobId", &job_id)?;
     let state = shared.state.lock();
-    let job = state.job(Service::HealthLake, &datastore_id, &job_id)?;
+    let job = state.fhir_job(JobKind::Import, &datastore_id, &job_id)?;
     Ok(json!({"ImportJobProperties": job_properties(shared, job)}))
 }
 
@@ -286,6 +383,7 @@ fn list_import_jobs(shared: &Shared, input: ListImportJobsInput) -> Result<Value
     let matching: Vec<&ImportJob> = state
         .jobs_of(Service::HealthLake, &datastore_id)
         .into_iter()
+        .filter(|job| job.request.kind == JobKind::Import)
         .filter(|job| {
             input
                 .job_status

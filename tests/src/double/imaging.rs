@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::engine::spawn_job;
 use super::healthlake::{page_size, page_start};
-use super::state::{Datastore, ImportJob, JobRequest, Operation, Service, Started};
+use super::state::{Datastore, ImportJob, JobKind, JobRequest, Operation, Service, Started};
 use super::validate::{self, required, ApiError};
 use super::{epoch_seconds, Shared};
 
@@ -106,6 +106,7 @@ pub(crate) async fn start_import_job(
             }
         }
         let request = JobRequest {
+            kind: JobKind::Import,
             datastore_id: datastore_id.clone(),
             name: input.job_name,
             role_arn,

@@ -5,7 +5,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
-use super::state::{new_id, ImportJob, Service};
+use super::state::{new_id, ImportJob, JobKind, Service};
 
 /// Byte offset of the `DICM` magic in a DICOM P10 file (after the 128-byte preamble).
 const DICOM_MAGIC_OFFSET: usize = 128;
@@ -381,9 +381,10 @@ pub struct OutputLayout {
 impl OutputLayout {
     pub fn new(job: &ImportJob) -> Option<Self> {
         let output = S3Location::parse(&job.request.output_s3_uri)?;
-        let kind = match job.service {
-            Service::HealthLake => "FHIR_IMPORT",
-            Service::Imaging => "DicomImport",
+        let kind = match (job.service, job.request.kind) {
+            (Service::HealthLake, JobKind::Import) => "FHIR_IMPORT",
+            (Service::HealthLake, JobKind::Export) => "FHIR_EXPORT",
+            (Service::Imaging, _) => "DicomImport",
         };
         let folder = format!("{}-{kind}-{}/", job.request.datastore_id, job.id);
         Some(Self {
@@ -488,6 +489,19 @@ impl OutputLayout {
                 "numberOfResourcesWithServerError": counts.resources_with_server_error,
             }),
         }
+    }
+
+    /// An export's file of one resource type: `<Type>/<Type>-0.ndjson`.
+    pub async fn write_export_file(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        resource_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), S3Failure> {
+        let location = self
+            .folder(resource_type)
+            .join(&format!("{resource_type}-0.ndjson"));
+        put(s3, &location, body, "application/x-ndjson").await
     }
 
     pub async fn write_manifest(

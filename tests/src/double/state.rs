@@ -2,7 +2,7 @@
 //! and the statistics tests assert on. One mutex guards it all; it is never held across an
 //! `.await`, so every decision (throttle, idempotency, quota, queueing) is atomic.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +25,8 @@ pub enum Operation {
     StartFhirImportJob,
     DescribeFhirImportJob,
     ListFhirImportJobs,
+    StartFhirExportJob,
+    DescribeFhirExportJob,
     CreateFhirDatastore,
     DescribeFhirDatastore,
     StartDicomImportJob,
@@ -40,6 +42,8 @@ impl Operation {
             Self::StartFhirImportJob => "StartFHIRImportJob",
             Self::DescribeFhirImportJob => "DescribeFHIRImportJob",
             Self::ListFhirImportJobs => "ListFHIRImportJobs",
+            Self::StartFhirExportJob => "StartFHIRExportJob",
+            Self::DescribeFhirExportJob => "DescribeFHIRExportJob",
             Self::CreateFhirDatastore => "CreateFHIRDatastore",
             Self::DescribeFhirDatastore => "DescribeFHIRDatastore",
             Self::StartDicomImportJob => "StartDICOMImportJob",
@@ -56,6 +60,8 @@ impl Operation {
             Self::StartFhirImportJob,
             Self::DescribeFhirImportJob,
             Self::ListFhirImportJobs,
+            Self::StartFhirExportJob,
+            Self::DescribeFhirExportJob,
             Self::CreateFhirDatastore,
             Self::DescribeFhirDatastore,
         ]
@@ -64,7 +70,10 @@ impl Operation {
     }
 
     fn is_start(self) -> bool {
-        matches!(self, Self::StartFhirImportJob | Self::StartDicomImportJob)
+        matches!(
+            self,
+            Self::StartFhirImportJob | Self::StartFhirExportJob | Self::StartDicomImportJob
+        )
     }
 }
 
@@ -77,6 +86,8 @@ pub struct DoubleStats {
     pub fhir_start_calls: u64,
     pub imaging_start_calls: u64,
     pub fhir_jobs_created: u64,
+    /// FHIR export jobs created (a replayed ClientToken creates none).
+    pub fhir_export_jobs_created: u64,
     pub imaging_jobs_created: u64,
     pub datastores_created: u64,
     /// Every ThrottlingException answered: injected ones and the start rate limit's.
@@ -118,12 +129,22 @@ pub enum JobPhase {
     },
 }
 
+/// A HealthLake job imports into its data store or exports all of it; both share its queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobKind {
+    #[default]
+    Import,
+    Export,
+}
+
 /// What a start request asks for, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRequest {
+    pub kind: JobKind,
     pub datastore_id: String,
     pub name: Option<String>,
     pub role_arn: String,
+    /// Empty for an export.
     pub input_s3_uri: String,
     pub output_s3_uri: String,
     /// HealthLake's output KmsKeyId.
@@ -217,6 +238,9 @@ pub struct Datastore {
     /// HealthLake: the one job running (or about to), then the FIFO queue behind it.
     pub active_job: Option<String>,
     pub waiting_jobs: VecDeque<String>,
+    /// HealthLake: the resources its completed imports stored, by type then id: what an export
+    /// writes out.
+    pub resources: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// StartDICOMImportJob's documented throttle: a token bucket.
@@ -382,6 +406,7 @@ impl State {
             created_at: SystemTime::now(),
             active_job: None,
             waiting_jobs: VecDeque::new(),
+            resources: BTreeMap::new(),
         };
         self.datastores
             .entry((service, id))
@@ -482,7 +507,8 @@ impl State {
             .jobs
             .get(&(service, job_id.clone()))
             .is_some_and(|job| {
-                job.request.input_s3_uri == request.input_s3_uri
+                job.request.kind == request.kind
+                    && job.request.input_s3_uri == request.input_s3_uri
                     && job.request.output_s3_uri == request.output_s3_uri
             });
         if !same_request {
@@ -525,7 +551,49 @@ impl State {
         id
     }
 
-    /// StartFHIRImportJob: one job runs per data store, the rest wait FIFO.
+    /// A HealthLake job of `kind`: an import is not found by DescribeFHIRExportJob, nor the
+    /// other way round.
+    pub fn fhir_job(
+        &self,
+        kind: JobKind,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> Result<&ImportJob, ApiError> {
+        let job = self.job(Service::HealthLake, datastore_id, job_id)?;
+        if job.request.kind == kind {
+            return Ok(job);
+        }
+        let what = match kind {
+            JobKind::Import => "Import",
+            JobKind::Export => "Export",
+        };
+        Err(ApiError::ResourceNotFound(format!(
+            "{what} job {job_id} does not exist in datastore {datastore_id}"
+        )))
+    }
+
+    /// Stores what a completed import imported, so that later exports write it out.
+    pub fn store_resources(
+        &mut self,
+        datastore_id: &str,
+        resources: impl IntoIterator<Item = (String, String)>,
+    ) {
+        if let Some(datastore) = self
+            .datastores
+            .get_mut(&(Service::HealthLake, datastore_id.to_owned()))
+        {
+            for (resource_type, id) in resources {
+                datastore
+                    .resources
+                    .entry(resource_type)
+                    .or_default()
+                    .insert(id);
+            }
+        }
+    }
+
+    /// StartFHIRImportJob and StartFHIRExportJob: one job runs per data store, imports and
+    /// exports alike; the rest wait FIFO.
     pub fn start_fhir_job(&mut self, request: JobRequest) -> Result<Started, ApiError> {
         self.datastore(Service::HealthLake, &request.datastore_id)?;
         self.count_start(Service::HealthLake, &request);
@@ -537,8 +605,11 @@ impl State {
             .datastores
             .get(&datastore_key)
             .is_some_and(|datastore| datastore.active_job.is_some());
+        match request.kind {
+            JobKind::Import => self.stats.fhir_jobs_created += 1,
+            JobKind::Export => self.stats.fhir_export_jobs_created += 1,
+        }
         let job_id = self.insert_job(Service::HealthLake, request, busy);
-        self.stats.fhir_jobs_created += 1;
         if let Some(datastore) = self.datastores.get_mut(&datastore_key) {
             if busy {
                 datastore.waiting_jobs.push_back(job_id.clone());
@@ -650,6 +721,7 @@ mod tests {
 
     fn request(datastore_id: &str, token: Option<&str>) -> JobRequest {
         JobRequest {
+            kind: JobKind::Import,
             datastore_id: datastore_id.to_owned(),
             name: None,
             role_arn: "arn:aws:iam::123456789012:role/import".to_owned(),
@@ -718,5 +790,34 @@ mod tests {
             state.start_fhir_job(other),
             Err(ApiError::Validation(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_export_waits_behind_the_running_import_and_is_not_an_import() {
+        let mut state = State::new(&DoubleConfig::default());
+        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let import = state.start_fhir_job(request(&datastore, None)).unwrap();
+        let mut export = request(&datastore, Some("e-1"));
+        export.kind = JobKind::Export;
+        export.input_s3_uri = String::new();
+        let export = state.start_fhir_job(export).unwrap();
+        assert!(matches!(export, Started::Created { run_now: false, .. }));
+        assert!(state
+            .fhir_job(JobKind::Export, &datastore, export.job_id())
+            .is_ok());
+        assert!(matches!(
+            state.fhir_job(JobKind::Import, &datastore, export.job_id()),
+            Err(ApiError::ResourceNotFound(_))
+        ));
+        let next = state.end_job(
+            Service::HealthLake,
+            import.job_id(),
+            Terminal::Completed,
+            None,
+            Duration::ZERO,
+        );
+        assert_eq!(next.as_deref(), Some(export.job_id()));
+        assert_eq!(state.stats.fhir_export_jobs_created, 1);
+        assert_eq!(state.stats.fhir_jobs_created, 1);
     }
 }

@@ -1,0 +1,373 @@
+//! The exporter's behaviour: read the trigger, then record, start and track one export job through
+//! the same launch path as an upload's import ([`healthimport::start::launch`]).
+
+use healthimport::config::{self, ConfigError, Env, ImportTargets};
+use healthimport::export::{parse_export_event, ExportEventError, ExportTrigger};
+use healthimport::imports::ImportService;
+use healthimport::job::{ImportJob, JobId, JobStatus, Timestamp};
+use healthimport::start::{launch, LaunchError, Launched, StartError};
+use healthimport::store::JobStore;
+use healthimport::workflow::TrackingWorkflow;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The exporter's configuration: the FHIR variables the starter reads (exports start through
+/// the same HealthLake adapter), of which the export ones are required here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExporterConfig {
+    pub jobs_table: String,
+    pub state_machine_arn: String,
+    pub targets: ImportTargets,
+    pub datastore_id: String,
+    pub output_s3_uri: String,
+    pub record_retention_days: u32,
+}
+
+impl ExporterConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let targets = ImportTargets::from_env(env)?;
+        let fhir = targets
+            .fhir
+            .as_ref()
+            .ok_or_else(|| ConfigError::Missing("FHIR_DATASTORE_ID".into()))?;
+        let export = fhir
+            .export
+            .as_ref()
+            .ok_or_else(|| ConfigError::Missing("FHIR_EXPORT_S3_URI".into()))?;
+        Ok(ExporterConfig {
+            jobs_table: config::required(env, "JOBS_TABLE")?,
+            state_machine_arn: config::required(env, "STATE_MACHINE_ARN")?,
+            datastore_id: fhir.datastore_id.clone(),
+            output_s3_uri: export.output_s3_uri.clone(),
+            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+            targets,
+        })
+    }
+}
+
+/// What became of the request: the answer of an on-demand invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportResponse {
+    pub job_id: JobId,
+    #[serde(flatten)]
+    pub trigger: ExportTrigger,
+    pub outcome: ExportOutcome,
+    /// The record's status when the request repeated an earlier one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExportOutcome {
+    Started,
+    /// HealthLake refused the start for now (throttling, quota, 5xx): the tracking workflow
+    /// retries it with backoff.
+    StartPending,
+    StartFailed,
+    /// The same tick or request id was handled before: nothing new was started.
+    AlreadyRecorded,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    #[error(transparent)]
+    InvalidEvent(#[from] ExportEventError),
+    #[error("export job {job_id} could not be launched")]
+    Launch {
+        job_id: JobId,
+        #[source]
+        source: LaunchError,
+    },
+}
+
+impl ExporterError {
+    /// The Lambda `errorType`: what a caller or an alarm can tell apart.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ExporterError::InvalidEvent(_) => "InvalidExportEvent",
+            ExporterError::Launch { source, .. } => match source {
+                LaunchError::Store(_) | LaunchError::Start(StartError::Store(_)) => "JobStoreError",
+                LaunchError::Start(StartError::Incomplete(..)) => "JobIncomplete",
+                LaunchError::Tracking(_) => "TrackingStartFailed",
+            },
+        }
+    }
+}
+
+impl From<ExporterError> for lambda_runtime::Diagnostic {
+    fn from(error: ExporterError) -> Self {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: message,
+        }
+    }
+}
+
+pub struct Exporter<S, I, W> {
+    pub store: S,
+    pub imports: I,
+    pub tracking: W,
+    pub datastore_id: String,
+    pub output_s3_uri: String,
+}
+
+impl<S, I, W> Exporter<S, I, W>
+where
+    S: JobStore,
+    I: ImportService,
+    W: TrackingWorkflow,
+{
+    /// Handles one invocation: a schedule tick or an on-demand request.
+    pub async fn handle(&self, event: Value) -> Result<ExportResponse, ExporterError> {
+        let trigger = parse_export_event(&event).inspect_err(|error| {
+            tracing::error!(error = %error, "export event refused");
+        })?;
+        let job = ImportJob::new_export(
+            trigger.clone(),
+            &self.datastore_id,
+            &self.output_s3_uri,
+            Timestamp::now(),
+        );
+        let job_id = job.job_id.clone();
+        let launched = launch(&self.store, &self.imports, &self.tracking, job)
+            .await
+            .map_err(|source| ExporterError::Launch {
+                job_id: job_id.clone(),
+                source,
+            });
+        let launched = match launched {
+            Ok(launched) => launched,
+            Err(error) => {
+                tracing::error!(job_id = %job_id, %trigger, error = %error, source = ?std::error::Error::source(&error), "export launch failed");
+                return Err(error);
+            }
+        };
+        let (outcome, status) = match launched {
+            Launched::Started => (ExportOutcome::Started, None),
+            Launched::StartPending => (ExportOutcome::StartPending, None),
+            Launched::StartFailed => (ExportOutcome::StartFailed, None),
+            Launched::AlreadyRecorded(status) => (ExportOutcome::AlreadyRecorded, Some(status)),
+        };
+        tracing::info!(job_id = %job_id, %trigger, ?outcome, "export handled");
+        Ok(ExportResponse {
+            job_id,
+            trigger,
+            outcome,
+            status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedImports};
+    use healthimport::imports::{Retry, StartWork};
+    use healthimport::job::{JobKind, Service};
+    use serde_json::json;
+
+    const DATASTORE: &str = "ffffffffffffffffffffffffffffffff";
+
+    fn exporter() -> Exporter<MemoryJobStore, ScriptedImports, RecordingTracking> {
+        Exporter {
+            store: MemoryJobStore::default(),
+            imports: ScriptedImports::default(),
+            tracking: RecordingTracking::default(),
+            datastore_id: DATASTORE.into(),
+            output_s3_uri: "s3://out/exports/".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_on_demand_request_records_starts_and_tracks_one_export() {
+        let exporter = exporter();
+        let response = exporter
+            .handle(json!({"requestId": "backup-1"}))
+            .await
+            .unwrap();
+        assert_eq!(response.outcome, ExportOutcome::Started);
+
+        let jobs = exporter.store.all();
+        assert_eq!(jobs.len(), 1);
+        let job = &jobs[0];
+        assert_eq!(job.job_id, response.job_id);
+        assert_eq!(job.kind, JobKind::Export);
+        assert_eq!(job.service, Some(Service::HealthLake));
+        assert_eq!(job.status, JobStatus::Submitted);
+        assert_eq!(job.source, None);
+        assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/exports/"));
+        let starts = exporter.imports.start_calls.lock().unwrap().clone();
+        assert_eq!(starts.len(), 1);
+        assert_eq!(starts[0].work, StartWork::Export);
+        assert_eq!(starts[0].datastore_id, DATASTORE);
+        assert_eq!(exporter.tracking.tracked(), vec![response.job_id]);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_request_or_tick_starts_nothing_new() {
+        let exporter = exporter();
+        for event in [
+            json!({"requestId": "backup-1"}),
+            json!({"scheduledTime": "2026-11-28T02:00:00Z"}),
+        ] {
+            let first = exporter.handle(event.clone()).await.unwrap();
+            let again = exporter.handle(event).await.unwrap();
+            assert_eq!(again.job_id, first.job_id);
+            assert_eq!(again.outcome, ExportOutcome::AlreadyRecorded);
+            assert_eq!(again.status, Some(JobStatus::Submitted));
+        }
+        assert_eq!(exporter.store.all().len(), 2);
+        assert_eq!(exporter.imports.start_call_count(), 2);
+        assert_eq!(exporter.imports.jobs_started(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_start_stays_pending_and_is_handed_to_the_workflow() {
+        let exporter = exporter();
+        exporter
+            .imports
+            .fail_next("ThrottlingException", Retry::Later);
+        let response = exporter
+            .handle(json!({"requestId": "backup-2"}))
+            .await
+            .unwrap();
+        assert_eq!(response.outcome, ExportOutcome::StartPending);
+        let job = exporter.store.all().remove(0);
+        assert_eq!(job.status, JobStatus::Pending);
+        assert_eq!(exporter.tracking.tracked(), vec![job.job_id.clone()]);
+
+        // The request sent again (or the workflow's retry) starts the same job once.
+        let again = exporter
+            .handle(json!({"requestId": "backup-2"}))
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, ExportOutcome::Started);
+        assert_eq!(exporter.imports.jobs_started(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_start_is_recorded_as_start_failed() {
+        let exporter = exporter();
+        exporter
+            .imports
+            .fail_next("AccessDeniedException", Retry::Never);
+        let response = exporter
+            .handle(json!({"requestId": "backup-3"}))
+            .await
+            .unwrap();
+        assert_eq!(response.outcome, ExportOutcome::StartFailed);
+        let job = exporter.store.all().remove(0);
+        assert_eq!(job.status, JobStatus::StartFailed);
+        assert!(job
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("AccessDeniedException")));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_event_is_an_error_that_names_the_problem_and_records_nothing() {
+        let exporter = exporter();
+        let error = exporter
+            .handle(json!({"requestId": "no spaces please"}))
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "InvalidExportEvent");
+        let diagnostic = lambda_runtime::Diagnostic::from(error);
+        assert!(diagnostic.error_message.contains("requestId"));
+        assert!(exporter.store.all().is_empty());
+        assert_eq!(exporter.imports.start_call_count(), 0);
+    }
+
+    #[test]
+    fn the_response_says_which_trigger_and_outcome() {
+        let response = ExportResponse {
+            job_id: JobId::from_stored("j"),
+            trigger: ExportTrigger::OnDemand {
+                request_id: "r".into(),
+            },
+            outcome: ExportOutcome::StartPending,
+            status: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            json!({"jobId": "j", "trigger": "onDemand", "requestId": "r", "outcome": "START_PENDING"})
+        );
+    }
+
+    #[test]
+    fn configuration_needs_the_export_location_and_names_what_is_missing() {
+        let base = [
+            ("JOBS_TABLE", "jobs"),
+            (
+                "STATE_MACHINE_ARN",
+                "arn:aws:states:eu-west-1:123456789012:stateMachine:t",
+            ),
+            ("FHIR_DATASTORE_ID", DATASTORE),
+            (
+                "FHIR_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/i",
+            ),
+            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir/"),
+            ("FHIR_OUTPUT_KMS_KEY_ID", "alias/k"),
+        ];
+        assert_eq!(
+            ExporterConfig::from_env(&base).unwrap_err(),
+            ConfigError::Missing("FHIR_EXPORT_S3_URI".into())
+        );
+        let mut full = base.to_vec();
+        full.extend([
+            ("FHIR_EXPORT_S3_URI", "s3://out/exports"),
+            ("FHIR_EXPORT_ROLE_ARN", "arn:aws:iam::123456789012:role/e"),
+            ("FHIR_EXPORT_KMS_KEY_ID", "alias/k"),
+        ]);
+        let config = ExporterConfig::from_env(&full).unwrap();
+        assert_eq!(config.output_s3_uri, "s3://out/exports/");
+        assert_eq!(config.datastore_id, DATASTORE);
+        assert_eq!(
+            ExporterConfig::from_env(&[("JOBS_TABLE", "jobs")]).unwrap_err(),
+            ConfigError::Missing("FHIR_DATASTORE_ID".into())
+        );
+    }
+
+    fn sample_event(name: &str) -> Value {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sample_events_do_what_their_names_say() {
+        let exporter = exporter();
+        let on_demand = exporter
+            .handle(sample_event("exporter-on-demand.json"))
+            .await
+            .unwrap();
+        assert_eq!(on_demand.outcome, ExportOutcome::Started);
+        // The Scheduler tick and the scheduled rule's event name the same instant: one export.
+        let tick = exporter
+            .handle(sample_event("exporter-scheduler-tick.json"))
+            .await
+            .unwrap();
+        let rule = exporter
+            .handle(sample_event("exporter-scheduled-rule.json"))
+            .await
+            .unwrap();
+        assert_eq!(tick.outcome, ExportOutcome::Started);
+        assert_eq!(rule.job_id, tick.job_id);
+        assert_eq!(rule.outcome, ExportOutcome::AlreadyRecorded);
+        let invalid = exporter
+            .handle(sample_event("exporter-invalid-request.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(invalid.error_type(), "InvalidExportEvent");
+        assert_eq!(exporter.imports.jobs_started(), 2);
+    }
+}

@@ -1,0 +1,240 @@
+//! FHIR exports end to end on the local stack, with the real binaries: the `exporter` is invoked
+//! through the Lambda Invoke API (as Scheduler and an operator would), HealthLake's export runs on
+//! the service double, moto runs the tracking workflow and its tasks run the `poller`.
+//!
+//! One test, in order, because its later steps change the double's fault injection (test
+//! binaries run one at a time, so no other test sees the faults):
+//! 1. an import then an on-demand export, sent twice: one export, queued behind the import on the
+//!    same data store, so it writes out what the import stored;
+//! 2. a schedule tick delivered twice: one export;
+//! 3. every start throttled: the export stays PENDING, the workflow's Start retry starts it later;
+//! 4. the service fails the export: recorded FAILED and announced as such.
+
+use std::time::Duration;
+
+use aws_sdk_lambda::primitives::Blob;
+use healthimport::job::{ImportJob, JobId, JobKind, JobStatus, Service};
+use healthimport::store::JobStore;
+use healthimport_tests::double::Faults;
+use healthimport_tests::double_admin::DoubleAdmin;
+use healthimport_tests::local_stack::unique_name;
+use healthimport_tests::pipeline::LocalPipeline;
+use healthimport_tests::provision::eventually;
+use serde_json::{json, Value};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::test]
+async fn exports_start_once_per_request_or_tick_queue_behind_imports_and_end_recorded() {
+    let admin = DoubleAdmin::from_env();
+    let mut pipeline = LocalPipeline::start().await.unwrap();
+    let tag = unique_name("export");
+    let exports_before = stat(&admin, "fhir_export_jobs_created").await;
+
+    // --- 1. an import, then an on-demand export sent twice ---
+    let patient_id = format!("{tag}-patient");
+    let upload = format!("fhir/{tag}.ndjson");
+    let line = json!({"resourceType": "Patient", "id": patient_id}).to_string();
+    pipeline.upload(&upload, line.as_bytes()).await.unwrap();
+    // Started at the service (or done): the export submitted next queues behind it.
+    eventually(Duration::from_secs(60), || async {
+        let records = pipeline.records(&upload).await?;
+        Ok(records
+            .first()
+            .is_some_and(|r| r.service_job_id.is_some())
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    let request = json!({"requestId": format!("{tag}-on-demand")});
+    let first = invoke_exporter(&pipeline, &request).await.unwrap();
+    let again = invoke_exporter(&pipeline, &request).await.unwrap();
+    assert_eq!(first["outcome"], "STARTED", "{first}");
+    assert_eq!(again["outcome"], "ALREADY_RECORDED", "{again}");
+    assert_eq!(again["jobId"], first["jobId"]);
+    let on_demand = job_id(&first);
+
+    // --- 2. one schedule tick, delivered twice ---
+    let tick = json!({"scheduledTime": time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()});
+    let scheduled = invoke_exporter(&pipeline, &tick).await.unwrap();
+    let redelivered = invoke_exporter(&pipeline, &tick).await.unwrap();
+    assert_eq!(redelivered["jobId"], scheduled["jobId"]);
+    assert_eq!(redelivered["outcome"], "ALREADY_RECORDED");
+    let scheduled = job_id(&scheduled);
+
+    for id in [&on_demand, &scheduled] {
+        let record = wait_until_finished(&pipeline, id).await.unwrap();
+        assert_eq!(record.kind, JobKind::Export);
+        assert_eq!(record.service, Some(Service::HealthLake));
+        assert_eq!(record.status, JobStatus::Completed, "{record:?}");
+        let location = record.output_location.clone().expect("output location");
+        assert!(
+            location.contains("-FHIR_EXPORT-"),
+            "the documented layout: {location}"
+        );
+        let counts = record.counts.expect("counts of the files written");
+        assert!(counts.imported >= 1 && counts.failed == 0, "{counts:?}");
+        // The import ran first (one job at a time per data store, FIFO): its patient is exported.
+        let patients = read_s3(&pipeline, &format!("{location}Patient/Patient-0.ndjson"))
+            .await
+            .unwrap();
+        assert!(
+            patients.contains(&patient_id),
+            "the export holds what the import before it stored"
+        );
+    }
+    let events = pipeline
+        .wait_for_events(
+            &[on_demand.clone(), scheduled.clone()],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    for (id, events) in &events {
+        assert_eq!(events.len(), 1, "one Finished event for {id}");
+        assert_eq!(events[0]["detail-type"], "Export Job Finished");
+        assert_eq!(events[0]["detail"]["kind"], "EXPORT");
+        assert_eq!(events[0]["detail"]["status"], "COMPLETED");
+        assert_eq!(events[0]["detail"]["succeeded"], true);
+    }
+    assert_eq!(
+        events[&scheduled][0]["detail"]["export"]["trigger"],
+        "schedule"
+    );
+    assert_eq!(
+        stat(&admin, "fhir_export_jobs_created").await - exports_before,
+        2,
+        "one export at HealthLake per request and per tick"
+    );
+
+    // --- 3. every start throttled: PENDING, then started by the workflow's retry ---
+    admin
+        .set_faults(&Faults::throttling_every_start())
+        .await
+        .unwrap();
+    let throttled = invoke_exporter(&pipeline, &json!({"requestId": format!("{tag}-throttled")}))
+        .await
+        .unwrap();
+    assert_eq!(throttled["outcome"], "START_PENDING", "{throttled}");
+    let throttled = job_id(&throttled);
+    let pending = pipeline.store.get(&throttled).await.unwrap().unwrap();
+    assert_eq!(pending.status, JobStatus::Pending);
+    assert!(pending
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("Throttling")));
+    admin.set_faults(&Faults::default()).await.unwrap();
+    let record = wait_until_finished(&pipeline, &throttled).await.unwrap();
+    assert_eq!(record.status, JobStatus::Completed, "{record:?}");
+    assert!(record.history.contains_key(&JobStatus::Pending));
+
+    // --- 4. the service fails the export ---
+    let failures_before = stat(&admin, "injected_job_failures").await;
+    admin
+        .set_faults(&Faults {
+            job_failure_share: 1.0,
+            ..Faults::default()
+        })
+        .await
+        .unwrap();
+    let failing = invoke_exporter(&pipeline, &json!({"requestId": format!("{tag}-fails")}))
+        .await
+        .unwrap();
+    let failing = job_id(&failing);
+    eventually(Duration::from_secs(60), || async {
+        Ok((stat(&admin, "injected_job_failures").await > failures_before).then_some(()))
+    })
+    .await
+    .unwrap();
+    admin.set_faults(&Faults::default()).await.unwrap();
+    let record = wait_until_finished(&pipeline, &failing).await.unwrap();
+    assert_eq!(record.status, JobStatus::Failed, "{record:?}");
+    assert_eq!(record.counts, None);
+    assert!(record
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("export job failed")));
+    let events = pipeline
+        .wait_for_events(std::slice::from_ref(&failing), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(events[&failing].len(), 1);
+    assert_eq!(events[&failing][0]["detail"]["status"], "FAILED");
+    assert_eq!(events[&failing][0]["detail"]["hasFailures"], true);
+}
+
+#[tokio::test]
+async fn a_malformed_export_request_is_refused_with_its_reason_and_records_nothing() {
+    let pipeline = LocalPipeline::start().await.unwrap();
+    let response = aws_sdk_lambda::Client::new(&pipeline.sdk)
+        .invoke()
+        .function_name("exporter")
+        .payload(Blob::new(br#"{"requestId": "has spaces"}"#.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.function_error().is_some());
+    let error: Value = serde_json::from_slice(response.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(error["errorType"], "InvalidExportEvent", "{error}");
+    assert!(error["errorMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("requestId")));
+}
+
+async fn invoke_exporter(pipeline: &LocalPipeline, event: &Value) -> Result<Value, BoxError> {
+    let response = aws_sdk_lambda::Client::new(&pipeline.sdk)
+        .invoke()
+        .function_name("exporter")
+        .payload(Blob::new(serde_json::to_vec(event)?))
+        .send()
+        .await?;
+    let payload: Value = serde_json::from_slice(response.payload().ok_or("no payload")?.as_ref())?;
+    if response.function_error().is_some() {
+        return Err(format!("the exporter failed: {payload}").into());
+    }
+    Ok(payload)
+}
+
+fn job_id(response: &Value) -> JobId {
+    JobId::from_stored(response["jobId"].as_str().expect("a jobId"))
+}
+
+/// Waits until the record is terminal and its tracking execution has ended (so its outcome is
+/// recorded and announced), then returns the record as it is then.
+async fn wait_until_finished(pipeline: &LocalPipeline, id: &JobId) -> Result<ImportJob, BoxError> {
+    eventually(Duration::from_secs(180), || async {
+        let Some(record) = pipeline.store.get(id).await? else {
+            return Ok(None);
+        };
+        let execution = pipeline.execution_status(id).await?;
+        let ended = !matches!(execution.as_deref(), None | Some("RUNNING"));
+        Ok((record.status.is_terminal() && ended).then_some(()))
+    })
+    .await?;
+    pipeline
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| "the record vanished".into())
+}
+
+async fn read_s3(pipeline: &LocalPipeline, uri: &str) -> Result<String, BoxError> {
+    let (bucket, key) =
+        healthimport::manifest::split_s3_uri(uri).ok_or_else(|| format!("not s3: {uri}"))?;
+    let object = aws_sdk_s3::Client::new(&pipeline.sdk)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await?;
+    let bytes = object.body.collect().await?.into_bytes();
+    Ok(String::from_utf8(bytes.to_vec())?)
+}
+
+async fn stat(admin: &DoubleAdmin, name: &str) -> u64 {
+    admin.stats().await.unwrap()[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the double counts {name}"))
+}
