@@ -124,6 +124,47 @@ impl LocalPipeline {
         Ok(records)
     }
 
+    /// Invokes the real `exporter` binary (through the Lambda Invoke API, as Scheduler or an
+    /// operator would) and returns its answer; a function error is an `Err` with its payload.
+    pub async fn invoke_exporter(&self, event: &Value) -> Result<Value, BoxError> {
+        let response = aws_sdk_lambda::Client::new(&self.sdk)
+            .invoke()
+            .function_name("exporter")
+            .payload(aws_sdk_lambda::primitives::Blob::new(serde_json::to_vec(
+                event,
+            )?))
+            .send()
+            .await?;
+        let payload: Value =
+            serde_json::from_slice(response.payload().ok_or("no payload")?.as_ref())?;
+        if response.function_error().is_some() {
+            return Err(format!("the exporter failed: {payload}").into());
+        }
+        Ok(payload)
+    }
+
+    /// Waits until the record `id` is terminal and its tracking execution has ended (so its
+    /// outcome is recorded and announced), then returns the record as it is then.
+    pub async fn wait_for_job(
+        &self,
+        id: &JobId,
+        deadline: Duration,
+    ) -> Result<ImportJob, BoxError> {
+        eventually(deadline, || async {
+            let Some(record) = self.store.get(id).await? else {
+                return Ok(None);
+            };
+            let execution = self.execution_status(id).await?;
+            let ended = !matches!(execution.as_deref(), None | Some("RUNNING"));
+            Ok((record.status.is_terminal() && ended).then_some(()))
+        })
+        .await?;
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| format!("the record of {id} vanished").into())
+    }
+
     /// The Finished events of `job_id` received so far by this pipeline's queue.
     pub async fn finished_events(&mut self, job_id: &JobId) -> Result<Vec<Value>, BoxError> {
         self.announced.extend(self.finished.drain(&self.sdk).await?);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_lambda::primitives::Blob;
 use healthimport::auth::testing::{jwks, TestKey};
-use healthimport::job::ImportJob;
+use healthimport::job::{ImportJob, JobId};
 use healthimport_tests::demo::{self, WorkflowCost};
 use healthimport_tests::pipeline::{LocalPipeline, UPLOAD_QUEUE};
 use healthimport_tests::provision::LocalFunctions;
@@ -92,10 +92,28 @@ async fn run() -> Result<bool, BoxError> {
     );
     let pipeline_ok = demo::all_finished(&jobs) && jobs.len() == expected.len();
 
+    heading("an on-demand FHIR export of the data store, sent twice");
+    let export_ok = export(&pipeline, &tag).await?;
+
     heading("token decoder: a valid token, a forged one, an expired one");
     let decoder_ok = token_decoder(&pipeline.sdk, &pipeline.functions).await?;
 
-    Ok(pipeline_ok && decoder_ok)
+    Ok(pipeline_ok && export_ok && decoder_ok)
+}
+
+/// Invokes the real `exporter` twice with one request id (one export), then follows the record.
+async fn export(pipeline: &LocalPipeline, tag: &str) -> Result<bool, BoxError> {
+    let request = serde_json::json!({"requestId": format!("demo-{tag}")});
+    let first = pipeline.invoke_exporter(&request).await?;
+    let again = pipeline.invoke_exporter(&request).await?;
+    println!("  exporter {request}\n    → {first}\n  again\n    → {again}");
+    let job_id = JobId::from_stored(first["jobId"].as_str().ok_or("no jobId")?);
+    let record = pipeline.wait_for_job(&job_id, DEADLINE).await?;
+    print!("{}", demo::job_table(std::slice::from_ref(&record)));
+    if let Some(location) = &record.output_location {
+        println!("  written to {location}");
+    }
+    Ok(record.status.is_success() && again["jobId"] == first["jobId"])
 }
 
 fn heading(text: &str) {
