@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Starter and poller figures: cold start to first response of the release binary through a local
+# Starter, poller and exporter figures: cold start to first response of the release binary through a local
 # Lambda Runtime API (`cargo lambda watch --only-lambda-apis`), peak memory, release binary size
 # (x86-64 host, and arm64 when the aarch64 target is installed). Run inside the local stack
 # (`make bench` does), so the poller's first DynamoDB call reaches moto on loopback.
 #
 # The starter's first event is a delete notification (ignored without an AWS call: init + routing);
-# the poller's is a poll of an unknown job (init + one GetItem to moto).
+# the poller's is a poll of an unknown job (init + one GetItem to moto); the exporter's is a
+# malformed request (init, which builds the FHIR REST client's TLS roots, + the refusal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-cargo build --quiet --release --bin starter --bin poller
+cargo build --quiet --release --bin starter --bin poller --bin exporter
 
 $CARGO_LAMBDA lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$LAMBDA_PORT" \
   >"$WORK/watch.log" 2>&1 &
@@ -69,6 +70,7 @@ bench() {
   printf '         first response: %s\n' "$(head -c 200 "$WORK/$name.response")"
 }
 
-echo "== starter and poller (release builds)"
+echo "== starter, poller and exporter (release builds)"
 bench starter events/starter-delete.json
 bench poller events/poller-poll.json
+bench exporter events/exporter-invalid-request.json

@@ -7,7 +7,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::export::ExportTrigger;
+use crate::export::ExportRequest;
 use crate::job::{FailedFile, ImportJob, JobCounts, JobId, JobKind, JobStatus, Service};
 
 pub const EVENT_SOURCE: &str = "healthimport";
@@ -45,9 +45,9 @@ pub struct JobFinished {
     /// The upload of an import.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<AnnouncedSource>,
-    /// What asked for an export.
+    /// What asked for an export, and the window of changes it covers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub export: Option<ExportTrigger>,
+    pub export: Option<ExportRequest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_s3_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

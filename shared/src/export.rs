@@ -7,12 +7,88 @@
 //! one execution name.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::job::{JobId, Timestamp};
+use crate::job::{ImportJob, JobId, JobStatus, Timestamp};
+
+/// Whether an export writes the whole data store or only what changed since the last export that
+/// completed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportMode {
+    #[default]
+    Full,
+    Incremental,
+}
+
+impl FromStr for ExportMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(ExportMode::Full),
+            "incremental" => Ok(ExportMode::Incremental),
+            other => Err(format!("{other:?} is neither \"full\" nor \"incremental\"")),
+        }
+    }
+}
+
+/// One export as recorded: its trigger and the window of changes it covers. `until` is when the
+/// export was recorded; an incremental export's `since` is the `until` of the last export that
+/// completed, so consecutive windows overlap a little and never leave a gap (a failed export's
+/// window is covered by the next one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportRequest {
+    #[serde(flatten)]
+    pub trigger: ExportTrigger,
+    /// Absent for a full export (or an incremental one with no completed export before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    pub until: Timestamp,
+}
+
+impl ExportRequest {
+    /// The export `trigger` asks for at `now`, given the window end of the last export that
+    /// completed (`None` when there is none: the first incremental export is a full one).
+    pub fn new(
+        trigger: ExportTrigger,
+        mode: ExportMode,
+        last_completed_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> ExportRequest {
+        let since = match mode {
+            ExportMode::Full => None,
+            ExportMode::Incremental => last_completed_until,
+        };
+        ExportRequest {
+            trigger,
+            since,
+            until: now,
+        }
+    }
+}
+
+/// Where the next incremental export of a data store starts: the window end of its latest export
+/// that completed (`COMPLETED`; an export with errors or a failure left changes unexported).
+pub fn last_completed_until(exports: &[ImportJob]) -> Option<Timestamp> {
+    exports
+        .iter()
+        .filter(|job| job.status == JobStatus::Completed)
+        .filter_map(|job| job.export.as_ref().map(|e| e.until))
+        .max()
+}
+
+/// What an exporter invocation asks for: its trigger, and the mode when the event names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportEvent {
+    pub trigger: ExportTrigger,
+    pub mode: Option<ExportMode>,
+}
 
 /// The longest on-demand request id accepted: it is stored and logged, so it stays short.
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
@@ -75,6 +151,8 @@ pub enum ExportEventError {
     InvalidRequestId,
     #[error("the scheduled time {0:?} is not an RFC 3339 timestamp")]
     InvalidScheduledTime(String),
+    #[error("mode {0}")]
+    InvalidMode(String),
 }
 
 /// Reads the trigger of an exporter invocation. Accepted shapes:
@@ -83,7 +161,25 @@ pub enum ExportEventError {
 /// - EventBridge Scheduler, with the input `{"scheduledTime": "<aws.scheduler.scheduled-time>"}`
 ///   that `template.yaml` configures;
 /// - an EventBridge scheduled rule's event (`"detail-type": "Scheduled Event"`, with `time`).
-pub fn parse_export_event(event: &Value) -> Result<ExportTrigger, ExportEventError> {
+///
+/// Any of them may add `"mode": "full" | "incremental"` to override the configured mode.
+pub fn parse_export_event(event: &Value) -> Result<ExportEvent, ExportEventError> {
+    let mode = match event.get("mode") {
+        None => None,
+        Some(mode) => Some(
+            mode.as_str()
+                .unwrap_or_default()
+                .parse::<ExportMode>()
+                .map_err(ExportEventError::InvalidMode)?,
+        ),
+    };
+    Ok(ExportEvent {
+        trigger: parse_trigger(event)?,
+        mode,
+    })
+}
+
+fn parse_trigger(event: &Value) -> Result<ExportTrigger, ExportEventError> {
     let fields = event.as_object().ok_or(ExportEventError::NotAnObject)?;
     if let Some(id) = fields.get("requestId") {
         let id = id.as_str().ok_or(ExportEventError::InvalidRequestId)?;
@@ -125,33 +221,43 @@ mod tests {
 
     #[test]
     fn an_on_demand_request_is_identified_by_its_request_id() {
-        let trigger = parse_export_event(&json!({"requestId": "backup-2026-11-28"})).unwrap();
+        let trigger = parse_export_event(&json!({"requestId": "backup-2026-11-28"}))
+            .unwrap()
+            .trigger;
         assert_eq!(
             trigger,
             ExportTrigger::OnDemand {
                 request_id: "backup-2026-11-28".into()
             }
         );
-        let again = parse_export_event(&json!({"requestId": "backup-2026-11-28"})).unwrap();
+        let again = parse_export_event(&json!({"requestId": "backup-2026-11-28"}))
+            .unwrap()
+            .trigger;
         assert_eq!(trigger.job_id(DATASTORE), again.job_id(DATASTORE));
-        let other = parse_export_event(&json!({"requestId": "backup-2026-11-29"})).unwrap();
+        let other = parse_export_event(&json!({"requestId": "backup-2026-11-29"}))
+            .unwrap()
+            .trigger;
         assert_ne!(trigger.job_id(DATASTORE), other.job_id(DATASTORE));
     }
 
     #[test]
     fn a_scheduler_tick_and_a_scheduled_rule_event_name_their_scheduled_time() {
-        let scheduler =
-            parse_export_event(&json!({"scheduledTime": "2026-11-28T02:00:00Z"})).unwrap();
+        let scheduler = parse_export_event(&json!({"scheduledTime": "2026-11-28T02:00:00Z"}))
+            .unwrap()
+            .trigger;
         let rule = parse_export_event(&json!({
             "detail-type": "Scheduled Event",
             "source": "aws.events",
             "time": "2026-11-28T02:00:00Z",
             "detail": {}
         }))
-        .unwrap();
+        .unwrap()
+        .trigger;
         assert_eq!(scheduler, rule);
         assert_eq!(scheduler.to_string(), "schedule:2026-11-28T02:00:00.000Z");
-        let next = parse_export_event(&json!({"scheduledTime": "2026-11-29T02:00:00Z"})).unwrap();
+        let next = parse_export_event(&json!({"scheduledTime": "2026-11-29T02:00:00Z"}))
+            .unwrap()
+            .trigger;
         assert_ne!(scheduler.job_id(DATASTORE), next.job_id(DATASTORE));
     }
 
@@ -205,6 +311,46 @@ mod tests {
         for (event, expected) in cases {
             assert_eq!(parse_export_event(&event), Err(expected), "{event}");
         }
+        assert!(matches!(
+            parse_export_event(&json!({"requestId": "a", "mode": "partial"})),
+            Err(ExportEventError::InvalidMode(_))
+        ));
+    }
+
+    #[test]
+    fn the_event_may_name_the_mode() {
+        let event = parse_export_event(&json!({"requestId": "a", "mode": "incremental"})).unwrap();
+        assert_eq!(event.mode, Some(ExportMode::Incremental));
+        let event = parse_export_event(&json!({"requestId": "a"})).unwrap();
+        assert_eq!(event.mode, None);
+    }
+
+    #[test]
+    fn an_incremental_window_starts_where_the_last_completed_export_ended() {
+        let trigger = ExportTrigger::OnDemand {
+            request_id: "r".into(),
+        };
+        let last: Timestamp = "2026-11-27T02:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-11-28T02:00:05Z".parse().unwrap();
+        let incremental =
+            ExportRequest::new(trigger.clone(), ExportMode::Incremental, Some(last), now);
+        assert_eq!(incremental.since, Some(last));
+        assert_eq!(incremental.until, now);
+        // No completed export yet: the first incremental export is a full one.
+        let first = ExportRequest::new(trigger.clone(), ExportMode::Incremental, None, now);
+        assert_eq!(first.since, None);
+        let full = ExportRequest::new(trigger, ExportMode::Full, Some(last), now);
+        assert_eq!(full.since, None);
+        assert_eq!(
+            serde_json::to_value(&incremental).unwrap(),
+            json!({"trigger": "onDemand", "requestId": "r",
+                   "since": "2026-11-27T02:00:00.000Z", "until": "2026-11-28T02:00:05.000Z"})
+        );
+        assert_eq!(
+            serde_json::from_value::<ExportRequest>(serde_json::to_value(&incremental).unwrap())
+                .unwrap(),
+            incremental
+        );
     }
 
     #[test]
@@ -221,5 +367,36 @@ mod tests {
             serde_json::from_value::<ExportTrigger>(json).unwrap(),
             trigger
         );
+    }
+
+    #[test]
+    fn the_next_window_starts_at_the_latest_completed_export_only() {
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let export = |id: &str, until: &str, status: JobStatus| {
+            let request = ExportRequest::new(
+                ExportTrigger::OnDemand {
+                    request_id: id.into(),
+                },
+                ExportMode::Full,
+                None,
+                at(until),
+            );
+            let mut job = ImportJob::new_export(request, DATASTORE, "s3://out/", at(until));
+            job.status = status;
+            job
+        };
+        let exports = [
+            export("a", "2026-11-25T02:00:00Z", JobStatus::Completed),
+            export("b", "2026-11-26T02:00:00Z", JobStatus::Completed),
+            // Later, but not a clean completion: its window is exported again next time.
+            export("c", "2026-11-27T02:00:00Z", JobStatus::Failed),
+            export("d", "2026-11-27T03:00:00Z", JobStatus::CompletedWithErrors),
+            export("e", "2026-11-28T02:00:00Z", JobStatus::InProgress),
+        ];
+        assert_eq!(
+            last_completed_until(&exports),
+            Some(at("2026-11-26T02:00:00Z"))
+        );
+        assert_eq!(last_completed_until(&exports[2..]), None);
     }
 }

@@ -91,6 +91,17 @@ impl JobStore for MemoryJobStore {
             .cloned()
             .collect())
     }
+
+    async fn exports_of(&self, datastore_id: &str) -> Result<Vec<ImportJob>, StoreError> {
+        Ok(lock(&self.jobs)
+            .values()
+            .filter(|j| {
+                j.kind == crate::job::JobKind::Export
+                    && j.datastore_id.as_deref() == Some(datastore_id)
+            })
+            .cloned()
+            .collect())
+    }
 }
 
 /// An import service whose answers are scripted: by default every start is accepted (one job per
@@ -258,6 +269,10 @@ impl JobStore for MemoryOutcomeStore {
         self.jobs
             .list_by_datastore_status(datastore_id, status)
             .await
+    }
+
+    async fn exports_of(&self, datastore_id: &str) -> Result<Vec<ImportJob>, StoreError> {
+        self.jobs.exports_of(datastore_id).await
     }
 }
 

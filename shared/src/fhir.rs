@@ -5,10 +5,11 @@ use async_trait::async_trait;
 use aws_sdk_healthlake::types::{InputDataConfig, OutputDataConfig, S3Configuration};
 use aws_sdk_healthlake::Client;
 
+use crate::fhir_rest::{ExportDestination, RestExports};
 use crate::imports::{
     count, ImportService, JobReport, ServiceError, ServiceJob, StartRequest, StartWork, StartedJob,
 };
-use crate::job::{JobCounts, JobKind, JobStatus, Service};
+use crate::job::{JobCounts, JobKind, JobStatus, Service, Timestamp};
 
 #[derive(Debug, Clone)]
 pub struct HealthLakeImports {
@@ -19,11 +20,13 @@ pub struct HealthLakeImports {
     export: Option<ExportSettings>,
 }
 
-/// The role HealthLake assumes to write an export, and the key it encrypts the export with.
+/// The role HealthLake assumes to write an export, the key it encrypts the export with, and the
+/// `$export` client that incremental exports go through.
 #[derive(Debug, Clone)]
 struct ExportSettings {
     data_access_role_arn: String,
     kms_key_id: String,
+    rest: Option<RestExports>,
 }
 
 impl HealthLakeImports {
@@ -40,24 +43,47 @@ impl HealthLakeImports {
         }
     }
 
-    /// Enables exports with their own data-access role and KMS key.
+    /// Enables exports with their own data-access role and KMS key; `rest` serves incremental
+    /// exports (without it they are refused as not configured).
     pub fn with_export(
         mut self,
         data_access_role_arn: impl Into<String>,
         kms_key_id: impl Into<String>,
+        rest: Option<RestExports>,
     ) -> Self {
         self.export = Some(ExportSettings {
             data_access_role_arn: data_access_role_arn.into(),
             kms_key_id: kms_key_id.into(),
+            rest,
         });
         self
     }
 
-    async fn start_export(&self, request: &StartRequest) -> Result<StartedJob, ServiceError> {
+    async fn start_export(
+        &self,
+        request: &StartRequest,
+        since: Option<Timestamp>,
+    ) -> Result<StartedJob, ServiceError> {
         const OP: &str = "StartFHIRExportJob";
         let settings = self.export.as_ref().ok_or_else(|| {
             ServiceError::unsupported(SERVICE, OP, "no FHIR export location is configured".into())
         })?;
+        if let Some(since) = since {
+            // Only the FHIR REST $export takes a `_since`; the API exports everything.
+            let rest = settings.rest.as_ref().ok_or_else(|| {
+                ServiceError::unsupported(
+                    SERVICE,
+                    "$export",
+                    "incremental exports need the FHIR REST client, which could not be built"
+                        .into(),
+                )
+            })?;
+            let destination = ExportDestination {
+                data_access_role_arn: &settings.data_access_role_arn,
+                kms_key_id: &settings.kms_key_id,
+            };
+            return rest.start_since(request, since, destination).await;
+        }
         let output = S3Configuration::builder()
             .s3_uri(&request.output_s3_uri)
             .kms_key_id(&settings.kms_key_id)
@@ -110,7 +136,7 @@ impl ImportService for HealthLakeImports {
         const OP: &str = "StartFHIRImportJob";
         let input_s3_uri = match &request.work {
             StartWork::Import { input_s3_uri } => input_s3_uri,
-            StartWork::Export => return self.start_export(request).await,
+            StartWork::Export { since } => return self.start_export(request, *since).await,
         };
         let output = S3Configuration::builder()
             .s3_uri(&request.output_s3_uri)

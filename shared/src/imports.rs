@@ -9,8 +9,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::ImportTargets;
 use crate::fhir::HealthLakeImports;
+use crate::fhir_rest::RestExports;
 use crate::imaging::HealthImagingImports;
-use crate::job::{JobCounts, JobId, JobKind, JobStatus, Service};
+use crate::job::{JobCounts, JobId, JobKind, JobStatus, Service, Timestamp};
 
 /// Everything a Start call needs. The client token is the job id, so a retried start (a
 /// redelivered event, a crash between "recorded" and "started", the workflow's retry) is the same
@@ -24,18 +25,19 @@ pub struct StartRequest {
     pub output_s3_uri: String,
 }
 
-/// What the job does: import an S3 location, or export the whole data store.
+/// What the job does: import an S3 location, or export the data store (all of it, or what
+/// changed since an instant).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartWork {
     Import { input_s3_uri: String },
-    Export,
+    Export { since: Option<Timestamp> },
 }
 
 impl StartWork {
     pub fn kind(&self) -> JobKind {
         match self {
             StartWork::Import { .. } => JobKind::Import,
-            StartWork::Export => JobKind::Export,
+            StartWork::Export { .. } => JobKind::Export,
         }
     }
 }
@@ -240,7 +242,10 @@ pub fn aws_imports(
             );
             match &t.export {
                 Some(export) => {
-                    imports.with_export(&export.data_access_role_arn, &export.kms_key_id)
+                    let rest = RestExports::new(aws)
+                        .inspect_err(|e| tracing::error!(error = %e, "the FHIR REST client could not be built; incremental exports will be refused"))
+                        .ok();
+                    imports.with_export(&export.data_access_role_arn, &export.kms_key_id, rest)
                 }
                 None => imports,
             }

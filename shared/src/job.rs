@@ -12,7 +12,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{Duration, OffsetDateTime};
 
-use crate::export::ExportTrigger;
+use crate::export::ExportRequest;
 
 /// The AWS service a job runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -439,9 +439,9 @@ pub struct ImportJob {
     /// The upload an import was made from; absent for an export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceObject>,
-    /// What asked for an export; absent for an import.
+    /// What asked for an export, and the window it covers; absent for an import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<ExportTrigger>,
+    pub export: Option<ExportRequest>,
     /// Absent for an upload skipped before it could be routed to a service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Service>,
@@ -485,18 +485,18 @@ impl ImportJob {
 
     /// A new `PENDING` export of the HealthLake data store `datastore_id` to `output_s3_uri`.
     pub fn new_export(
-        trigger: ExportTrigger,
+        request: ExportRequest,
         datastore_id: &str,
         output_s3_uri: &str,
         at: Timestamp,
     ) -> ImportJob {
         let mut job = ImportJob::blank(
-            trigger.job_id(datastore_id),
+            request.trigger.job_id(datastore_id),
             JobKind::Export,
             JobStatus::Pending,
             at,
         );
-        job.export = Some(trigger);
+        job.export = Some(request);
         job.service = Some(Service::HealthLake);
         job.datastore_id = Some(datastore_id.to_owned());
         job.output_s3_uri = Some(output_s3_uri.to_owned());
@@ -530,7 +530,7 @@ impl ImportJob {
     pub fn subject(&self) -> String {
         match (&self.source, &self.export) {
             (Some(source), _) => source.key.clone(),
-            (None, Some(trigger)) => format!("export ({trigger})"),
+            (None, Some(export)) => format!("export ({})", export.trigger),
             (None, None) => String::new(),
         }
     }

@@ -11,6 +11,7 @@ pub mod export;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod fhir;
+pub mod fhir_rest;
 pub mod imaging;
 pub mod imports;
 pub mod job;

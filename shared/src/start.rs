@@ -42,7 +42,9 @@ pub fn start_request(job: &ImportJob) -> Result<StartRequest, StartError> {
                 .clone()
                 .ok_or_else(|| missing("inputS3Uri"))?,
         },
-        JobKind::Export => StartWork::Export,
+        JobKind::Export => StartWork::Export {
+            since: job.export.as_ref().and_then(|e| e.since),
+        },
     };
     Ok(StartRequest {
         job_id: job.job_id.clone(),

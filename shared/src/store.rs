@@ -5,6 +5,8 @@
 //! - partition key `jobId`;
 //! - GSI `bySource`: `sourceUri` (`s3://bucket/key`) + `createdAt`, to find the jobs of an upload;
 //! - GSI `byDatastoreStatus`: `datastoreId` + `status`, to list a data store's jobs in a status;
+//! - GSI `byExport`: `exportOf` (the data store id, set on export records only) + `createdAt`, so
+//!   that an incremental export finds where the last one ended without reading any import;
 //! - TTL attribute `expiresAt` (epoch seconds), set only once a job is terminal so that a record
 //!   never expires while its job may still change.
 //!
@@ -23,10 +25,11 @@ use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Number, Value};
 use time::Duration;
 
-use crate::job::{ImportJob, JobId, JobStatus, Transition};
+use crate::job::{ImportJob, JobId, JobKind, JobStatus, Transition};
 
 pub const BY_SOURCE_INDEX: &str = "bySource";
 pub const BY_DATASTORE_STATUS_INDEX: &str = "byDatastoreStatus";
+pub const BY_EXPORT_INDEX: &str = "byExport";
 
 /// What a create did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,8 @@ pub trait JobStore: Send + Sync {
         datastore_id: &str,
         status: JobStatus,
     ) -> Result<Vec<ImportJob>, StoreError>;
+    /// Every export of a data store (exports only: a handful a day at most).
+    async fn exports_of(&self, datastore_id: &str) -> Result<Vec<ImportJob>, StoreError>;
 }
 
 /// [`JobStore`] on a DynamoDB table.
@@ -153,6 +158,9 @@ impl DynamoJobStore {
         // An export has no source object: it stays out of the sparse bySource index.
         if let Some(source) = &job.source {
             item.insert("sourceUri".into(), AttributeValue::S(source.uri()));
+        }
+        if let (JobKind::Export, Some(datastore_id)) = (job.kind, &job.datastore_id) {
+            item.insert("exportOf".into(), AttributeValue::S(datastore_id.clone()));
         }
         if job.status.is_terminal() {
             item.insert(
@@ -345,6 +353,16 @@ impl JobStore for DynamoJobStore {
                 ("#ds".to_owned(), "datastoreId".to_owned()),
                 ("#status".to_owned(), "status".to_owned()),
             ]),
+        )
+        .await
+    }
+
+    async fn exports_of(&self, datastore_id: &str) -> Result<Vec<ImportJob>, StoreError> {
+        self.query(
+            BY_EXPORT_INDEX,
+            "#of = :ds",
+            HashMap::from([(":ds".to_owned(), AttributeValue::S(datastore_id.to_owned()))]),
+            HashMap::from([("#of".to_owned(), "exportOf".to_owned())]),
         )
         .await
     }

@@ -329,6 +329,10 @@ impl JobStore for DynamoOutcomeStore {
             .list_by_datastore_status(datastore_id, status)
             .await
     }
+
+    async fn exports_of(&self, datastore_id: &str) -> Result<Vec<ImportJob>, StoreError> {
+        self.jobs.exports_of(datastore_id).await
+    }
 }
 
 #[cfg(test)]

@@ -247,7 +247,8 @@ mod tests {
             indexes,
             vec![
                 healthimport::store::BY_SOURCE_INDEX,
-                healthimport::store::BY_DATASTORE_STATUS_INDEX
+                healthimport::store::BY_DATASTORE_STATUS_INDEX,
+                healthimport::store::BY_EXPORT_INDEX,
             ]
         );
         assert_eq!(

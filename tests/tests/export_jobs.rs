@@ -6,12 +6,16 @@
 //! binaries run one at a time, so no other test sees the faults):
 //! 1. an import then an on-demand export, sent twice: one export, queued behind the import on the
 //!    same data store, so it writes out what the import stored;
-//! 2. a schedule tick delivered twice: one export;
+//! 2. a schedule tick delivered twice: one export; then an incremental export, which writes only
+//!    what changed since the tick's export (FHIR REST `$export` with `_since`), and a retried
+//!    `$export` start, which adopts the job the first attempt created;
 //! 3. every start throttled: the export stays PENDING, the workflow's Start retry starts it later;
 //! 4. the service fails the export: recorded FAILED and announced as such.
 
 use std::time::Duration;
 
+use healthimport::fhir_rest::{ExportDestination, RestExports};
+use healthimport::imports::{StartRequest, StartWork};
 use healthimport::job::{JobId, JobKind, JobStatus, Service};
 use healthimport::store::JobStore;
 use healthimport_tests::double::Faults;
@@ -107,6 +111,93 @@ async fn exports_start_once_per_request_or_tick_queue_behind_imports_and_end_rec
         2,
         "one export at HealthLake per request and per tick"
     );
+
+    // --- 2b. incremental: what changed since the last export that completed (the tick's) ---
+    let tick_until = pipeline
+        .store
+        .get(&scheduled)
+        .await
+        .unwrap()
+        .and_then(|r| r.export)
+        .expect("the tick's export window")
+        .until;
+    let later_patient = format!("{tag}-later");
+    let later_upload = format!("fhir/{tag}-later.ndjson");
+    let line = json!({"resourceType": "Patient", "id": later_patient}).to_string();
+    pipeline
+        .upload(&later_upload, line.as_bytes())
+        .await
+        .unwrap();
+    pipeline
+        .wait_until_finished(std::slice::from_ref(&later_upload), EXPORT_DEADLINE)
+        .await
+        .unwrap();
+    let rest_before = stat(&admin, "fhir_rest_exports_created").await;
+    let incremental = json!({"requestId": format!("{tag}-incremental"), "mode": "incremental"});
+    let first = pipeline.invoke_exporter(&incremental).await.unwrap();
+    let again = pipeline.invoke_exporter(&incremental).await.unwrap();
+    assert_eq!(again["outcome"], "ALREADY_RECORDED", "{again}");
+    let incremental = job_id(&first);
+    let record = pipeline
+        .wait_for_job(&incremental, EXPORT_DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(record.status, JobStatus::Completed, "{record:?}");
+    assert_eq!(
+        record.export.as_ref().and_then(|e| e.since),
+        Some(tick_until),
+        "the window starts where the last completed export ended"
+    );
+    let location = record.output_location.clone().expect("output location");
+    let patients = read_s3(&pipeline, &format!("{location}Patient/Patient-0.ndjson"))
+        .await
+        .unwrap();
+    assert!(patients.contains(&later_patient), "the change is exported");
+    assert!(
+        !patients.contains(&format!("\"{patient_id}\"")),
+        "what did not change since is not exported again"
+    );
+    assert_eq!(
+        stat(&admin, "fhir_rest_exports_created").await - rest_before,
+        1,
+        "one $export for the request sent twice"
+    );
+
+    // --- 2c. a retried $export start adopts the job the first attempt created ---
+    let rest = RestExports::new(&pipeline.sdk).unwrap();
+    let setting = |name: &str| pipeline.functions.setting(name).unwrap();
+    let retried = StartRequest {
+        job_id: JobId::from_stored(unique_name("adopt")),
+        service: Service::HealthLake,
+        datastore_id: setting("FHIR_DATASTORE_ID"),
+        work: StartWork::Export {
+            since: Some(tick_until),
+        },
+        output_s3_uri: setting("FHIR_EXPORT_S3_URI"),
+    };
+    let role = setting("FHIR_EXPORT_ROLE_ARN");
+    let key = setting("FHIR_EXPORT_KMS_KEY_ID");
+    let destination = ExportDestination {
+        data_access_role_arn: &role,
+        kms_key_id: &key,
+    };
+    let first = rest
+        .start_since(&retried, tick_until, destination)
+        .await
+        .unwrap();
+    let again = rest
+        .start_since(&retried, tick_until, destination)
+        .await
+        .unwrap();
+    assert_eq!(again.service_job_id, first.service_job_id);
+    let named = aws_sdk_healthlake::Client::new(&pipeline.sdk)
+        .list_fhir_export_jobs()
+        .datastore_id(setting("FHIR_DATASTORE_ID"))
+        .job_name(retried.job_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.export_job_properties_list().len(), 1);
 
     // --- 3. every start throttled: PENDING, then started by the workflow's retry ---
     admin

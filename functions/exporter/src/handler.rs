@@ -2,7 +2,10 @@
 //! the same launch path as an upload's import ([`healthimport::start::launch`]).
 
 use healthimport::config::{self, ConfigError, Env, ImportTargets};
-use healthimport::export::{parse_export_event, ExportEventError, ExportTrigger};
+use healthimport::export::{
+    last_completed_until, parse_export_event, ExportEventError, ExportMode, ExportRequest,
+    ExportTrigger,
+};
 use healthimport::imports::ImportService;
 use healthimport::job::{ImportJob, JobId, JobStatus, Timestamp};
 use healthimport::start::{launch, LaunchError, Launched, StartError};
@@ -20,6 +23,8 @@ pub struct ExporterConfig {
     pub targets: ImportTargets,
     pub datastore_id: String,
     pub output_s3_uri: String,
+    /// `EXPORT_MODE`: `full` (default) or `incremental`; an event's `mode` overrides it.
+    pub mode: ExportMode,
     pub record_retention_days: u32,
 }
 
@@ -39,6 +44,7 @@ impl ExporterConfig {
             state_machine_arn: config::required(env, "STATE_MACHINE_ARN")?,
             datastore_id: fhir.datastore_id.clone(),
             output_s3_uri: export.output_s3_uri.clone(),
+            mode: config::parsed_or(env, "EXPORT_MODE", ExportMode::Full)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
             targets,
         })
@@ -118,6 +124,7 @@ pub struct Exporter<S, I, W> {
     pub tracking: W,
     pub datastore_id: String,
     pub output_s3_uri: String,
+    pub mode: ExportMode,
 }
 
 impl<S, I, W> Exporter<S, I, W>
@@ -128,22 +135,28 @@ where
 {
     /// Handles one invocation: a schedule tick or an on-demand request.
     pub async fn handle(&self, event: Value) -> Result<ExportResponse, ExporterError> {
-        let trigger = parse_export_event(&event).inspect_err(|error| {
+        let event = parse_export_event(&event).inspect_err(|error| {
             tracing::error!(error = %error, "export event refused");
         })?;
-        let job = ImportJob::new_export(
-            trigger.clone(),
-            &self.datastore_id,
-            &self.output_s3_uri,
-            Timestamp::now(),
-        );
-        let job_id = job.job_id.clone();
-        let launched = launch(&self.store, &self.imports, &self.tracking, job)
-            .await
-            .map_err(|source| ExporterError::Launch {
-                job_id: job_id.clone(),
-                source,
-            });
+        let trigger = event.trigger;
+        let job_id = trigger.job_id(&self.datastore_id);
+        let launched = async {
+            let request = self
+                .request(trigger.clone(), event.mode.unwrap_or(self.mode))
+                .await?;
+            let job = ImportJob::new_export(
+                request,
+                &self.datastore_id,
+                &self.output_s3_uri,
+                Timestamp::now(),
+            );
+            launch(&self.store, &self.imports, &self.tracking, job).await
+        }
+        .await
+        .map_err(|source| ExporterError::Launch {
+            job_id: job_id.clone(),
+            source,
+        });
         let launched = match launched {
             Ok(launched) => launched,
             Err(error) => {
@@ -165,6 +178,23 @@ where
             status,
         })
     }
+
+    /// The export to record: an incremental one starts where the last completed export ended.
+    async fn request(
+        &self,
+        trigger: ExportTrigger,
+        mode: ExportMode,
+    ) -> Result<ExportRequest, LaunchError> {
+        let last = match mode {
+            ExportMode::Full => None,
+            ExportMode::Incremental => {
+                last_completed_until(&self.store.exports_of(&self.datastore_id).await?)
+            }
+        };
+        let request = ExportRequest::new(trigger, mode, last, Timestamp::now());
+        tracing::info!(trigger = %request.trigger, ?mode, since = ?request.since.map(|s| s.to_string()), "export window");
+        Ok(request)
+    }
 }
 
 #[cfg(test)]
@@ -172,7 +202,7 @@ mod tests {
     use super::*;
     use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedImports};
     use healthimport::imports::{Retry, StartWork};
-    use healthimport::job::{JobKind, Service};
+    use healthimport::job::{JobKind, Service, Transition};
     use serde_json::json;
 
     const DATASTORE: &str = "ffffffffffffffffffffffffffffffff";
@@ -184,6 +214,7 @@ mod tests {
             tracking: RecordingTracking::default(),
             datastore_id: DATASTORE.into(),
             output_s3_uri: "s3://out/exports/".into(),
+            mode: ExportMode::Full,
         }
     }
 
@@ -207,7 +238,7 @@ mod tests {
         assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/exports/"));
         let starts = exporter.imports.start_calls.lock().unwrap().clone();
         assert_eq!(starts.len(), 1);
-        assert_eq!(starts[0].work, StartWork::Export);
+        assert_eq!(starts[0].work, StartWork::Export { since: None });
         assert_eq!(starts[0].datastore_id, DATASTORE);
         assert_eq!(exporter.tracking.tracked(), vec![response.job_id]);
     }
@@ -363,11 +394,63 @@ mod tests {
         assert_eq!(tick.outcome, ExportOutcome::Started);
         assert_eq!(rule.job_id, tick.job_id);
         assert_eq!(rule.outcome, ExportOutcome::AlreadyRecorded);
+        let incremental = exporter
+            .handle(sample_event("exporter-incremental.json"))
+            .await
+            .unwrap();
+        let job = exporter
+            .store
+            .get(&incremental.job_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            job.export.is_some_and(|e| e.since.is_none()),
+            "nothing completed yet: full"
+        );
         let invalid = exporter
             .handle(sample_event("exporter-invalid-request.json"))
             .await
             .unwrap_err();
         assert_eq!(invalid.error_type(), "InvalidExportEvent");
-        assert_eq!(exporter.imports.jobs_started(), 2);
+        assert_eq!(exporter.imports.jobs_started(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_incremental_export_starts_where_the_last_completed_one_ended() {
+        let exporter = exporter();
+        let incremental = |id: &str| json!({"requestId": id, "mode": "incremental"});
+        // No export has completed yet: the first incremental export is a full one.
+        let first = exporter.handle(incremental("i-1")).await.unwrap();
+        let first_job = exporter.store.get(&first.job_id).await.unwrap().unwrap();
+        assert_eq!(first_job.export.as_ref().unwrap().since, None);
+        let until = first_job.export.as_ref().unwrap().until;
+
+        // Still running: the next one cannot start after it.
+        let second = exporter.handle(incremental("i-2")).await.unwrap();
+        let second_job = exporter.store.get(&second.job_id).await.unwrap().unwrap();
+        assert_eq!(second_job.export.as_ref().unwrap().since, None);
+
+        exporter
+            .store
+            .transition(
+                &first.job_id,
+                &Transition::to(JobStatus::Completed, Timestamp::now()),
+            )
+            .await
+            .unwrap();
+        let third = exporter.handle(incremental("i-3")).await.unwrap();
+        let third_job = exporter.store.get(&third.job_id).await.unwrap().unwrap();
+        assert_eq!(third_job.export.as_ref().unwrap().since, Some(until));
+        let starts = exporter.imports.start_calls.lock().unwrap().clone();
+        assert_eq!(starts[2].work, StartWork::Export { since: Some(until) });
+
+        // A full export ignores the window, whatever the history.
+        let full = exporter
+            .handle(json!({"requestId": "f-1", "mode": "full"}))
+            .await
+            .unwrap();
+        let full_job = exporter.store.get(&full.job_id).await.unwrap().unwrap();
+        assert_eq!(full_job.export.as_ref().unwrap().since, None);
     }
 }

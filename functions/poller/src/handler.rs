@@ -679,7 +679,7 @@ fn output_location(job: &ImportJob) -> Option<String> {
 mod tests {
     use super::*;
     use healthimport::config::{FhirTarget, ImagingTarget};
-    use healthimport::export::ExportTrigger;
+    use healthimport::export::{ExportMode, ExportRequest, ExportTrigger};
     use healthimport::fakes::{
         MemoryOutcomeStore, MemoryOutputs, RecordingAnnouncer, ReportedImports,
     };
@@ -1070,14 +1070,16 @@ mod tests {
 
     /// A recorded export in `status` (started at HealthLake unless PENDING).
     async fn export_job(p: &TestPoller, status: JobStatus) -> JobId {
-        let mut job = ImportJob::new_export(
+        let request = ExportRequest::new(
             ExportTrigger::OnDemand {
                 request_id: format!("r-{status}"),
             },
-            DATASTORE,
-            "s3://out/exports/",
+            ExportMode::Full,
+            None,
             Timestamp::now(),
         );
+        let mut job =
+            ImportJob::new_export(request, DATASTORE, "s3://out/exports/", Timestamp::now());
         if status != JobStatus::Pending {
             job.apply(
                 &Transition::to(JobStatus::Submitted, Timestamp::now())
@@ -1098,7 +1100,7 @@ mod tests {
         let state = p.start(&id).await.unwrap();
         assert_eq!(state.status, JobStatus::Submitted);
         let call = &p.imports.starts.start_calls.lock().unwrap()[0];
-        assert_eq!(call.work, StartWork::Export);
+        assert_eq!(call.work, StartWork::Export { since: None });
         assert_eq!(call.output_s3_uri, "s3://out/exports/");
     }
 

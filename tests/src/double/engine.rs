@@ -200,12 +200,29 @@ async fn export(shared: &Shared, job: &ImportJob, started: Instant) -> Result<Fi
                 .to_owned(),
         );
     }
-    let resources = shared
+    // What the data store holds (changed at or after `_since`, for an `$export` with one).
+    let resources: Vec<(String, Vec<String>)> = shared
         .state
         .lock()
         .datastores
         .get(&(Service::HealthLake, job.request.datastore_id.clone()))
-        .map(|datastore| datastore.resources.clone())
+        .map(|datastore| {
+            datastore
+                .resources
+                .iter()
+                .map(|(resource_type, ids)| {
+                    let changed = ids
+                        .iter()
+                        .filter(|(_, written)| {
+                            job.request.since.is_none_or(|since| **written >= since)
+                        })
+                        .map(|(id, _)| id.clone())
+                        .collect::<Vec<_>>();
+                    (resource_type.clone(), changed)
+                })
+                .filter(|(_, ids)| !ids.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     tokio::time::sleep_until(run_ends).await;
     let output_uri = &job.request.output_s3_uri;

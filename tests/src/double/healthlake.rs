@@ -1,11 +1,14 @@
 //! HealthLake over awsJson1.0: `POST /` with `X-Amz-Target: HealthLake.<Operation>`, JSON in and
 //! out, errors as `{"__type": ..., "message": ...}`. Member names follow the SDK's
-//! `protocol_serde` (PascalCase); timestamps are epoch seconds as JSON numbers.
+//! `protocol_serde` (PascalCase); timestamps are epoch seconds as JSON numbers. Also the one FHIR
+//! REST operation the functions use: `POST <datastore endpoint>$export` ([`rest_export`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -69,7 +72,8 @@ fn handle(shared: &Arc<Shared>, operation: Operation, body: &[u8]) -> Result<Val
     match operation {
         Operation::StartFhirImportJob => start_import_job(shared, parse(body)?),
         Operation::DescribeFhirImportJob => describe_import_job(shared, parse(body)?),
-        Operation::ListFhirImportJobs => list_import_jobs(shared, parse(body)?),
+        Operation::ListFhirImportJobs => list_jobs(shared, parse(body)?, JobKind::Import),
+        Operation::ListFhirExportJobs => list_jobs(shared, parse(body)?, JobKind::Export),
         Operation::StartFhirExportJob => start_export_job(shared, parse(body)?),
         Operation::DescribeFhirExportJob => describe_export_job(shared, parse(body)?),
         Operation::CreateFhirDatastore => create_datastore(shared, parse(body)?),
@@ -167,6 +171,7 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
         input_s3_uri,
         output_s3_uri,
         kms_key_id: Some(kms_key_id),
+        since: None,
         validation_level: input.validation_level,
         client_token: input.client_token,
     };
@@ -246,6 +251,7 @@ fn start_export_job(shared: &Arc<Shared>, input: StartExportJobInput) -> Result<
             input_s3_uri: String::new(),
             output_s3_uri,
             kms_key_id: Some(kms_key_id),
+            since: None,
             validation_level: None,
             client_token: input.client_token,
         },
@@ -259,6 +265,10 @@ fn describe_export_job(shared: &Shared, input: DescribeImportJobInput) -> Result
     validate::healthlake_id("JobId", &job_id)?;
     let state = shared.state.lock();
     let job = state.fhir_job(JobKind::Export, &datastore_id, &job_id)?;
+    Ok(json!({"ExportJobProperties": export_job_properties(shared, job)}))
+}
+
+fn export_job_properties(shared: &Shared, job: &ImportJob) -> Value {
     let timings = &shared.config.healthlake;
     let mut properties = Map::new();
     let mut put = |key: &str, value: Value| {
@@ -285,7 +295,7 @@ fn describe_export_job(shared: &Shared, input: DescribeImportJobInput) -> Result
     if let Some(message) = job.message() {
         put("Message", json!(message));
     }
-    Ok(json!({"ExportJobProperties": Value::Object(properties)}))
+    Value::Object(properties)
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,7 +382,12 @@ struct ListImportJobsInput {
     submitted_after: Option<f64>,
 }
 
-fn list_import_jobs(shared: &Shared, input: ListImportJobsInput) -> Result<Value, ApiError> {
+/// ListFHIRImportJobs and ListFHIRExportJobs: the same filters over one kind of job.
+fn list_jobs(
+    shared: &Shared,
+    input: ListImportJobsInput,
+    kind: JobKind,
+) -> Result<Value, ApiError> {
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
     validate::healthlake_id("DatastoreId", &datastore_id)?;
     let page_size = page_size(input.max_results, 500, "MaxResults")?;
@@ -383,7 +398,7 @@ fn list_import_jobs(shared: &Shared, input: ListImportJobsInput) -> Result<Value
     let matching: Vec<&ImportJob> = state
         .jobs_of(Service::HealthLake, &datastore_id)
         .into_iter()
-        .filter(|job| job.request.kind == JobKind::Import)
+        .filter(|job| job.request.kind == kind)
         .filter(|job| {
             input
                 .job_status
@@ -408,9 +423,16 @@ fn list_import_jobs(shared: &Shared, input: ListImportJobsInput) -> Result<Value
         .iter()
         .skip(start)
         .take(page_size)
-        .map(|job| job_properties(shared, job))
+        .map(|job| match kind {
+            JobKind::Import => job_properties(shared, job),
+            JobKind::Export => export_job_properties(shared, job),
+        })
         .collect();
-    let mut output = json!({"ImportJobPropertiesList": page});
+    let list = match kind {
+        JobKind::Import => "ImportJobPropertiesList",
+        JobKind::Export => "ExportJobPropertiesList",
+    };
+    let mut output = json!({ list: page });
     if start + page_size < matching.len() {
         output["NextToken"] = json!((start + page_size).to_string());
     }
@@ -515,4 +537,137 @@ fn datastore_arn(shared: &Shared, datastore: &Datastore) -> String {
 /// The double does not serve FHIR; the endpoint only has the documented shape.
 fn datastore_endpoint(shared: &Shared, datastore: &Datastore) -> String {
     format!("{}/datastore/{}/r4/", shared.endpoint_url, datastore.id)
+}
+
+/// The FHIR REST `POST <datastore endpoint>$export[?_since=<instant>]`: an export job like
+/// StartFHIRExportJob's (same queue, same Describe/List), without a ClientToken. It answers
+/// `202 Accepted` with the job and its status location. The request must carry a SigV4
+/// `Authorization` header (its signature is not verified: the double has no secret keys).
+pub(crate) async fn rest_export(
+    State(shared): State<Arc<Shared>>,
+    Path(datastore_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential="))
+        && headers.contains_key("x-amz-date");
+    if !signed {
+        return operation_outcome(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Missing Authentication Token",
+        );
+    }
+    let admitted = shared.state.lock().admit(Operation::FhirRestExport);
+    let result = admitted.and_then(|()| start_rest_export(&shared, &datastore_id, &query, &body));
+    match result {
+        Ok((job_id, status)) => {
+            let endpoint = format!("{}/datastore/{datastore_id}/r4/", shared.endpoint_url);
+            (
+                StatusCode::ACCEPTED,
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (
+                        header::CONTENT_LOCATION,
+                        format!("{endpoint}export/{job_id}"),
+                    ),
+                ],
+                json!({"datastoreId": datastore_id, "jobStatus": status, "jobId": job_id})
+                    .to_string(),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            shared.state.lock().record_error(&error);
+            let status = match &error {
+                ApiError::Throttling(_) => StatusCode::TOO_MANY_REQUESTS,
+                other => other.imaging_status(),
+            };
+            operation_outcome(status, error.type_name(), &error.to_string())
+        }
+    }
+}
+
+fn start_rest_export(
+    shared: &Arc<Shared>,
+    datastore_id: &str,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(String, &'static str), ApiError> {
+    let input: StartExportJobInput = parse(body)?;
+    let since = query
+        .get("_since")
+        .map(|raw| {
+            time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+                .map(SystemTime::from)
+                .map_err(|_| ApiError::Validation(format!("_since {raw:?} is not a valid instant")))
+        })
+        .transpose()?;
+    let s3_configuration = required(
+        required(input.output_data_config, "OutputDataConfig")?.s3_configuration,
+        "OutputDataConfig.S3Configuration",
+    )?;
+    let output_s3_uri = required(
+        s3_configuration.s3_uri,
+        "OutputDataConfig.S3Configuration.S3Uri",
+    )?;
+    let kms_key_id = required(
+        s3_configuration.kms_key_id,
+        "OutputDataConfig.S3Configuration.KmsKeyId",
+    )?;
+    let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
+    validate::healthlake_id("DatastoreId", datastore_id)?;
+    validate::s3_uri("OutputDataConfig.S3Configuration.S3Uri", &output_s3_uri)?;
+    validate::role_arn("DataAccessRoleArn", &role_arn)?;
+    if let Some(name) = &input.job_name {
+        validate::name("JobName", name)?;
+    }
+    let request = JobRequest {
+        kind: JobKind::Export,
+        datastore_id: datastore_id.to_owned(),
+        name: input.job_name,
+        role_arn,
+        input_s3_uri: String::new(),
+        output_s3_uri,
+        kms_key_id: Some(kms_key_id),
+        since,
+        validation_level: None,
+        client_token: None,
+    };
+    let mut state = shared.state.lock();
+    let started = state.start_fhir_job(request)?;
+    state.stats.fhir_rest_exports_created += 1;
+    let job_id = started.job_id().to_owned();
+    let status = state
+        .job(Service::HealthLake, datastore_id, &job_id)?
+        .status(&shared.config.healthlake);
+    drop(state);
+    if let Started::Created { run_now: true, .. } = started {
+        spawn_job(Arc::clone(shared), Service::HealthLake, job_id.clone());
+    }
+    info!(
+        job_id,
+        datastore_id,
+        since = since.is_some(),
+        "FHIR $export job created"
+    );
+    Ok((job_id, status))
+}
+
+/// A FHIR OperationOutcome: how the FHIR endpoints answer an error.
+fn operation_outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {
+    let body = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -113,6 +113,7 @@ pub(crate) async fn start_import_job(
             input_s3_uri,
             output_s3_uri,
             kms_key_id: None,
+            since: None,
             validation_level: None,
             client_token: Some(client_token),
         };

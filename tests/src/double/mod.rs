@@ -259,6 +259,10 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/datastore", post(imaging::create_datastore))
         .route("/datastore/{datastore_id}", get(imaging::get_datastore))
+        .route(
+            "/datastore/{datastore_id}/r4/$export",
+            post(healthlake::rest_export),
+        )
         .route("/_double/health", get(|| async { "ok" }))
         .route("/_double/stats", get(admin_stats))
         .route(

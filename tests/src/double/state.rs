@@ -2,7 +2,7 @@
 //! and the statistics tests assert on. One mutex guards it all; it is never held across an
 //! `.await`, so every decision (throttle, idempotency, quota, queueing) is atomic.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +27,9 @@ pub enum Operation {
     ListFhirImportJobs,
     StartFhirExportJob,
     DescribeFhirExportJob,
+    ListFhirExportJobs,
+    /// The FHIR REST `POST <endpoint>$export`.
+    FhirRestExport,
     CreateFhirDatastore,
     DescribeFhirDatastore,
     StartDicomImportJob,
@@ -44,6 +47,8 @@ impl Operation {
             Self::ListFhirImportJobs => "ListFHIRImportJobs",
             Self::StartFhirExportJob => "StartFHIRExportJob",
             Self::DescribeFhirExportJob => "DescribeFHIRExportJob",
+            Self::ListFhirExportJobs => "ListFHIRExportJobs",
+            Self::FhirRestExport => "$export",
             Self::CreateFhirDatastore => "CreateFHIRDatastore",
             Self::DescribeFhirDatastore => "DescribeFHIRDatastore",
             Self::StartDicomImportJob => "StartDICOMImportJob",
@@ -62,6 +67,7 @@ impl Operation {
             Self::ListFhirImportJobs,
             Self::StartFhirExportJob,
             Self::DescribeFhirExportJob,
+            Self::ListFhirExportJobs,
             Self::CreateFhirDatastore,
             Self::DescribeFhirDatastore,
         ]
@@ -72,7 +78,10 @@ impl Operation {
     fn is_start(self) -> bool {
         matches!(
             self,
-            Self::StartFhirImportJob | Self::StartFhirExportJob | Self::StartDicomImportJob
+            Self::StartFhirImportJob
+                | Self::StartFhirExportJob
+                | Self::FhirRestExport
+                | Self::StartDicomImportJob
         )
     }
 }
@@ -86,8 +95,10 @@ pub struct DoubleStats {
     pub fhir_start_calls: u64,
     pub imaging_start_calls: u64,
     pub fhir_jobs_created: u64,
-    /// FHIR export jobs created (a replayed ClientToken creates none).
+    /// FHIR export jobs created (a replayed ClientToken creates none), `$export` ones included.
     pub fhir_export_jobs_created: u64,
+    /// Of those, the ones `POST $export` created (with `_since`, when given).
+    pub fhir_rest_exports_created: u64,
     pub imaging_jobs_created: u64,
     pub datastores_created: u64,
     /// Every ThrottlingException answered: injected ones and the start rate limit's.
@@ -149,6 +160,8 @@ pub struct JobRequest {
     pub output_s3_uri: String,
     /// HealthLake's output KmsKeyId.
     pub kms_key_id: Option<String>,
+    /// An `$export` with `_since`: only resources changed at or after it are exported.
+    pub since: Option<SystemTime>,
     pub validation_level: Option<String>,
     pub client_token: Option<String>,
 }
@@ -238,9 +251,9 @@ pub struct Datastore {
     /// HealthLake: the one job running (or about to), then the FIFO queue behind it.
     pub active_job: Option<String>,
     pub waiting_jobs: VecDeque<String>,
-    /// HealthLake: the resources its completed imports stored, by type then id: what an export
-    /// writes out.
-    pub resources: BTreeMap<String, BTreeSet<String>>,
+    /// HealthLake: the resources its completed imports stored, by type then id, with when each
+    /// was last written: what an export writes out.
+    pub resources: BTreeMap<String, BTreeMap<String, SystemTime>>,
 }
 
 /// StartDICOMImportJob's documented throttle: a token bucket.
@@ -582,12 +595,13 @@ impl State {
             .datastores
             .get_mut(&(Service::HealthLake, datastore_id.to_owned()))
         {
+            let now = SystemTime::now();
             for (resource_type, id) in resources {
                 datastore
                     .resources
                     .entry(resource_type)
                     .or_default()
-                    .insert(id);
+                    .insert(id, now);
             }
         }
     }
@@ -728,6 +742,7 @@ mod tests {
             input_s3_uri: "s3://in/x/".to_owned(),
             output_s3_uri: "s3://out/y/".to_owned(),
             kms_key_id: None,
+            since: None,
             validation_level: None,
             client_token: token.map(str::to_owned),
         }
