@@ -84,17 +84,13 @@ impl HealthLakeImports {
             };
             return rest.start_since(request, since, destination).await;
         }
-        let output = S3Configuration::builder()
-            .s3_uri(&request.output_s3_uri)
-            .kms_key_id(&settings.kms_key_id)
-            .build()
-            .map_err(|_| ServiceError::malformed(SERVICE, OP, "output S3 configuration"))?;
+        let output = output_config(OP, &request.output_s3_uri, &settings.kms_key_id)?;
         let started = self
             .client
             .start_fhir_export_job()
             .job_name(request.job_id.as_str())
             .datastore_id(&request.datastore_id)
-            .output_data_config(OutputDataConfig::S3Configuration(output))
+            .output_data_config(output)
             .data_access_role_arn(&settings.data_access_role_arn)
             .client_token(request.job_id.client_token())
             .send()
@@ -138,18 +134,14 @@ impl ImportService for HealthLakeImports {
             StartWork::Import { input_s3_uri } => input_s3_uri,
             StartWork::Export { since } => return self.start_export(request, *since).await,
         };
-        let output = S3Configuration::builder()
-            .s3_uri(&request.output_s3_uri)
-            .kms_key_id(&self.output_kms_key_id)
-            .build()
-            .map_err(|_| ServiceError::malformed(SERVICE, OP, "output S3 configuration"))?;
+        let output = output_config(OP, &request.output_s3_uri, &self.output_kms_key_id)?;
         let started = self
             .client
             .start_fhir_import_job()
             .job_name(request.job_id.as_str())
             .datastore_id(&request.datastore_id)
             .input_data_config(InputDataConfig::S3Uri(input_s3_uri.clone()))
-            .job_output_data_config(OutputDataConfig::S3Configuration(output))
+            .job_output_data_config(output)
             .data_access_role_arn(&self.data_access_role_arn)
             .client_token(request.job_id.client_token())
             .send()
@@ -188,6 +180,20 @@ impl ImportService for HealthLakeImports {
             progress,
         })
     }
+}
+
+/// Where a job writes, encrypted with `kms_key_id` (HealthLake requires a key for both kinds).
+fn output_config(
+    operation: &'static str,
+    s3_uri: &str,
+    kms_key_id: &str,
+) -> Result<OutputDataConfig, ServiceError> {
+    S3Configuration::builder()
+        .s3_uri(s3_uri)
+        .kms_key_id(kms_key_id)
+        .build()
+        .map(OutputDataConfig::S3Configuration)
+        .map_err(|_| ServiceError::malformed(SERVICE, operation, "output S3 configuration"))
 }
 
 fn status(operation: &'static str, raw: &str) -> Result<JobStatus, ServiceError> {

@@ -227,10 +227,7 @@ async fn exports_start_once_per_request_or_tick_queue_behind_imports_and_end_rec
     // --- 4. the service fails the export ---
     let failures_before = stat(&admin, "injected_job_failures").await;
     admin
-        .set_faults(&Faults {
-            job_failure_share: 1.0,
-            ..Faults::default()
-        })
+        .set_faults(&Faults::failing_every_job())
         .await
         .unwrap();
     let failing = pipeline

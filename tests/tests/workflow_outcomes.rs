@@ -23,10 +23,7 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
     // --- the service fails the job ---
     let failures_before = injected_failures(&admin).await;
     admin
-        .set_faults(&Faults {
-            job_failure_share: 1.0,
-            ..Faults::default()
-        })
+        .set_faults(&Faults::failing_every_job())
         .await
         .unwrap();
     // A HealthImaging job: it runs as soon as it is submitted, where a HealthLake job may queue

@@ -62,6 +62,14 @@ impl Faults {
         }
     }
 
+    /// Every job that starts running ends FAILED with a message.
+    pub fn failing_every_job() -> Faults {
+        Faults {
+            job_failure_share: 1.0,
+            ..Faults::default()
+        }
+    }
+
     /// Checks every share is a probability and the two per-call shares fit in one draw.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let shares = [

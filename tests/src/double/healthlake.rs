@@ -71,11 +71,11 @@ fn handle(shared: &Arc<Shared>, operation: Operation, body: &[u8]) -> Result<Val
     shared.state.lock().admit(operation)?;
     match operation {
         Operation::StartFhirImportJob => start_import_job(shared, parse(body)?),
-        Operation::DescribeFhirImportJob => describe_import_job(shared, parse(body)?),
+        Operation::DescribeFhirImportJob => describe_job(shared, parse(body)?, JobKind::Import),
         Operation::ListFhirImportJobs => list_jobs(shared, parse(body)?, JobKind::Import),
         Operation::ListFhirExportJobs => list_jobs(shared, parse(body)?, JobKind::Export),
         Operation::StartFhirExportJob => start_export_job(shared, parse(body)?),
-        Operation::DescribeFhirExportJob => describe_export_job(shared, parse(body)?),
+        Operation::DescribeFhirExportJob => describe_job(shared, parse(body)?, JobKind::Export),
         Operation::CreateFhirDatastore => create_datastore(shared, parse(body)?),
         Operation::DescribeFhirDatastore => describe_datastore(shared, parse(body)?),
         _ => Err(ApiError::UnknownOperation(format!(
@@ -132,23 +132,12 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
         required(input.input_data_config, "InputDataConfig")?.s3_uri,
         "InputDataConfig.S3Uri",
     )?;
-    let s3_configuration = required(
-        required(input.job_output_data_config, "JobOutputDataConfig")?.s3_configuration,
-        "JobOutputDataConfig.S3Configuration",
-    )?;
-    let output_s3_uri = required(
-        s3_configuration.s3_uri,
-        "JobOutputDataConfig.S3Configuration.S3Uri",
-    )?;
-    let kms_key_id = required(
-        s3_configuration.kms_key_id,
-        "JobOutputDataConfig.S3Configuration.KmsKeyId",
-    )?;
+    let (output_s3_uri, kms_key_id) =
+        output_location(input.job_output_data_config, "JobOutputDataConfig")?;
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
     let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
     validate::healthlake_id("DatastoreId", &datastore_id)?;
     validate::s3_uri("InputDataConfig.S3Uri", &input_s3_uri)?;
-    validate::s3_uri("JobOutputDataConfig.S3Configuration.S3Uri", &output_s3_uri)?;
     validate::role_arn("DataAccessRoleArn", &role_arn)?;
     if let Some(token) = &input.client_token {
         validate::healthlake_client_token("ClientToken", token)?;
@@ -218,84 +207,59 @@ struct StartExportJobInput {
 }
 
 fn start_export_job(shared: &Arc<Shared>, input: StartExportJobInput) -> Result<Value, ApiError> {
-    let s3_configuration = required(
-        required(input.output_data_config, "OutputDataConfig")?.s3_configuration,
-        "OutputDataConfig.S3Configuration",
-    )?;
-    let output_s3_uri = required(
-        s3_configuration.s3_uri,
-        "OutputDataConfig.S3Configuration.S3Uri",
-    )?;
-    let kms_key_id = required(
-        s3_configuration.kms_key_id,
-        "OutputDataConfig.S3Configuration.KmsKeyId",
-    )?;
-    let datastore_id = required(input.datastore_id, "DatastoreId")?;
-    let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
-    validate::s3_uri("OutputDataConfig.S3Configuration.S3Uri", &output_s3_uri)?;
-    validate::role_arn("DataAccessRoleArn", &role_arn)?;
+    let datastore_id = required(input.datastore_id.clone(), "DatastoreId")?;
     if let Some(token) = &input.client_token {
         validate::healthlake_client_token("ClientToken", token)?;
     }
+    submit_fhir_job(shared, export_request(input, datastore_id, None)?)
+}
+
+/// The validated export of StartFHIRExportJob and of `$export` (whose data store is in the path
+/// and whose `_since` is in the query).
+fn export_request(
+    input: StartExportJobInput,
+    datastore_id: String,
+    since: Option<SystemTime>,
+) -> Result<JobRequest, ApiError> {
+    let (output_s3_uri, kms_key_id) =
+        output_location(input.output_data_config, "OutputDataConfig")?;
+    let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
+    validate::healthlake_id("DatastoreId", &datastore_id)?;
+    validate::role_arn("DataAccessRoleArn", &role_arn)?;
     if let Some(name) = &input.job_name {
         validate::name("JobName", name)?;
     }
-    submit_fhir_job(
-        shared,
-        JobRequest {
-            kind: JobKind::Export,
-            datastore_id,
-            name: input.job_name,
-            role_arn,
-            input_s3_uri: String::new(),
-            output_s3_uri,
-            kms_key_id: Some(kms_key_id),
-            since: None,
-            validation_level: None,
-            client_token: input.client_token,
-        },
-    )
+    Ok(JobRequest {
+        kind: JobKind::Export,
+        datastore_id,
+        name: input.job_name,
+        role_arn,
+        input_s3_uri: String::new(),
+        output_s3_uri,
+        kms_key_id: Some(kms_key_id),
+        since,
+        validation_level: None,
+        client_token: input.client_token,
+    })
 }
 
-fn describe_export_job(shared: &Shared, input: DescribeImportJobInput) -> Result<Value, ApiError> {
-    let datastore_id = required(input.datastore_id, "DatastoreId")?;
-    let job_id = required(input.job_id, "JobId")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
-    validate::healthlake_id("JobId", &job_id)?;
-    let state = shared.state.lock();
-    let job = state.fhir_job(JobKind::Export, &datastore_id, &job_id)?;
-    Ok(json!({"ExportJobProperties": export_job_properties(shared, job)}))
-}
-
-fn export_job_properties(shared: &Shared, job: &ImportJob) -> Value {
-    let timings = &shared.config.healthlake;
-    let mut properties = Map::new();
-    let mut put = |key: &str, value: Value| {
-        properties.insert(key.to_owned(), value);
-    };
-    put("JobId", json!(job.id));
-    put("JobStatus", json!(job.status(timings)));
-    put("SubmitTime", json!(epoch_seconds(job.submitted_at)));
-    put("DatastoreId", json!(job.request.datastore_id));
-    put(
-        "OutputDataConfig",
-        json!({"S3Configuration": {
-            "S3Uri": job.request.output_s3_uri,
-            "KmsKeyId": job.request.kms_key_id,
-        }}),
-    );
-    put("DataAccessRoleArn", json!(job.request.role_arn));
-    if let Some(name) = &job.request.name {
-        put("JobName", json!(name));
-    }
-    if let Some(ended_at) = job.ended_at() {
-        put("EndTime", json!(epoch_seconds(ended_at)));
-    }
-    if let Some(message) = job.message() {
-        put("Message", json!(message));
-    }
-    Value::Object(properties)
+/// The output S3 location and KMS key of a start request's `<member>.S3Configuration`, validated.
+fn output_location(
+    config: Option<OutputDataConfig>,
+    member: &str,
+) -> Result<(String, String), ApiError> {
+    let s3_configuration = required(
+        required(config, member)?.s3_configuration,
+        &format!("{member}.S3Configuration"),
+    )?;
+    let uri_member = format!("{member}.S3Configuration.S3Uri");
+    let output_s3_uri = required(s3_configuration.s3_uri, &uri_member)?;
+    let kms_key_id = required(
+        s3_configuration.kms_key_id,
+        &format!("{member}.S3Configuration.KmsKeyId"),
+    )?;
+    validate::s3_uri(&uri_member, &output_s3_uri)?;
+    Ok((output_s3_uri, kms_key_id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,16 +269,26 @@ struct DescribeImportJobInput {
     job_id: Option<String>,
 }
 
-fn describe_import_job(shared: &Shared, input: DescribeImportJobInput) -> Result<Value, ApiError> {
+/// DescribeFHIRImportJob and DescribeFHIRExportJob.
+fn describe_job(
+    shared: &Shared,
+    input: DescribeImportJobInput,
+    kind: JobKind,
+) -> Result<Value, ApiError> {
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
     let job_id = required(input.job_id, "JobId")?;
     validate::healthlake_id("DatastoreId", &datastore_id)?;
     validate::healthlake_id("JobId", &job_id)?;
     let state = shared.state.lock();
-    let job = state.fhir_job(JobKind::Import, &datastore_id, &job_id)?;
-    Ok(json!({"ImportJobProperties": job_properties(shared, job)}))
+    let job = state.fhir_job(kind, &datastore_id, &job_id)?;
+    let member = match kind {
+        JobKind::Import => "ImportJobProperties",
+        JobKind::Export => "ExportJobProperties",
+    };
+    Ok(json!({ member: job_properties(shared, job) }))
 }
 
+/// An import or export job as the Describe and List operations answer it.
 fn job_properties(shared: &Shared, job: &ImportJob) -> Value {
     let timings = &shared.config.healthlake;
     let mut properties = Map::new();
@@ -325,12 +299,19 @@ fn job_properties(shared: &Shared, job: &ImportJob) -> Value {
     put("JobStatus", json!(job.status(timings)));
     put("SubmitTime", json!(epoch_seconds(job.submitted_at)));
     put("DatastoreId", json!(job.request.datastore_id));
+    let is_import = job.request.kind == JobKind::Import;
+    if is_import {
+        put(
+            "InputDataConfig",
+            json!({"S3Uri": job.request.input_s3_uri}),
+        );
+    }
     put(
-        "InputDataConfig",
-        json!({"S3Uri": job.request.input_s3_uri}),
-    );
-    put(
-        "JobOutputDataConfig",
+        if is_import {
+            "JobOutputDataConfig"
+        } else {
+            "OutputDataConfig"
+        },
         json!({"S3Configuration": {
             "S3Uri": job.request.output_s3_uri,
             "KmsKeyId": job.request.kms_key_id,
@@ -349,7 +330,8 @@ fn job_properties(shared: &Shared, job: &ImportJob) -> Value {
     if let Some(message) = job.message() {
         put("Message", json!(message));
     }
-    if let Some(counts) = job.progress(timings) {
+    // Only imports report progress.
+    if let Some(counts) = job.progress(timings).filter(|_| is_import) {
         let elapsed = job.submitted_instant.elapsed().as_secs_f64().max(0.001);
         #[allow(clippy::cast_precision_loss)]
         let throughput = counts.resources_imported as f64 / elapsed;
@@ -423,10 +405,7 @@ fn list_jobs(
         .iter()
         .skip(start)
         .take(page_size)
-        .map(|job| match kind {
-            JobKind::Import => job_properties(shared, job),
-            JobKind::Export => export_job_properties(shared, job),
-        })
+        .map(|job| job_properties(shared, job))
         .collect();
     let list = match kind {
         JobKind::Import => "ImportJobPropertiesList",
@@ -607,37 +586,15 @@ fn start_rest_export(
                 .map_err(|_| ApiError::Validation(format!("_since {raw:?} is not a valid instant")))
         })
         .transpose()?;
-    let s3_configuration = required(
-        required(input.output_data_config, "OutputDataConfig")?.s3_configuration,
-        "OutputDataConfig.S3Configuration",
-    )?;
-    let output_s3_uri = required(
-        s3_configuration.s3_uri,
-        "OutputDataConfig.S3Configuration.S3Uri",
-    )?;
-    let kms_key_id = required(
-        s3_configuration.kms_key_id,
-        "OutputDataConfig.S3Configuration.KmsKeyId",
-    )?;
-    let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
-    validate::healthlake_id("DatastoreId", datastore_id)?;
-    validate::s3_uri("OutputDataConfig.S3Configuration.S3Uri", &output_s3_uri)?;
-    validate::role_arn("DataAccessRoleArn", &role_arn)?;
-    if let Some(name) = &input.job_name {
-        validate::name("JobName", name)?;
-    }
-    let request = JobRequest {
-        kind: JobKind::Export,
-        datastore_id: datastore_id.to_owned(),
-        name: input.job_name,
-        role_arn,
-        input_s3_uri: String::new(),
-        output_s3_uri,
-        kms_key_id: Some(kms_key_id),
+    // `$export` takes no ClientToken: a retry is recognised by its JobName, if at all.
+    let request = export_request(
+        StartExportJobInput {
+            client_token: None,
+            ..input
+        },
+        datastore_id.to_owned(),
         since,
-        validation_level: None,
-        client_token: None,
-    };
+    )?;
     let mut state = shared.state.lock();
     let started = state.start_fhir_job(request)?;
     state.stats.fhir_rest_exports_created += 1;
