@@ -2,6 +2,7 @@
 //! created from `template.yaml`'s `JobsTable`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use healthimport::export::{last_completed_until, ExportMode, ExportRequest, ExportTrigger};
 use healthimport::job::{
     FailedFile, ImportJob, JobCounts, JobId, JobStatus, Service, SourceObject, Timestamp,
     Transition,
@@ -385,4 +386,69 @@ async fn only_terminal_records_get_an_expiry() {
     let item = raw(&f, job.job_id.clone()).await;
     let expected = at(100).unix_seconds() + Duration::days(7).whole_seconds();
     assert_eq!(item["expiresAt"], AttributeValue::N(expected.to_string()));
+}
+
+#[tokio::test]
+async fn an_export_round_trips_and_is_found_among_its_data_stores_exports_only() {
+    let f = fixture().await;
+    let datastore = "0123456789abcdef0123456789abcdef";
+    let export = |id: &str, secs: i64| {
+        let request = ExportRequest::new(
+            ExportTrigger::OnDemand {
+                request_id: id.into(),
+            },
+            ExportMode::Incremental,
+            Some(at(secs - 1)),
+            at(secs),
+        );
+        ImportJob::new_export(request, datastore, "s3://out/exports/", at(secs))
+    };
+    let first = export("first", 10);
+    let second = export("second", 20);
+    let elsewhere = ImportJob::new_export(
+        ExportRequest::new(
+            ExportTrigger::OnDemand {
+                request_id: "first".into(),
+            },
+            ExportMode::Full,
+            None,
+            at(30),
+        ),
+        "fedcba9876543210fedcba9876543210",
+        "s3://out/exports/",
+        at(30),
+    );
+    let mut import = upload("fhir/next-to-exports.ndjson", "\"1\"");
+    import.datastore_id = Some(datastore.into());
+    for job in [&first, &second, &elsewhere, &import] {
+        f.store.create(job).await.unwrap();
+    }
+    move_to(&f.store, &first, JobStatus::Submitted, 11).await;
+    move_to(&f.store, &first, JobStatus::Completed, 12).await;
+
+    assert_eq!(
+        f.store.get(&first.job_id).await.unwrap().unwrap().export,
+        first.export
+    );
+    let mut found = f.store.exports_of(datastore).await.unwrap();
+    found.sort_by_key(|j| j.created_at);
+    let ids: Vec<_> = found.iter().map(|j| j.job_id.clone()).collect();
+    assert_eq!(ids, vec![first.job_id.clone(), second.job_id.clone()]);
+    assert_eq!(last_completed_until(&found), Some(at(10)));
+    // An export has no source object, so it is not in the bySource index.
+    let item = f
+        .dynamo
+        .get_item()
+        .table_name(&f.table)
+        .key("jobId", AttributeValue::S(first.job_id.to_string()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!item.contains_key("sourceUri"));
+    assert_eq!(
+        item.get("exportOf"),
+        Some(&AttributeValue::S(datastore.into()))
+    );
 }
