@@ -26,7 +26,7 @@ pub struct HealthLakeImports {
 struct ExportSettings {
     data_access_role_arn: String,
     kms_key_id: String,
-    rest: Option<RestExports>,
+    rest: RestExports,
 }
 
 impl HealthLakeImports {
@@ -44,12 +44,12 @@ impl HealthLakeImports {
     }
 
     /// Enables exports with their own data-access role and KMS key; `rest` serves incremental
-    /// exports (without it they are refused as not configured).
+    /// exports.
     pub fn with_export(
         mut self,
         data_access_role_arn: impl Into<String>,
         kms_key_id: impl Into<String>,
-        rest: Option<RestExports>,
+        rest: RestExports,
     ) -> Self {
         self.export = Some(ExportSettings {
             data_access_role_arn: data_access_role_arn.into(),
@@ -70,19 +70,11 @@ impl HealthLakeImports {
         })?;
         if let Some(since) = since {
             // Only the FHIR REST $export takes a `_since`; the API exports everything.
-            let rest = settings.rest.as_ref().ok_or_else(|| {
-                ServiceError::unsupported(
-                    SERVICE,
-                    "$export",
-                    "incremental exports need the FHIR REST client, which could not be built"
-                        .into(),
-                )
-            })?;
             let destination = ExportDestination {
                 data_access_role_arn: &settings.data_access_role_arn,
                 kms_key_id: &settings.kms_key_id,
             };
-            return rest.start_since(request, since, destination).await;
+            return settings.rest.start_since(request, since, destination).await;
         }
         let output = output_config(OP, &request.output_s3_uri, &settings.kms_key_id)?;
         let started = self

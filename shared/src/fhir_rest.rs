@@ -9,7 +9,7 @@
 //! earlier attempt created instead of starting a second one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -38,11 +38,15 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How much of an error body is kept in a message.
 const MAX_ERROR_CHARS: usize = 300;
 
+type Https = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Starts `$export` jobs with `_since`.
 #[derive(Clone)]
 pub struct RestExports {
     healthlake: aws_sdk_healthlake::Client,
-    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Built at the first `$export`, not at init: reading the TLS roots would otherwise be paid
+    /// by every cold start of every function that merely could start an incremental export.
+    http: Arc<OnceLock<Result<Https, String>>>,
     credentials: Option<SharedCredentialsProvider>,
     region: String,
     /// Data store id → FHIR endpoint, read once per data store.
@@ -65,21 +69,39 @@ pub struct ExportDestination<'a> {
 }
 
 impl RestExports {
-    /// The client, on the SDK configuration's credentials and region. Building the TLS
-    /// connector reads the platform's root certificates.
-    pub fn new(aws: &aws_config::SdkConfig) -> Result<Self, std::io::Error> {
-        let https = HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(RestExports {
+    /// The client, on the SDK configuration's credentials and region. No I/O: the HTTP client
+    /// is built when the first `$export` is sent.
+    pub fn new(aws: &aws_config::SdkConfig) -> Self {
+        RestExports {
             healthlake: aws_sdk_healthlake::Client::new(aws),
-            http: HttpClient::builder(TokioExecutor::new()).build(https),
+            http: Arc::new(OnceLock::new()),
             credentials: aws.credentials_provider(),
             region: aws.region().map(|r| r.to_string()).unwrap_or_default(),
             endpoints: Arc::new(Mutex::new(HashMap::new())),
-        })
+        }
+    }
+
+    /// The HTTP client; building its TLS connector reads the platform's root certificates.
+    fn http(&self) -> Result<&Https, ServiceError> {
+        self.http
+            .get_or_init(|| {
+                let https = HttpsConnectorBuilder::new()
+                    .with_native_roots()
+                    .map_err(|e| format!("the TLS root certificates cannot be read: {e}"))?
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                Ok(HttpClient::builder(TokioExecutor::new()).build(https))
+            })
+            .as_ref()
+            .map_err(|message| ServiceError {
+                service: SERVICE,
+                operation: OPERATION,
+                code: "TlsRootsUnavailable".to_owned(),
+                message: message.clone(),
+                retry: Retry::Never,
+                source: None,
+            })
     }
 
     /// Starts (or adopts) the export of what changed in the data store since `since`.
@@ -106,7 +128,7 @@ impl RestExports {
         })
         .to_string();
         let signed = self.signed_post(&url, body).await?;
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(signed))
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http()?.request(signed))
             .await
             .map_err(|_| transport("Timeout", format!("no answer within {REQUEST_TIMEOUT:?}")))?
             .map_err(|e| transport("DispatchFailure", e.to_string()))?;

@@ -33,15 +33,6 @@ pub enum StartWork {
     Export { since: Option<Timestamp> },
 }
 
-impl StartWork {
-    pub fn kind(&self) -> JobKind {
-        match self {
-            StartWork::Import { .. } => JobKind::Import,
-            StartWork::Export { .. } => JobKind::Export,
-        }
-    }
-}
-
 /// Where a started job can be asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceJob<'a> {
@@ -241,12 +232,11 @@ pub fn aws_imports(
                 &t.output_kms_key_id,
             );
             match &t.export {
-                Some(export) => {
-                    let rest = RestExports::new(aws)
-                        .inspect_err(|e| tracing::error!(error = %e, "the FHIR REST client could not be built; incremental exports will be refused"))
-                        .ok();
-                    imports.with_export(&export.data_access_role_arn, &export.kms_key_id, rest)
-                }
+                Some(export) => imports.with_export(
+                    &export.data_access_role_arn,
+                    &export.kms_key_id,
+                    RestExports::new(aws),
+                ),
                 None => imports,
             }
         }),

@@ -1,4 +1,5 @@
-//! Tracing setup shared by every function.
+//! Tracing setup shared by every function, and how an error is rendered for logs and Lambda
+//! error messages.
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -22,4 +23,22 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+/// The error and its sources, so a log line or a Lambda error message (and the workflow history
+/// that keeps it) carries the service's own message, not only our summary of it.
+pub fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    // Three levels reach the service's message; deeper ones are SDK plumbing.
+    for _ in 0..3 {
+        let Some(s) = source else { break };
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

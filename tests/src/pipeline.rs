@@ -102,13 +102,11 @@ impl LocalPipeline {
             let mut finished = BTreeMap::new();
             for key in keys {
                 let records = self.records(key).await?;
-                if records.is_empty() || records.iter().any(|r| !r.status.is_terminal()) {
+                if records.is_empty() {
                     return Ok(None);
                 }
                 for record in &records {
-                    let tracked = record.service.is_some();
-                    let status = self.execution_status(&record.job_id).await?;
-                    if tracked && matches!(status.as_deref(), None | Some("RUNNING")) {
+                    if !self.has_finished(record).await? {
                         return Ok(None);
                     }
                 }
@@ -154,15 +152,26 @@ impl LocalPipeline {
             let Some(record) = self.store.get(id).await? else {
                 return Ok(None);
             };
-            let execution = self.execution_status(id).await?;
-            let ended = !matches!(execution.as_deref(), None | Some("RUNNING"));
-            Ok((record.status.is_terminal() && ended).then_some(()))
+            Ok(self.has_finished(&record).await?.then_some(()))
         })
         .await?;
         self.store
             .get(id)
             .await?
             .ok_or_else(|| format!("the record of {id} vanished").into())
+    }
+
+    /// Whether the record is terminal and, unless it was never tracked (a skipped upload), its
+    /// tracking execution has ended, so its outcome is recorded and announced.
+    async fn has_finished(&self, record: &ImportJob) -> Result<bool, BoxError> {
+        if !record.status.is_terminal() {
+            return Ok(false);
+        }
+        if record.service.is_none() {
+            return Ok(true);
+        }
+        let execution = self.execution_status(&record.job_id).await?;
+        Ok(!matches!(execution.as_deref(), None | Some("RUNNING")))
     }
 
     /// The Finished events of `job_id` received so far by this pipeline's queue.

@@ -164,7 +164,7 @@ async fn exports_start_once_per_request_or_tick_queue_behind_imports_and_end_rec
     );
 
     // --- 2c. a retried $export start adopts the job the first attempt created ---
-    let rest = RestExports::new(&pipeline.sdk).unwrap();
+    let rest = RestExports::new(&pipeline.sdk);
     let setting = |name: &str| pipeline.functions.setting(name).unwrap();
     let retried = StartRequest {
         job_id: JobId::from_stored(unique_name("adopt")),

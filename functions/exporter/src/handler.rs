@@ -10,6 +10,7 @@ use healthimport::imports::ImportService;
 use healthimport::job::{ImportJob, JobId, JobStatus, Timestamp};
 use healthimport::start::{launch, LaunchError, Launched, StartError};
 use healthimport::store::JobStore;
+use healthimport::telemetry::with_sources;
 use healthimport::workflow::TrackingWorkflow;
 use serde::Serialize;
 use serde_json::Value;
@@ -104,16 +105,9 @@ impl ExporterError {
 
 impl From<ExporterError> for lambda_runtime::Diagnostic {
     fn from(error: ExporterError) -> Self {
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
         lambda_runtime::Diagnostic {
             error_type: error.error_type().to_owned(),
-            error_message: message,
+            error_message: with_sources(&error),
         }
     }
 }
@@ -160,7 +154,7 @@ where
         let launched = match launched {
             Ok(launched) => launched,
             Err(error) => {
-                tracing::error!(job_id = %job_id, %trigger, error = %error, source = ?std::error::Error::source(&error), "export launch failed");
+                tracing::error!(job_id = %job_id, %trigger, error = %with_sources(&error), "export launch failed");
                 return Err(error);
             }
         };

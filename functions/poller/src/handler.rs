@@ -29,6 +29,7 @@ use healthimport::manifest::{self, ManifestError, OutputReader};
 use healthimport::start::{start_job, StartError, StartOutcome};
 use healthimport::store::{JobStore, StoreError, TransitionOutcome};
 use healthimport::store_outcome::{JobOutcome, OutcomeStore, OutcomeWrite};
+use healthimport::telemetry::with_sources;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -242,24 +243,6 @@ impl PollerError {
             PollerError::Announce { .. } => "AnnounceFailed",
         }
     }
-}
-
-/// The error and its sources, so the workflow's history (and a `recordFailure` after it) carries
-/// the service's own message, not only our summary of it.
-fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    // Three levels reach the service's message; deeper ones are SDK plumbing.
-    for _ in 0..3 {
-        let Some(s) = source else { break };
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 impl From<PollerError> for lambda_runtime::Diagnostic {
