@@ -4,13 +4,13 @@
 
 use std::sync::OnceLock;
 
-use healthimport::auth::keys::KeySet;
-use healthimport::auth::scope::has_smart_scope;
-use healthimport::auth::testing::{jwks, TestKey};
-use healthimport::auth::token::strip_bearer;
-use healthimport::auth::{
+use healthimport_auth::keys::KeySet;
+use healthimport_auth::scope::has_smart_scope;
+use healthimport_auth::token::strip_bearer;
+use healthimport_auth::{
     AllowedAlgorithms, ClaimPolicy, Clock, Decision, JwksCache, NoFetch, SystemClock, TokenDecoder,
 };
+use healthimport_auth_testing::{jwks, TestKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 

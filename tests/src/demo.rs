@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use healthimport::job::{ImportJob, JobStatus};
+use healthimport::domain::job::{Job, JobStatus};
 
 /// The tracking workflow's cost for one job, read from its execution history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct WorkflowCost {
 }
 
 /// One line per job: id, source, service, status, counts.
-pub fn job_table(jobs: &[ImportJob]) -> String {
+pub fn job_table(jobs: &[Job]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -38,13 +38,13 @@ pub fn job_table(jobs: &[ImportJob]) -> String {
 }
 
 /// Whether every job has reached a terminal status.
-pub fn all_finished(jobs: &[ImportJob]) -> bool {
+pub fn all_finished(jobs: &[Job]) -> bool {
     jobs.iter().all(|job| job.status.is_terminal())
 }
 
 /// The closing summary: jobs by status, files imported and failed (with the reasons), and what
 /// tracking cost.
-pub fn summary(jobs: &[ImportJob], cost: WorkflowCost) -> String {
+pub fn summary(jobs: &[Job], cost: WorkflowCost) -> String {
     let mut out = String::new();
     let mut by_status: Vec<(JobStatus, usize)> = Vec::new();
     for job in jobs {
@@ -108,9 +108,9 @@ fn ellipsis(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthimport::job::{FailedFile, JobCounts, Service, SourceObject, Timestamp};
+    use healthimport::domain::job::{FailedFile, JobCounts, Service, SourceObject, Timestamp};
 
-    fn job(key: &str, status: JobStatus, counts: Option<JobCounts>) -> ImportJob {
+    fn job(key: &str, status: JobStatus, counts: Option<JobCounts>) -> Job {
         let source = SourceObject {
             bucket: "ingest".into(),
             key: key.into(),
@@ -118,7 +118,7 @@ mod tests {
             e_tag: Some("\"e\"".into()),
             version_id: None,
         };
-        let mut job = ImportJob::new(source, status, Timestamp::from_unix_seconds(0).unwrap());
+        let mut job = Job::new(source, status, Timestamp::from_unix_seconds(0).unwrap());
         job.service = Some(Service::HealthLake);
         job.counts = counts;
         job

@@ -246,9 +246,9 @@ mod tests {
         assert_eq!(
             indexes,
             vec![
-                healthimport::store::BY_SOURCE_INDEX,
-                healthimport::store::BY_DATASTORE_STATUS_INDEX,
-                healthimport::store::BY_EXPORT_INDEX,
+                healthimport_aws::dynamodb::BY_SOURCE_INDEX,
+                healthimport_aws::dynamodb::BY_DATASTORE_STATUS_INDEX,
+                healthimport_aws::dynamodb::BY_EXPORT_INDEX,
             ]
         );
         assert_eq!(

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use healthimport::job::{ImportJob, JobId};
-use healthimport::store::{DynamoJobStore, JobStore};
+use healthimport::domain::job::{Job, JobId};
+use healthimport::ports::store::JobStore;
+use healthimport_aws::dynamodb::DynamoJobStore;
 use serde_json::Value;
 
 use crate::ingest::{self, Ingest, IngestDefinition};
@@ -68,7 +69,7 @@ impl LocalPipeline {
     }
 
     /// The records of the upload `key`, oldest first.
-    pub async fn records(&self, key: &str) -> Result<Vec<ImportJob>, BoxError> {
+    pub async fn records(&self, key: &str) -> Result<Vec<Job>, BoxError> {
         Ok(self.store.find_by_source(&self.ingest.bucket, key).await?)
     }
 
@@ -97,7 +98,7 @@ impl LocalPipeline {
         &self,
         keys: &[String],
         deadline: Duration,
-    ) -> Result<BTreeMap<String, Vec<ImportJob>>, BoxError> {
+    ) -> Result<BTreeMap<String, Vec<Job>>, BoxError> {
         eventually(deadline, || async {
             let mut finished = BTreeMap::new();
             for key in keys {
@@ -143,11 +144,7 @@ impl LocalPipeline {
 
     /// Waits until the record `id` is terminal and its tracking execution has ended (so its
     /// outcome is recorded and announced), then returns the record as it is then.
-    pub async fn wait_for_job(
-        &self,
-        id: &JobId,
-        deadline: Duration,
-    ) -> Result<ImportJob, BoxError> {
+    pub async fn wait_for_job(&self, id: &JobId, deadline: Duration) -> Result<Job, BoxError> {
         eventually(deadline, || async {
             let Some(record) = self.store.get(id).await? else {
                 return Ok(None);
@@ -163,7 +160,7 @@ impl LocalPipeline {
 
     /// Whether the record is terminal and, unless it was never tracked (a skipped upload), its
     /// tracking execution has ended, so its outcome is recorded and announced.
-    async fn has_finished(&self, record: &ImportJob) -> Result<bool, BoxError> {
+    async fn has_finished(&self, record: &Job) -> Result<bool, BoxError> {
         if !record.status.is_terminal() {
             return Ok(false);
         }

@@ -255,10 +255,10 @@ impl FinishedEvents {
             .event_bus_name(&functions.event_bus)
             .event_pattern(
                 serde_json::json!({
-                    "source": [healthimport::announce::EVENT_SOURCE],
+                    "source": [healthimport::domain::finished::EVENT_SOURCE],
                     "detail-type": [
-                        healthimport::announce::DETAIL_TYPE_JOB_FINISHED,
-                        healthimport::announce::DETAIL_TYPE_EXPORT_FINISHED,
+                        healthimport::domain::finished::DETAIL_TYPE_JOB_FINISHED,
+                        healthimport::domain::finished::DETAIL_TYPE_EXPORT_FINISHED,
                     ],
                 })
                 .to_string(),

@@ -14,10 +14,10 @@
 
 use std::time::Duration;
 
-use healthimport::fhir_rest::{ExportDestination, RestExports};
-use healthimport::imports::{StartRequest, StartWork};
-use healthimport::job::{JobId, JobKind, JobStatus, Service};
-use healthimport::store::JobStore;
+use healthimport::domain::job::{JobId, JobKind, JobStatus, Service};
+use healthimport::ports::service_jobs::{StartRequest, StartWork};
+use healthimport::ports::store::JobStore;
+use healthimport_aws::healthlake_rest::{ExportDestination, RestExports};
 use healthimport_tests::double::Faults;
 use healthimport_tests::double_admin::DoubleAdmin;
 use healthimport_tests::local_stack::unique_name;
@@ -284,7 +284,7 @@ const EXPORT_DEADLINE: Duration = Duration::from_secs(180);
 
 async fn read_s3(pipeline: &LocalPipeline, uri: &str) -> Result<String, BoxError> {
     let (bucket, key) =
-        healthimport::manifest::split_s3_uri(uri).ok_or_else(|| format!("not s3: {uri}"))?;
+        healthimport::domain::s3_uri::split_s3_uri(uri).ok_or_else(|| format!("not s3: {uri}"))?;
     let object = aws_sdk_s3::Client::new(&pipeline.sdk)
         .get_object()
         .bucket(bucket)

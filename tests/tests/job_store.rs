@@ -2,12 +2,14 @@
 //! created from `template.yaml`'s `JobsTable`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use healthimport::export::{last_completed_until, ExportMode, ExportRequest, ExportTrigger};
-use healthimport::job::{
-    FailedFile, ImportJob, JobCounts, JobId, JobStatus, Service, SourceObject, Timestamp,
-    Transition,
+use healthimport::domain::export::{
+    last_completed_until, ExportMode, ExportRequest, ExportTrigger,
 };
-use healthimport::store::{CreateOutcome, DynamoJobStore, JobStore, TransitionOutcome};
+use healthimport::domain::job::{
+    FailedFile, Job, JobCounts, JobId, JobStatus, Service, SourceObject, Timestamp, Transition,
+};
+use healthimport::ports::store::{CreateOutcome, JobStore, TransitionOutcome};
+use healthimport_aws::dynamodb::DynamoJobStore;
 use healthimport_tests::local_stack;
 use time::Duration;
 
@@ -35,8 +37,8 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_unix_seconds(1_790_000_000 + secs).unwrap()
 }
 
-fn upload(key: &str, etag: &str) -> ImportJob {
-    let mut job = ImportJob::new(
+fn upload(key: &str, etag: &str) -> Job {
+    let mut job = Job::new(
         SourceObject {
             bucket: "ingest".into(),
             key: key.into(),
@@ -53,12 +55,7 @@ fn upload(key: &str, etag: &str) -> ImportJob {
     job
 }
 
-async fn move_to(
-    store: &DynamoJobStore,
-    job: &ImportJob,
-    to: JobStatus,
-    secs: i64,
-) -> TransitionOutcome {
+async fn move_to(store: &DynamoJobStore, job: &Job, to: JobStatus, secs: i64) -> TransitionOutcome {
     store
         .transition(&job.job_id, &Transition::to(to, at(secs)))
         .await
@@ -401,11 +398,11 @@ async fn an_export_round_trips_and_is_found_among_its_data_stores_exports_only()
             Some(at(secs - 1)),
             at(secs),
         );
-        ImportJob::new_export(request, datastore, "s3://out/exports/", at(secs))
+        Job::new_export(request, datastore, "s3://out/exports/", at(secs))
     };
     let first = export("first", 10);
     let second = export("second", 20);
-    let elsewhere = ImportJob::new_export(
+    let elsewhere = Job::new_export(
         ExportRequest::new(
             ExportTrigger::OnDemand {
                 request_id: "first".into(),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
-use healthimport::job::{JobId, JobStatus};
+use healthimport::domain::job::{JobId, JobStatus};
 use healthimport_tests::local_stack::unique_name;
 use healthimport_tests::pipeline::LocalPipeline;
 use healthimport_tests::provision::service_jobs_named;

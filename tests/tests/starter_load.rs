@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use healthimport::job::{ImportJob, JobStatus, Timestamp};
-use healthimport::start::{start_job, StartOutcome};
-use healthimport::store::JobStore;
+use healthimport::domain::job::{Job, JobStatus, Timestamp};
+use healthimport::launch::{start_job, StartOutcome};
+use healthimport::ports::store::JobStore;
 use healthimport_tests::double::{FaultScope, Faults};
 use healthimport_tests::double_admin::DoubleAdmin;
 use healthimport_tests::local_stack::{create_bucket, create_jobs_table, sdk_config, unique_name};
@@ -19,7 +19,7 @@ use healthimport_tests::provision::{service_jobs_named, LocalFunctions};
 use healthimport_tests::request_count::{count_of, RequestCount};
 use healthimport_tests::samples::dicom_p10;
 use serde_json::{json, Value};
-use starter::handler::StarterConfig;
+use starter::config::StarterConfig;
 use starter::wiring::{self, AwsStarter};
 use tokio::sync::Mutex;
 
@@ -125,7 +125,7 @@ impl Rig {
         })
     }
 
-    async fn records(&self, key: &str) -> Vec<ImportJob> {
+    async fn records(&self, key: &str) -> Vec<Job> {
         self.starter
             .store
             .find_by_source(&self.bucket, key)
@@ -204,7 +204,7 @@ impl Rig {
                 attempts += 1;
                 let outcome = start_job(
                     &self.starter.store,
-                    &self.starter.imports,
+                    &self.starter.services,
                     job,
                     Timestamp::now,
                 )

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use healthimport::job::{JobStatus, Service};
+use healthimport::domain::job::{JobStatus, Service};
 use healthimport_tests::double::Faults;
 use healthimport_tests::double_admin::DoubleAdmin;
 use healthimport_tests::local_stack::unique_name;

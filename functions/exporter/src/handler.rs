@@ -1,56 +1,18 @@
 //! The exporter's behaviour: read the trigger, then record, start and track one export job through
-//! the same launch path as an upload's import ([`healthimport::start::launch`]).
+//! the same launch path as an upload's import ([`healthimport::launch::launch`]).
 
-use healthimport::config::{self, ConfigError, Env, ImportTargets};
-use healthimport::export::{
+use healthimport::domain::export::{
     last_completed_until, parse_export_event, ExportEventError, ExportMode, ExportRequest,
     ExportTrigger,
 };
-use healthimport::imports::ImportService;
-use healthimport::job::{ImportJob, JobId, JobStatus, Timestamp};
-use healthimport::start::{launch, LaunchError, Launched, StartError};
-use healthimport::store::JobStore;
+use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp};
+use healthimport::launch::{launch, LaunchError, Launched, StartError};
+use healthimport::ports::service_jobs::JobService;
+use healthimport::ports::store::JobStore;
+use healthimport::ports::workflow::TrackingWorkflow;
 use healthimport::telemetry::with_sources;
-use healthimport::workflow::TrackingWorkflow;
 use serde::Serialize;
 use serde_json::Value;
-
-/// The exporter's configuration: the FHIR variables the starter reads (exports start through
-/// the same HealthLake adapter), of which the export ones are required here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExporterConfig {
-    pub jobs_table: String,
-    pub state_machine_arn: String,
-    pub targets: ImportTargets,
-    pub datastore_id: String,
-    pub output_s3_uri: String,
-    /// `EXPORT_MODE`: `full` (default) or `incremental`; an event's `mode` overrides it.
-    pub mode: ExportMode,
-    pub record_retention_days: u32,
-}
-
-impl ExporterConfig {
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let targets = ImportTargets::from_env(env)?;
-        let fhir = targets
-            .fhir
-            .as_ref()
-            .ok_or_else(|| ConfigError::Missing("FHIR_DATASTORE_ID".into()))?;
-        let export = fhir
-            .export
-            .as_ref()
-            .ok_or_else(|| ConfigError::Missing("FHIR_EXPORT_S3_URI".into()))?;
-        Ok(ExporterConfig {
-            jobs_table: config::required(env, "JOBS_TABLE")?,
-            state_machine_arn: config::required(env, "STATE_MACHINE_ARN")?,
-            datastore_id: fhir.datastore_id.clone(),
-            output_s3_uri: export.output_s3_uri.clone(),
-            mode: config::parsed_or(env, "EXPORT_MODE", ExportMode::Full)?,
-            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
-            targets,
-        })
-    }
-}
 
 /// What became of the request: the answer of an on-demand invocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,7 +76,7 @@ impl From<ExporterError> for lambda_runtime::Diagnostic {
 
 pub struct Exporter<S, I, W> {
     pub store: S,
-    pub imports: I,
+    pub services: I,
     pub tracking: W,
     pub datastore_id: String,
     pub output_s3_uri: String,
@@ -124,7 +86,7 @@ pub struct Exporter<S, I, W> {
 impl<S, I, W> Exporter<S, I, W>
 where
     S: JobStore,
-    I: ImportService,
+    I: JobService,
     W: TrackingWorkflow,
 {
     /// Handles one invocation: a schedule tick or an on-demand request.
@@ -138,13 +100,13 @@ where
             let request = self
                 .request(trigger.clone(), event.mode.unwrap_or(self.mode))
                 .await?;
-            let job = ImportJob::new_export(
+            let job = Job::new_export(
                 request,
                 &self.datastore_id,
                 &self.output_s3_uri,
                 Timestamp::now(),
             );
-            launch(&self.store, &self.imports, &self.tracking, job).await
+            launch(&self.store, &self.services, &self.tracking, job).await
         }
         .await
         .map_err(|source| ExporterError::Launch {
@@ -194,17 +156,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedImports};
-    use healthimport::imports::{Retry, StartWork};
-    use healthimport::job::{JobKind, Service, Transition};
+    use healthimport::domain::job::{JobKind, Service, Transition};
+    use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedJobService};
+    use healthimport::ports::service_jobs::{Retry, StartWork};
     use serde_json::json;
 
     const DATASTORE: &str = "ffffffffffffffffffffffffffffffff";
 
-    fn exporter() -> Exporter<MemoryJobStore, ScriptedImports, RecordingTracking> {
+    fn exporter() -> Exporter<MemoryJobStore, ScriptedJobService, RecordingTracking> {
         Exporter {
             store: MemoryJobStore::default(),
-            imports: ScriptedImports::default(),
+            services: ScriptedJobService::default(),
             tracking: RecordingTracking::default(),
             datastore_id: DATASTORE.into(),
             output_s3_uri: "s3://out/exports/".into(),
@@ -230,7 +192,7 @@ mod tests {
         assert_eq!(job.status, JobStatus::Submitted);
         assert_eq!(job.source, None);
         assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/exports/"));
-        let starts = exporter.imports.start_calls.lock().unwrap().clone();
+        let starts = exporter.services.start_calls.lock().unwrap().clone();
         assert_eq!(starts.len(), 1);
         assert_eq!(starts[0].work, StartWork::Export { since: None });
         assert_eq!(starts[0].datastore_id, DATASTORE);
@@ -251,15 +213,15 @@ mod tests {
             assert_eq!(again.status, Some(JobStatus::Submitted));
         }
         assert_eq!(exporter.store.all().len(), 2);
-        assert_eq!(exporter.imports.start_call_count(), 2);
-        assert_eq!(exporter.imports.jobs_started(), 2);
+        assert_eq!(exporter.services.start_call_count(), 2);
+        assert_eq!(exporter.services.jobs_started(), 2);
     }
 
     #[tokio::test]
     async fn a_throttled_start_stays_pending_and_is_handed_to_the_workflow() {
         let exporter = exporter();
         exporter
-            .imports
+            .services
             .fail_next("ThrottlingException", Retry::Later);
         let response = exporter
             .handle(json!({"requestId": "backup-2"}))
@@ -276,14 +238,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.outcome, ExportOutcome::Started);
-        assert_eq!(exporter.imports.jobs_started(), 1);
+        assert_eq!(exporter.services.jobs_started(), 1);
     }
 
     #[tokio::test]
     async fn a_refused_start_is_recorded_as_start_failed() {
         let exporter = exporter();
         exporter
-            .imports
+            .services
             .fail_next("AccessDeniedException", Retry::Never);
         let response = exporter
             .handle(json!({"requestId": "backup-3"}))
@@ -309,7 +271,7 @@ mod tests {
         let diagnostic = lambda_runtime::Diagnostic::from(error);
         assert!(diagnostic.error_message.contains("requestId"));
         assert!(exporter.store.all().is_empty());
-        assert_eq!(exporter.imports.start_call_count(), 0);
+        assert_eq!(exporter.services.start_call_count(), 0);
     }
 
     #[test]
@@ -325,41 +287,6 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&response).unwrap(),
             json!({"jobId": "j", "trigger": "onDemand", "requestId": "r", "outcome": "START_PENDING"})
-        );
-    }
-
-    #[test]
-    fn configuration_needs_the_export_location_and_names_what_is_missing() {
-        let base = [
-            ("JOBS_TABLE", "jobs"),
-            (
-                "STATE_MACHINE_ARN",
-                "arn:aws:states:eu-west-1:123456789012:stateMachine:t",
-            ),
-            ("FHIR_DATASTORE_ID", DATASTORE),
-            (
-                "FHIR_DATA_ACCESS_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/i",
-            ),
-            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir/"),
-            ("FHIR_OUTPUT_KMS_KEY_ID", "alias/k"),
-        ];
-        assert_eq!(
-            ExporterConfig::from_env(&base).unwrap_err(),
-            ConfigError::Missing("FHIR_EXPORT_S3_URI".into())
-        );
-        let mut full = base.to_vec();
-        full.extend([
-            ("FHIR_EXPORT_S3_URI", "s3://out/exports"),
-            ("FHIR_EXPORT_ROLE_ARN", "arn:aws:iam::123456789012:role/e"),
-            ("FHIR_EXPORT_KMS_KEY_ID", "alias/k"),
-        ]);
-        let config = ExporterConfig::from_env(&full).unwrap();
-        assert_eq!(config.output_s3_uri, "s3://out/exports/");
-        assert_eq!(config.datastore_id, DATASTORE);
-        assert_eq!(
-            ExporterConfig::from_env(&[("JOBS_TABLE", "jobs")]).unwrap_err(),
-            ConfigError::Missing("FHIR_DATASTORE_ID".into())
         );
     }
 
@@ -407,7 +334,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(invalid.error_type(), "InvalidExportEvent");
-        assert_eq!(exporter.imports.jobs_started(), 3);
+        assert_eq!(exporter.services.jobs_started(), 3);
     }
 
     #[tokio::test]
@@ -436,7 +363,7 @@ mod tests {
         let third = exporter.handle(incremental("i-3")).await.unwrap();
         let third_job = exporter.store.get(&third.job_id).await.unwrap().unwrap();
         assert_eq!(third_job.export.as_ref().unwrap().since, Some(until));
-        let starts = exporter.imports.start_calls.lock().unwrap().clone();
+        let starts = exporter.services.start_calls.lock().unwrap().clone();
         assert_eq!(starts[2].work, StartWork::Export { since: Some(until) });
 
         // A full export ignores the window, whatever the history.

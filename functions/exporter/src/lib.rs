@@ -1,6 +1,7 @@
 //! The exporter Lambda function: a schedule tick or an on-demand request → exactly one HealthLake
-//! export job, recorded and tracked like an import. `handler` holds the behaviour, `wiring` its
-//! AWS adapters; `main.rs` runs it.
+//! export job, recorded and tracked like an import. `config` reads its environment, `handler`
+//! holds the behaviour, `wiring` its AWS adapters; `main.rs` runs it.
 
+pub mod config;
 pub mod handler;
 pub mod wiring;

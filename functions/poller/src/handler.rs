@@ -18,245 +18,31 @@
 //!
 //! `start` and `poll` answer [`TrackingState`] (`jobId, status, terminal, polls,
 //! nextWaitSeconds`), which the workflow's Choice (`terminal`) and Wait (`nextWaitSeconds`) read.
+//! The step shapes are in [`crate::steps`], the errorTypes in [`crate::error`]; what a manifest
+//! means for the outcome is the core's domain ([`healthimport::domain::outcome`]).
 
-use healthimport::announce::{AnnounceError, Announcer, JobFinished};
-use healthimport::config::{self, ConfigError, Env, ImportTargets};
-use healthimport::imports::{ImportService, ServiceError, ServiceJob};
-use healthimport::job::{
-    ImportJob, JobId, JobKind, JobStatus, Service, Timestamp, Transition, MAX_FAILED_FILES,
+use healthimport::domain::finished::JobFinished;
+use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp, Transition, MAX_FAILED_FILES};
+use healthimport::domain::outcome::{
+    decide_manifest, DecidedOutcome, JobOutcome, ManifestDecision, ManifestRead, OutputPlan,
 };
-use healthimport::manifest::{self, ManifestError, OutputReader};
-use healthimport::start::{start_job, StartError, StartOutcome};
-use healthimport::store::{JobStore, StoreError, TransitionOutcome};
-use healthimport::store_outcome::{JobOutcome, OutcomeStore, OutcomeWrite};
+use healthimport::job_output::{read_export_output, read_job_output, ManifestError};
+use healthimport::launch::{start_job, StartError, StartOutcome};
+use healthimport::ports::announce::Announcer;
+use healthimport::ports::outputs::OutputReader;
+use healthimport::ports::service_jobs::{JobService, ServiceJob};
+use healthimport::ports::store::{JobStore, OutcomeWrite, TransitionOutcome};
 use healthimport::telemetry::with_sources;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::PollerError;
 use crate::schedule::PollSchedule;
-
-/// The poller's configuration (environment variables of the same names, upper-cased).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollerConfig {
-    pub jobs_table: String,
-    /// The default bus when unset.
-    pub event_bus_name: Option<String>,
-    /// What the start retry needs: the same variables as the starter's.
-    pub targets: ImportTargets,
-    pub schedule: PollSchedule,
-    pub record_retention_days: u32,
-}
-
-impl PollerConfig {
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(PollerConfig {
-            jobs_table: config::required(env, "JOBS_TABLE")?,
-            event_bus_name: config::optional(env, "EVENT_BUS_NAME"),
-            targets: ImportTargets::from_env(env)?,
-            schedule: PollSchedule::from_env(env)?,
-            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
-        })
-    }
-}
-
-/// One step of the tracking workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(
-    tag = "action",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum PollerInput {
-    Start {
-        job_id: JobId,
-    },
-    Poll {
-        job_id: JobId,
-        #[serde(default)]
-        polls: u32,
-    },
-    Finish {
-        job_id: JobId,
-        #[serde(default = "manifest_required")]
-        require_manifest: bool,
-    },
-    RecordFailure {
-        job_id: JobId,
-        #[serde(default)]
-        error: Option<StepError>,
-    },
-}
-
-fn manifest_required() -> bool {
-    true
-}
-
-/// What a Step Functions Catch puts at its `ResultPath`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct StepError {
-    #[serde(rename = "Error", default)]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: Option<String>,
-}
-
-impl StepError {
-    /// `Error: message`, the message taken from a Lambda error's JSON cause when it is one.
-    pub fn describe(&self) -> String {
-        let message = self.cause.as_deref().map(|cause| {
-            serde_json::from_str::<Value>(cause)
-                .ok()
-                .and_then(|v| {
-                    v.get("errorMessage")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| cause.to_owned())
-        });
-        let text = match message.filter(|m| !m.is_empty()) {
-            Some(m) => format!("{}: {m}", self.error),
-            None => self.error.clone(),
-        };
-        text.chars().take(manifest::MAX_MESSAGE_CHARS).collect()
-    }
-}
-
-/// What `start` and `poll` answer: what the workflow's Choice and Wait states read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TrackingState {
-    pub job_id: JobId,
-    pub status: JobStatus,
-    pub terminal: bool,
-    pub polls: u32,
-    pub next_wait_seconds: u64,
-}
-
-/// What `finish` answers: the announced summary (also the execution's output).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finished {
-    pub job_id: JobId,
-    pub status: JobStatus,
-    /// Whether this invocation put the Finished event (false: it was put before).
-    pub announced: bool,
-    /// Whether the output manifest was read by this invocation (absent: nothing to read, or it
-    /// was read before).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest_found: Option<bool>,
-    pub summary: JobFinished,
-}
-
-/// What `recordFailure` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FailureRecorded {
-    pub job_id: JobId,
-    /// The record's status now; absent when there is no record.
-    pub status: Option<JobStatus>,
-    /// Whether the failure was written to the record.
-    pub recorded: bool,
-    pub announced: bool,
-    pub error: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PollerError {
-    #[error("invalid poller input")]
-    InvalidInput(#[source] serde_json::Error),
-    #[error("job {0} has no record")]
-    JobNotFound(JobId),
-    #[error("job {job_id} cannot be followed: its record has no {what}")]
-    JobIncomplete { job_id: JobId, what: &'static str },
-    #[error("the start of job {job_id} was refused for now")]
-    StartThrottled {
-        job_id: JobId,
-        #[source]
-        source: ServiceError,
-    },
-    #[error("the status of job {job_id} could not be read")]
-    Service {
-        job_id: JobId,
-        #[source]
-        source: ServiceError,
-    },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the output manifest of job {job_id} is not there yet ({uri})")]
-    ManifestNotReady { job_id: JobId, uri: String },
-    #[error("the output of job {job_id} cannot be read")]
-    Manifest {
-        job_id: JobId,
-        #[source]
-        source: ManifestError,
-    },
-    #[error("job {job_id} is {status}, not finished")]
-    NotTerminal { job_id: JobId, status: JobStatus },
-    #[error("the Finished event of job {job_id} could not be put")]
-    Announce {
-        job_id: JobId,
-        #[source]
-        source: AnnounceError,
-    },
-}
-
-/// Every errorType the poller fails with (see [`PollerError::error_type`]).
-pub const ERROR_TYPES: &[&str] = &[
-    "InvalidInput",
-    "JobNotFound",
-    "JobIncomplete",
-    "StartThrottled",
-    "UnexpectedServiceResponse",
-    "ServiceUnavailable",
-    "ServiceRejected",
-    "StoreUnavailable",
-    "RecordMalformed",
-    "ManifestNotReady",
-    "OutputUnavailable",
-    "ManifestUnreadable",
-    "NotTerminal",
-    "AnnounceFailed",
-];
-
-impl PollerError {
-    /// The Lambda errorType: what the workflow's Retry and Catch match on.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            PollerError::InvalidInput(_) => "InvalidInput",
-            PollerError::JobNotFound(_) => "JobNotFound",
-            PollerError::JobIncomplete { .. } => "JobIncomplete",
-            PollerError::StartThrottled { .. } => "StartThrottled",
-            PollerError::Service { source, .. } if source.code == "MalformedResponse" => {
-                "UnexpectedServiceResponse"
-            }
-            PollerError::Service { source, .. } if source.is_retryable() => "ServiceUnavailable",
-            PollerError::Service { .. } => "ServiceRejected",
-            PollerError::Store(StoreError::Dynamo { .. }) => "StoreUnavailable",
-            PollerError::Store(StoreError::Malformed { .. }) => "RecordMalformed",
-            PollerError::ManifestNotReady { .. } => "ManifestNotReady",
-            PollerError::Manifest {
-                source: ManifestError::Read(_),
-                ..
-            } => "OutputUnavailable",
-            PollerError::Manifest { .. } => "ManifestUnreadable",
-            PollerError::NotTerminal { .. } => "NotTerminal",
-            PollerError::Announce { .. } => "AnnounceFailed",
-        }
-    }
-}
-
-impl From<PollerError> for lambda_runtime::Diagnostic {
-    fn from(error: PollerError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: error.error_type().to_owned(),
-            error_message: with_sources(&error),
-        }
-    }
-}
+use crate::steps::{FailureRecorded, Finished, PollerInput, StepError, TrackingState};
 
 pub struct Poller<S, I, R, A> {
     pub store: S,
-    pub imports: I,
+    pub services: I,
     pub outputs: R,
     pub announcer: A,
     pub schedule: PollSchedule,
@@ -264,8 +50,8 @@ pub struct Poller<S, I, R, A> {
 
 impl<S, I, R, A> Poller<S, I, R, A>
 where
-    S: JobStore + OutcomeStore,
-    I: ImportService,
+    S: JobStore,
+    I: JobService,
     R: OutputReader,
     A: Announcer,
 {
@@ -302,7 +88,7 @@ where
     /// Starts the job if it is still `PENDING`.
     pub async fn start(&self, job_id: &JobId) -> Result<TrackingState, PollerError> {
         let job = self.load(job_id).await?;
-        let outcome = start_job(&self.store, &self.imports, &job, Timestamp::now)
+        let outcome = start_job(&self.store, &self.services, &job, Timestamp::now)
             .await
             .map_err(|e| match e {
                 StartError::Store(e) => PollerError::Store(e),
@@ -334,7 +120,7 @@ where
             return Ok(self.state(job_id, job.status, polls));
         }
         let report = self
-            .imports
+            .services
             .describe(&started_at(&job)?)
             .await
             .map_err(|source| PollerError::Service {
@@ -376,10 +162,10 @@ where
         let mut manifest_found = None;
         let mut note = None;
         if markers.outcome_at.is_none() {
-            let (outcome, found, why) = self.read_outcome(&job, require_manifest).await?;
-            manifest_found = found;
-            note = why;
-            match self.store.record_outcome(job_id, &outcome).await? {
+            let decided = self.read_outcome(&job, require_manifest).await?;
+            manifest_found = decided.manifest_found;
+            note = decided.note;
+            match self.store.record_outcome(job_id, &decided.outcome).await? {
                 OutcomeWrite::Recorded | OutcomeWrite::AlreadyRecorded => {}
                 OutcomeWrite::NotTerminal(status) => {
                     return Err(PollerError::NotTerminal {
@@ -489,97 +275,54 @@ where
         }
     }
 
-    /// The outcome to record, whether the manifest was found, and a note for the event.
+    /// What the output of the terminal `job` says, read as [`OutputPlan`] directs and judged by
+    /// the domain ([`decide_manifest`]).
     async fn read_outcome(
         &self,
-        job: &ImportJob,
+        job: &Job,
         require_manifest: bool,
-    ) -> Result<(JobOutcome, Option<bool>, Option<String>), PollerError> {
+    ) -> Result<DecidedOutcome, PollerError> {
         let at = Timestamp::now();
-        let Some(location) = output_location(job) else {
-            // Never started at a service: there is no output to read.
-            let outcome = JobOutcome {
-                counts: None,
-                failed_files: Vec::new(),
-                output_location: None,
-                at,
-            };
-            return Ok((outcome, None, None));
+        let output_error = |source| PollerError::Manifest {
+            job_id: job.job_id.clone(),
+            source,
         };
-        let service = job.service.unwrap_or(Service::HealthLake);
-        if job.kind == JobKind::Export {
-            // An export has no manifest to wait for: what a completed one wrote is counted as it
-            // is; a failed one is recorded without counts (what it left behind is partial).
-            let counts = if job.status.is_success() {
-                let output = manifest::read_export_output(&self.outputs, &location)
+        let (service, location) = match OutputPlan::for_job(job) {
+            OutputPlan::Nothing => {
+                return Ok(DecidedOutcome::without_manifest(JobOutcome::unread(
+                    None, at,
+                )))
+            }
+            OutputPlan::LocationOnly { location } => {
+                return Ok(DecidedOutcome::without_manifest(JobOutcome::unread(
+                    Some(location),
+                    at,
+                )))
+            }
+            OutputPlan::CountExport { location } => {
+                let output = read_export_output(&self.outputs, &location)
                     .await
-                    .map_err(|source| PollerError::Manifest {
-                        job_id: job.job_id.clone(),
-                        source,
-                    })?;
-                Some(output.manifest.counts)
-            } else {
-                None
-            };
-            let outcome = JobOutcome {
-                counts,
-                failed_files: Vec::new(),
-                output_location: Some(location),
-                at,
-            };
-            return Ok((outcome, None, None));
-        }
-        // Only a job that completed is sure to write a manifest; one that failed or was cancelled
-        // may write none, so its manifest is read if it is there and never waited for.
-        let expects_manifest = matches!(
-            job.status,
-            JobStatus::Completed | JobStatus::CompletedWithErrors
-        );
-        match manifest::read_job_output(&self.outputs, service, &location, MAX_FAILED_FILES).await {
-            Ok(output) => {
-                let note = output
-                    .manifest
-                    .resources_failed
-                    .filter(|&n| n > 0)
-                    .map(|n| format!("{n} resources were not imported"));
-                let outcome = JobOutcome {
-                    counts: Some(output.manifest.counts),
-                    failed_files: output.failed_files,
-                    output_location: Some(location),
-                    at,
-                };
-                Ok((outcome, Some(true), note))
+                    .map_err(output_error)?;
+                return Ok(DecidedOutcome::counted_export(output, at));
             }
-            Err(ManifestError::NotReady { uri }) if require_manifest && expects_manifest => {
-                Err(PollerError::ManifestNotReady {
-                    job_id: job.job_id.clone(),
-                    uri,
-                })
+            OutputPlan::ReadManifest { service, location } => (service, location),
+        };
+        let read = match read_job_output(&self.outputs, service, &location, MAX_FAILED_FILES).await
+        {
+            Ok(output) => ManifestRead::Found(output),
+            Err(ManifestError::NotReady { uri }) => ManifestRead::Missing { uri },
+            Err(source) => return Err(output_error(source)),
+        };
+        match decide_manifest(job.status, location, read, require_manifest, at) {
+            ManifestDecision::Record(decided) => {
+                if decided.manifest_found == Some(false) {
+                    tracing::info!(status = %job.status, note = ?decided.note, "finishing without an output manifest");
+                }
+                Ok(decided)
             }
-            Err(ManifestError::NotReady { uri }) if !expects_manifest => {
-                tracing::info!(job_id = %job.job_id, status = %job.status, %uri, "no output manifest");
-                let outcome = JobOutcome {
-                    counts: None,
-                    failed_files: Vec::new(),
-                    output_location: Some(location),
-                    at,
-                };
-                Ok((outcome, Some(false), None))
-            }
-            Err(ManifestError::NotReady { uri }) => {
-                tracing::warn!(job_id = %job.job_id, %uri, "finishing without the output manifest");
-                let outcome = JobOutcome {
-                    counts: None,
-                    failed_files: Vec::new(),
-                    output_location: Some(location),
-                    at,
-                };
-                let note = format!("the output manifest {uri} did not appear");
-                Ok((outcome, Some(false), Some(note)))
-            }
-            Err(source) => Err(PollerError::Manifest {
+            ManifestDecision::WaitForManifest { uri } => Err(PollerError::ManifestNotReady {
                 job_id: job.job_id.clone(),
-                source,
+                uri,
             }),
         }
     }
@@ -602,7 +345,7 @@ where
         Ok(true)
     }
 
-    async fn load(&self, job_id: &JobId) -> Result<ImportJob, PollerError> {
+    async fn load(&self, job_id: &JobId) -> Result<Job, PollerError> {
         self.store
             .get(job_id)
             .await?
@@ -625,7 +368,7 @@ fn to_json(value: impl Serialize) -> Value {
 }
 
 /// Where a started job's service can be asked about it.
-fn started_at(job: &ImportJob) -> Result<ServiceJob<'_>, PollerError> {
+fn started_at(job: &Job) -> Result<ServiceJob<'_>, PollerError> {
     let missing = |what| PollerError::JobIncomplete {
         job_id: job.job_id.clone(),
         what,
@@ -644,42 +387,28 @@ fn started_at(job: &ImportJob) -> Result<ServiceJob<'_>, PollerError> {
     })
 }
 
-/// The output folder of a job the service accepted; `None` for a job that never started.
-fn output_location(job: &ImportJob) -> Option<String> {
-    if job.status == JobStatus::StartFailed {
-        return None;
-    }
-    Some(manifest::output_location(
-        job.service?,
-        job.kind,
-        job.output_s3_uri.as_deref()?,
-        job.datastore_id.as_deref()?,
-        job.service_job_id.as_deref()?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthimport::config::{FhirTarget, ImagingTarget};
-    use healthimport::export::{ExportMode, ExportRequest, ExportTrigger};
+    use crate::error::PollerError;
+    use healthimport::domain::export::{ExportMode, ExportRequest, ExportTrigger};
+    use healthimport::domain::job::{FailedFile, JobCounts, JobKind, Service, SourceObject};
     use healthimport::fakes::{
-        MemoryOutcomeStore, MemoryOutputs, RecordingAnnouncer, ReportedImports,
+        MemoryJobStore, MemoryOutputs, RecordingAnnouncer, ReportedJobService,
     };
-    use healthimport::imports::{JobReport, Retry, StartWork};
-    use healthimport::job::{FailedFile, JobCounts, SourceObject};
+    use healthimport::ports::service_jobs::{JobReport, Retry, StartWork};
+    use healthimport::ports::store::StoreError;
     use serde_json::json;
 
-    type TestPoller =
-        Poller<MemoryOutcomeStore, ReportedImports, MemoryOutputs, RecordingAnnouncer>;
+    type TestPoller = Poller<MemoryJobStore, ReportedJobService, MemoryOutputs, RecordingAnnouncer>;
 
     const DATASTORE: &str = "3c3b1cc0fa0bd16fbc0e1e3b6f8d9e21";
     const SERVICE_JOB: &str = "5e2d4c3b2a1f0e9d8c7b6a5f4e3d2c1b";
 
     fn poller() -> TestPoller {
         Poller {
-            store: MemoryOutcomeStore::default(),
-            imports: ReportedImports::default(),
+            store: MemoryJobStore::default(),
+            services: ReportedJobService::default(),
             outputs: MemoryOutputs::default(),
             announcer: RecordingAnnouncer::default(),
             schedule: PollSchedule::default(),
@@ -697,7 +426,7 @@ mod tests {
             Service::HealthImaging => ("dicom/study-7/_READY", "s3://out/dicom/"),
             Service::HealthLake => ("fhir/patients.ndjson", "s3://out/fhir/"),
         };
-        let mut job = ImportJob::new(
+        let mut job = Job::new(
             SourceObject {
                 bucket: "ingest".into(),
                 key: key.into(),
@@ -727,7 +456,7 @@ mod tests {
         job.job_id
     }
 
-    async fn record(p: &TestPoller, id: &JobId) -> ImportJob {
+    async fn record(p: &TestPoller, id: &JobId) -> Job {
         p.store.get(id).await.unwrap().unwrap()
     }
 
@@ -761,7 +490,7 @@ mod tests {
         );
         let job = record(&p, &id).await;
         assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
-        let call = &p.imports.starts.start_calls.lock().unwrap()[0];
+        let call = &p.services.starts.start_calls.lock().unwrap()[0];
         assert_eq!(call.job_id, id, "the client token is the job id");
     }
 
@@ -769,7 +498,7 @@ mod tests {
     async fn a_throttled_start_is_a_start_throttled_error_and_the_job_stays_pending() {
         let p = poller();
         let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
-        p.imports
+        p.services
             .starts
             .fail_next("ThrottlingException", Retry::Later);
         let err = p.start(&id).await.unwrap_err();
@@ -783,14 +512,14 @@ mod tests {
         assert_eq!(record(&p, &id).await.status, JobStatus::Pending);
         // The workflow's retry starts it, as the same job at the service.
         assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
-        assert_eq!(p.imports.starts.jobs_started(), 1);
+        assert_eq!(p.services.starts.jobs_started(), 1);
     }
 
     #[tokio::test]
     async fn a_start_refused_for_good_is_terminal_start_failed() {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::Pending).await;
-        p.imports
+        p.services
             .starts
             .fail_next("ValidationException", Retry::Never);
         let state = p.start(&id).await.unwrap();
@@ -806,7 +535,7 @@ mod tests {
         let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
         let state = p.start(&id).await.unwrap();
         assert_eq!(state.status, JobStatus::InProgress);
-        assert_eq!(p.imports.starts.start_call_count(), 0);
+        assert_eq!(p.services.starts.start_call_count(), 0);
     }
 
     // --- poll ---
@@ -837,7 +566,7 @@ mod tests {
             );
             let p = poller();
             let id = job(&p, service, JobStatus::Submitted).await;
-            p.imports.report_status(reported);
+            p.services.report_status(reported);
             let state = p.poll(&id, 2).await.unwrap();
             assert_eq!(state.status, reported, "{service} {reported}");
             assert_eq!(state.terminal, reported.is_terminal(), "{reported}");
@@ -855,7 +584,7 @@ mod tests {
             imported: 2,
             failed: 0,
         };
-        p.imports.report(JobReport {
+        p.services.report(JobReport {
             status: JobStatus::InProgress,
             message: Some("importing".into()),
             progress: Some(progress),
@@ -865,7 +594,7 @@ mod tests {
         assert_eq!(job.counts, Some(progress));
         assert_eq!(job.message.as_deref(), Some("importing"));
         // A second poll at the same status refreshes the counters.
-        p.imports.report(JobReport {
+        p.services.report(JobReport {
             status: JobStatus::InProgress,
             message: None,
             progress: Some(JobCounts {
@@ -882,12 +611,12 @@ mod tests {
         let p = poller();
         let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
         let before = record(&p, &id).await;
-        p.imports.report_status(JobStatus::InProgress);
+        p.services.report_status(JobStatus::InProgress);
         let state = p.poll(&id, 7).await.unwrap();
         assert_eq!((state.status, state.terminal), (JobStatus::Completed, true));
         assert_eq!(record(&p, &id).await, before);
         assert_eq!(
-            p.imports.describe_calls(),
+            p.services.describe_calls(),
             0,
             "a final record is not re-read"
         );
@@ -898,7 +627,7 @@ mod tests {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
         let before = record(&p, &id).await;
-        p.imports.report_status(JobStatus::Queued);
+        p.services.report_status(JobStatus::Queued);
         let state = p.poll(&id, 0).await.unwrap();
         assert_eq!(state.status, JobStatus::InProgress);
         assert_eq!(record(&p, &id).await, before);
@@ -917,7 +646,7 @@ mod tests {
                 "UnexpectedServiceResponse",
             ),
         ] {
-            p.imports.fail_next_describe(code, retry);
+            p.services.fail_next_describe(code, retry);
             let err = p.poll(&id, 0).await.unwrap_err();
             assert_eq!(err.error_type(), error_type, "{code}");
         }
@@ -935,7 +664,7 @@ mod tests {
         while !state.terminal {
             clock += state.next_wait_seconds;
             if clock >= duration {
-                p.imports.report_status(JobStatus::Completed);
+                p.services.report_status(JobStatus::Completed);
             }
             state = p.poll(&id, state.polls).await.unwrap();
             transitions += 3; // Wait, Poll, Choice
@@ -943,7 +672,7 @@ mod tests {
         p.finish(&id, true).await.unwrap();
         transitions += 1; // Finish (End)
         assert_eq!(state.polls, 14);
-        assert_eq!(p.imports.describe_calls(), 14);
+        assert_eq!(p.services.describe_calls(), 14);
         assert_eq!(transitions, 45);
         assert!(clock - duration <= 300);
     }
@@ -1061,8 +790,7 @@ mod tests {
             None,
             Timestamp::now(),
         );
-        let mut job =
-            ImportJob::new_export(request, DATASTORE, "s3://out/exports/", Timestamp::now());
+        let mut job = Job::new_export(request, DATASTORE, "s3://out/exports/", Timestamp::now());
         if status != JobStatus::Pending {
             job.apply(
                 &Transition::to(JobStatus::Submitted, Timestamp::now())
@@ -1082,7 +810,7 @@ mod tests {
         let id = export_job(&p, JobStatus::Pending).await;
         let state = p.start(&id).await.unwrap();
         assert_eq!(state.status, JobStatus::Submitted);
-        let call = &p.imports.starts.start_calls.lock().unwrap()[0];
+        let call = &p.services.starts.start_calls.lock().unwrap()[0];
         assert_eq!(call.work, StartWork::Export { since: None });
         assert_eq!(call.output_s3_uri, "s3://out/exports/");
     }
@@ -1206,7 +934,7 @@ mod tests {
         let event = &p.announcer.events()[0];
         assert_eq!(
             event.failed_files.len(),
-            healthimport::announce::EVENT_FAILED_FILES
+            healthimport::domain::finished::EVENT_FAILED_FILES
         );
     }
 
@@ -1214,7 +942,7 @@ mod tests {
     async fn a_job_that_never_started_is_announced_without_reading_any_output() {
         let p = poller();
         let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
-        p.imports
+        p.services
             .starts
             .fail_next("ValidationException", Retry::Never);
         p.start(&id).await.unwrap();
@@ -1343,7 +1071,7 @@ mod tests {
         let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
         let err = p.poll(&id, 0).await.unwrap_err();
         assert_eq!(err.error_type(), "JobIncomplete");
-        let store = PollerError::Store(StoreError::Dynamo {
+        let store = PollerError::Store(StoreError::Unavailable {
             operation: "GetItem",
             table: "jobs".into(),
             source: "throttled".into(),
@@ -1352,7 +1080,7 @@ mod tests {
         assert_eq!(diagnostic.error_type, "StoreUnavailable");
         assert_eq!(
             diagnostic.error_message,
-            "DynamoDB GetItem on table jobs failed: throttled"
+            "job store GetItem on table jobs failed: throttled"
         );
     }
 
@@ -1407,50 +1135,5 @@ mod tests {
         let reason = error.unwrap().describe();
         assert!(reason.starts_with("StartThrottled: "), "{reason}");
         assert!(reason.contains("ThrottlingException"), "{reason}");
-    }
-
-    #[test]
-    fn config_names_what_is_missing_and_reads_the_start_targets() {
-        assert_eq!(
-            PollerConfig::from_env(&[("X", "")]).unwrap_err(),
-            ConfigError::Missing("JOBS_TABLE".into())
-        );
-        let env = [
-            ("JOBS_TABLE", "jobs"),
-            ("IMAGING_DATASTORE_ID", DATASTORE),
-            (
-                "IMAGING_DATA_ACCESS_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/img",
-            ),
-        ];
-        assert_eq!(
-            PollerConfig::from_env(&env).unwrap_err(),
-            ConfigError::Missing("IMAGING_OUTPUT_S3_URI".into())
-        );
-        let env = [
-            ("JOBS_TABLE", "jobs"),
-            ("EVENT_BUS_NAME", " "),
-            ("FHIR_DATASTORE_ID", DATASTORE),
-            (
-                "FHIR_DATA_ACCESS_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/fhir",
-            ),
-            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir"),
-            ("FHIR_OUTPUT_KMS_KEY_ID", "alias/k"),
-        ];
-        let config = PollerConfig::from_env(&env).unwrap();
-        assert_eq!(config.event_bus_name, None, "blank means the default bus");
-        assert_eq!(
-            config.targets.fhir,
-            Some(FhirTarget {
-                datastore_id: DATASTORE.into(),
-                data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
-                output_s3_uri: "s3://out/fhir/".into(),
-                output_kms_key_id: "alias/k".into(),
-                export: None,
-            })
-        );
-        assert_eq!(config.targets.imaging, None::<ImagingTarget>);
-        assert_eq!(config.schedule, PollSchedule::default());
     }
 }

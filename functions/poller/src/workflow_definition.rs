@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::handler::{PollerInput, TrackingState, ERROR_TYPES};
+use crate::error::ERROR_TYPES;
+use crate::steps::{PollerInput, TrackingState};
 
 const LAMBDA_ERRORS: [&str; 4] = [
     "Lambda.ServiceException",
@@ -98,8 +99,8 @@ fn the_workflow_matches_only_error_types_the_poller_raises() {
 fn every_payload_is_a_poller_input_and_the_loop_reads_poller_fields() {
     let asl = definition();
     let state = TrackingState {
-        job_id: healthimport::job::JobId::from_stored("j"),
-        status: healthimport::job::JobStatus::InProgress,
+        job_id: healthimport::domain::job::JobId::from_stored("j"),
+        status: healthimport::domain::job::JobStatus::InProgress,
         terminal: false,
         polls: 2,
         next_wait_seconds: 240,

@@ -1,9 +1,9 @@
 //! The starter: every S3 `ObjectCreated` record becomes exactly one import job, recorded, started
 //! and tracked.
 //!
-//! For each record: decode the key, route the object ([`healthimport::routing`]), record the
+//! For each record: decode the key, route the object ([`healthimport::domain::routing`]), record the
 //! decision with a conditional put keyed by the upload's deterministic id, start the job at its
-//! service with that id as ClientToken ([`healthimport::start`]), and start the tracking
+//! service with that id as ClientToken ([`healthimport::launch`]), and start the tracking
 //! execution named after it. Each step is idempotent, so a record delivered twice, concurrently,
 //! or again after a crash between any two steps, makes one record, one job and one execution.
 //!
@@ -15,59 +15,18 @@ use std::borrow::Cow;
 
 use aws_lambda_events::s3::S3EventRecord;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
-use healthimport::config::{self, ConfigError, Env, ImportTargets};
-use healthimport::imports::ImportService;
-use healthimport::job::{ImportJob, JobId, JobStatus, Service, SourceObject, Timestamp};
-use healthimport::objects::{ListError, ObjectLister};
-use healthimport::routing::{
+use healthimport::config::ServiceTargets;
+use healthimport::domain::job::{Job, JobId, JobStatus, Service, SourceObject, Timestamp};
+use healthimport::domain::routing::{
     self, check_batch, decode_event_key, BatchFile, ImportScope, KeyDecodeError, Route,
     RoutingConfig, SkipReason, IMAGING_MAX_JOB_FILES,
 };
-use healthimport::start::{launch, LaunchError, Launched};
-use healthimport::store::{JobStore, StoreError};
-use healthimport::workflow::TrackingWorkflow;
+use healthimport::launch::{launch, LaunchError, Launched};
+use healthimport::ports::objects::{ListError, ObjectLister};
+use healthimport::ports::service_jobs::JobService;
+use healthimport::ports::store::{JobStore, StoreError};
+use healthimport::ports::workflow::TrackingWorkflow;
 use serde_json::{json, Value};
-
-/// The starter's configuration (environment variables of the same names, upper-cased).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StarterConfig {
-    pub jobs_table: String,
-    pub state_machine_arn: String,
-    pub targets: ImportTargets,
-    pub routing: RoutingConfig,
-    pub record_retention_days: u32,
-}
-
-impl StarterConfig {
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let targets = ImportTargets::from_env(env)?;
-        let defaults = RoutingConfig::default();
-        let routing = RoutingConfig {
-            batch_marker: config::optional(env, "DICOM_BATCH_MARKER")
-                .unwrap_or(defaults.batch_marker),
-            fhir_enabled: targets.fhir.is_some(),
-            imaging_enabled: targets.imaging.is_some(),
-            ..RoutingConfig::default()
-        }
-        .with_prefixes(
-            &config::optional(env, "FHIR_PREFIX").unwrap_or(defaults.fhir_prefix),
-            &config::optional(env, "DICOM_PREFIX").unwrap_or(defaults.dicom_prefix),
-        );
-        if routing.fhir_prefix == routing.dicom_prefix {
-            return Err(ConfigError::Invalid {
-                name: "DICOM_PREFIX".into(),
-                reason: "must differ from FHIR_PREFIX".into(),
-            });
-        }
-        Ok(StarterConfig {
-            jobs_table: config::required(env, "JOBS_TABLE")?,
-            state_machine_arn: config::required(env, "STATE_MACHINE_ARN")?,
-            targets,
-            routing,
-            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
-        })
-    }
-}
 
 /// What became of one S3 event record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,17 +98,17 @@ impl From<StarterError> for lambda_runtime::Diagnostic {
 
 pub struct Starter<S, I, W, L> {
     pub store: S,
-    pub imports: I,
+    pub services: I,
     pub tracking: W,
     pub lister: L,
-    pub targets: ImportTargets,
+    pub targets: ServiceTargets,
     pub routing: RoutingConfig,
 }
 
 impl<S, I, W, L> Starter<S, I, W, L>
 where
     S: JobStore,
-    I: ImportService,
+    I: JobService,
     W: TrackingWorkflow,
     L: ObjectLister,
 {
@@ -301,14 +260,14 @@ where
                 .await;
         };
 
-        let mut job = ImportJob::new(source, JobStatus::Pending, Timestamp::now());
+        let mut job = Job::new(source, JobStatus::Pending, Timestamp::now());
         job.service = Some(request.service);
         job.datastore_id = Some(datastore_id);
         job.input_s3_uri = Some(request.input_s3_uri);
         job.output_s3_uri = Some(output_s3_uri);
         let job_id = job.job_id.clone();
         Ok(
-            match launch(&self.store, &self.imports, &self.tracking, job).await? {
+            match launch(&self.store, &self.services, &self.tracking, job).await? {
                 Launched::Started => RecordOutcome::Started { job_id },
                 Launched::StartPending => RecordOutcome::StartPending { job_id },
                 Launched::StartFailed => RecordOutcome::StartFailed { job_id },
@@ -340,7 +299,7 @@ where
         service: Option<Service>,
         reason: SkipReason,
     ) -> Result<RecordOutcome, RecordError> {
-        let mut job = ImportJob::new(source, JobStatus::Skipped, Timestamp::now());
+        let mut job = Job::new(source, JobStatus::Skipped, Timestamp::now());
         job.service = service;
         job.skip_reason = Some(reason.to_string());
         self.store.create(&job).await?;
@@ -366,19 +325,21 @@ fn parse_s3_record(mut record: Value) -> Result<S3EventRecord, RecordError> {
 mod tests {
     use super::*;
     use healthimport::config::{FhirTarget, ImagingTarget};
-    use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedImports, StaticLister};
-    use healthimport::imports::Retry;
-    use healthimport::objects::ListedObject;
+    use healthimport::fakes::{
+        MemoryJobStore, RecordingTracking, ScriptedJobService, StaticLister,
+    };
+    use healthimport::ports::objects::ListedObject;
+    use healthimport::ports::service_jobs::Retry;
 
-    type TestStarter = Starter<MemoryJobStore, ScriptedImports, RecordingTracking, StaticLister>;
+    type TestStarter = Starter<MemoryJobStore, ScriptedJobService, RecordingTracking, StaticLister>;
 
     fn starter_with(objects: Vec<ListedObject>) -> TestStarter {
         Starter {
             store: MemoryJobStore::default(),
-            imports: ScriptedImports::default(),
+            services: ScriptedJobService::default(),
             tracking: RecordingTracking::default(),
             lister: StaticLister { objects },
-            targets: ImportTargets {
+            targets: ServiceTargets {
                 fhir: Some(FhirTarget {
                     datastore_id: "f".repeat(32),
                     data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
@@ -436,7 +397,7 @@ mod tests {
             jobs.iter().all(|j| j.status == JobStatus::Submitted),
             "{jobs:#?}"
         );
-        assert_eq!(s.imports.jobs_started(), 3);
+        assert_eq!(s.services.jobs_started(), 3);
         assert_eq!(s.tracking.tracked().len(), 3);
     }
 
@@ -461,7 +422,7 @@ mod tests {
         );
         assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/fhir/"));
         assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
-        let call = &s.imports.start_calls.lock().unwrap()[0];
+        let call = &s.services.start_calls.lock().unwrap()[0];
         assert_eq!(call.job_id, job.job_id, "the client token is the job id");
     }
 
@@ -489,9 +450,9 @@ mod tests {
             s.handle(event.clone()).await.unwrap();
         }
         assert_eq!(s.store.all().len(), 1);
-        assert_eq!(s.imports.jobs_started(), 1);
+        assert_eq!(s.services.jobs_started(), 1);
         assert_eq!(
-            s.imports.start_call_count(),
+            s.services.start_call_count(),
             1,
             "a started job is not started again"
         );
@@ -501,7 +462,7 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_start_stays_pending_and_is_tracked_for_retry() {
         let s = starter();
-        s.imports.fail_next("ThrottlingException", Retry::Later);
+        s.services.fail_next("ThrottlingException", Retry::Later);
         let outcome = s
             .handle_s3_record(record("ObjectCreated:Put", "dicom/x.dcm", 10, "e"))
             .await
@@ -524,13 +485,13 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(again, RecordOutcome::Started { .. }));
-        assert_eq!(s.imports.jobs_started(), 1);
+        assert_eq!(s.services.jobs_started(), 1);
     }
 
     #[tokio::test]
     async fn a_validation_error_is_start_failed_at_once() {
         let s = starter();
-        s.imports.fail_next("ValidationException", Retry::Never);
+        s.services.fail_next("ValidationException", Retry::Never);
         let outcome = s
             .handle_s3_record(record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"))
             .await
@@ -549,7 +510,7 @@ mod tests {
     async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
         let s = starter();
         // The first delivery recorded the job and died before the service call.
-        let mut job = ImportJob::new(
+        let mut job = Job::new(
             SourceObject {
                 bucket: "ingest-bucket".into(),
                 key: "fhir/a.ndjson".into(),
@@ -603,7 +564,7 @@ mod tests {
         assert!(jobs
             .iter()
             .all(|j| j.status == JobStatus::Skipped && j.skip_reason.is_some()));
-        assert_eq!(s.imports.start_call_count(), 0);
+        assert_eq!(s.services.start_call_count(), 0);
         assert!(s.tracking.tracked().is_empty());
     }
 
@@ -660,7 +621,7 @@ mod tests {
             panic!("{outcome:?}")
         };
         assert!(reason.contains("5001 files"), "{reason}");
-        assert_eq!(s.imports.start_call_count(), 0);
+        assert_eq!(s.services.start_call_count(), 0);
     }
 
     #[tokio::test]
@@ -786,30 +747,5 @@ mod tests {
         let response = s.handle(sample("starter-sqs-batch.json")).await.unwrap();
         assert_eq!(response, json!({ "batchItemFailures": [] }));
         assert_eq!(s.store.all().len(), 6);
-    }
-
-    #[test]
-    fn config_names_what_is_missing() {
-        assert_eq!(
-            StarterConfig::from_env(&[("X", "")]).unwrap_err(),
-            ConfigError::Missing("JOBS_TABLE".into())
-        );
-        let env = [
-            ("JOBS_TABLE", "t"),
-            ("STATE_MACHINE_ARN", "arn"),
-            ("FHIR_PREFIX", "in/fhir"),
-            ("DICOM_PREFIX", "in/fhir/"),
-        ];
-        assert!(
-            matches!(StarterConfig::from_env(&env), Err(ConfigError::Invalid { name, .. }) if name == "DICOM_PREFIX")
-        );
-        let env = [
-            ("JOBS_TABLE", "t"),
-            ("STATE_MACHINE_ARN", "arn"),
-            ("DICOM_BATCH_MARKER", "DONE"),
-        ];
-        let config = StarterConfig::from_env(&env).unwrap();
-        assert_eq!(config.routing.batch_marker, "DONE");
-        assert!(!config.routing.fhir_enabled && !config.routing.imaging_enabled);
     }
 }

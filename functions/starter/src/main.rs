@@ -7,7 +7,7 @@ use healthimport::telemetry;
 use lambda_runtime::{run, service_fn, LambdaEvent};
 use serde_json::Value;
 
-use starter::handler::StarterConfig;
+use starter::config::StarterConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -2,35 +2,22 @@
 //! binary and the integration tests both build it here, so they run the same wiring.
 
 use aws_config::SdkConfig;
-use healthimport::fhir::HealthLakeImports;
-use healthimport::imaging::HealthImagingImports;
-use healthimport::imports::{aws_imports, Imports};
-use healthimport::objects::S3ObjectLister;
-use healthimport::store::DynamoJobStore;
-use healthimport::workflow::StepFunctionsTracking;
+use healthimport_aws::dynamodb::DynamoJobStore;
+use healthimport_aws::s3::S3Objects;
+use healthimport_aws::sfn::StepFunctionsTracking;
+use healthimport_aws::AwsServiceJobs;
 
-use crate::handler::{Starter, StarterConfig};
+use crate::config::StarterConfig;
+use crate::handler::Starter;
 
-pub type AwsStarter = Starter<
-    DynamoJobStore,
-    Imports<HealthLakeImports, HealthImagingImports>,
-    StepFunctionsTracking,
-    S3ObjectLister,
->;
+pub type AwsStarter = Starter<DynamoJobStore, AwsServiceJobs, StepFunctionsTracking, S3Objects>;
 
 pub fn starter(aws: &SdkConfig, config: StarterConfig) -> AwsStarter {
     Starter {
-        store: DynamoJobStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            &config.jobs_table,
-            time::Duration::days(config.record_retention_days.into()),
-        ),
-        imports: aws_imports(aws, &config.targets),
-        tracking: StepFunctionsTracking::new(
-            aws_sdk_sfn::Client::new(aws),
-            &config.state_machine_arn,
-        ),
-        lister: S3ObjectLister::new(aws_sdk_s3::Client::new(aws)),
+        store: healthimport_aws::job_store(aws, &config.jobs_table, config.record_retention_days),
+        services: healthimport_aws::service_jobs(aws, &config.targets),
+        tracking: healthimport_aws::tracking(aws, &config.state_machine_arn),
+        lister: healthimport_aws::s3_objects(aws),
         targets: config.targets,
         routing: config.routing,
     }

@@ -5,12 +5,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use healthimport::auth::keys::KeySet;
-use healthimport::auth::testing::{jwks, TestKey};
-use healthimport::auth::token;
-use healthimport::auth::{
+use healthimport_auth::keys::KeySet;
+use healthimport_auth::token;
+use healthimport_auth::{
     AllowedAlgorithms, ClaimPolicy, Clock, JwksCache, NoFetch, SystemClock, TokenDecoder,
 };
+use healthimport_auth_testing::{jwks, TestKey};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use token_decoder::handler;

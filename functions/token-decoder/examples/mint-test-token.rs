@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use healthimport::auth::testing::{jwks, TestKey};
-use healthimport::auth::{Clock, SystemClock};
+use healthimport_auth::{Clock, SystemClock};
+use healthimport_auth_testing::{jwks, TestKey};
 use serde_json::json;
 
 const ENDPOINT: &str =

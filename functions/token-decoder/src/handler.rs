@@ -1,17 +1,18 @@
 //! The token decoder's behaviour: init (configuration, JWK Set load) and the per-request handler.
-//! The validation itself is `healthimport::auth`; this module wires it to Lambda and logs.
+//! The validation itself is the `healthimport-auth` crate; this module wires it to Lambda and
+//! logs.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use healthimport::auth::cache::{error_chain, log_skipped};
-use healthimport::auth::fetch::{FetcherInitError, FETCH_TIMEOUT};
-use healthimport::auth::{
+use healthimport::config::{ConfigError, Env};
+use healthimport_auth::cache::{error_chain, log_skipped};
+use healthimport_auth::fetch::{FetcherInitError, FETCH_TIMEOUT};
+use healthimport_auth::{
     AuthResponse, CachePolicy, Clock, Decision, DenyReason, HttpJwksFetcher, JwksCache,
     JwksFetcher, KeySource, SystemClock, TokenDecoder, TokenDecoderConfig,
 };
-use healthimport::config::{ConfigError, Env};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

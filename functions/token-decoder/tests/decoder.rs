@@ -1,7 +1,8 @@
 //! Integration tests of the token decoder, in one test binary (one link instead of several).
 //!
-//! The module is named `auth` so that `cargo test -p token-decoder -p healthimport auth` selects
-//! these tests together with the shared crate's `auth` unit tests.
+//! The module is named `auth`, so `cargo test -p token-decoder auth` selects these tests. The
+//! validation's own tests belong to the `healthimport-auth` crate;
+//! `cargo test -p healthimport-auth -p token-decoder` runs both.
 
 mod auth {
     mod http_jwks;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_lambda::primitives::Blob;
-use healthimport::auth::testing::{jwks, TestKey};
-use healthimport::job::{ImportJob, JobId};
+use healthimport::domain::job::{Job, JobId};
+use healthimport_auth_testing::{jwks, TestKey};
 use healthimport_tests::demo::{self, WorkflowCost};
 use healthimport_tests::pipeline::{LocalPipeline, UPLOAD_QUEUE};
 use healthimport_tests::provision::LocalFunctions;
@@ -121,10 +121,7 @@ fn heading(text: &str) {
 }
 
 /// Polls the job records of the expected uploads until all are terminal, redrawing the table.
-async fn watch(
-    pipeline: &LocalPipeline,
-    expected: &[ExpectedJob],
-) -> Result<Vec<ImportJob>, BoxError> {
+async fn watch(pipeline: &LocalPipeline, expected: &[ExpectedJob]) -> Result<Vec<Job>, BoxError> {
     let started = Instant::now();
     let live = std::io::stdout().is_terminal();
     let mut drawn_lines = 0;
@@ -167,10 +164,7 @@ async fn watch(
 }
 
 /// Polls and state transitions of the jobs' executions, from their histories.
-async fn workflow_cost(
-    pipeline: &LocalPipeline,
-    jobs: &[ImportJob],
-) -> Result<WorkflowCost, BoxError> {
+async fn workflow_cost(pipeline: &LocalPipeline, jobs: &[Job]) -> Result<WorkflowCost, BoxError> {
     let sfn = aws_sdk_sfn::Client::new(&pipeline.sdk);
     let mut cost = WorkflowCost::default();
     for job in jobs {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::output::{self, JobCounts, Judgement, OutputLayout, S3Location};
-use super::state::{ImportJob, JobKind, JobPhase, Service, Terminal};
+use super::state::{Job, JobKind, JobPhase, Service, Terminal};
 use super::Shared;
 
 /// Starts the task that carries a job to its end.
@@ -91,7 +91,7 @@ async fn run_job(shared: Arc<Shared>, service: Service, job_id: String) {
 
 /// Marks the job IN_PROGRESS (unless the queue hand-over already did) and decides whether it
 /// fails on purpose. Returns a snapshot to work from without the lock.
-fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(ImportJob, Instant)> {
+fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(Job, Instant)> {
     let mut state = shared.state.lock();
     let injected_failure = state.roll_job_failure();
     if injected_failure {
@@ -112,7 +112,7 @@ fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(ImportJob, 
 
 /// Reads and judges the input, waits out the run, writes the output. `Err` is the FAILED
 /// message.
-async fn execute(shared: &Shared, job: &ImportJob, started: Instant) -> Result<Finished, String> {
+async fn execute(shared: &Shared, job: &Job, started: Instant) -> Result<Finished, String> {
     let timings = shared.config.timings(job.service);
     let run_ends = started + timings.run_duration;
     if job.injected_failure {
@@ -190,7 +190,7 @@ async fn execute(shared: &Shared, job: &ImportJob, started: Instant) -> Result<F
 /// An export: what the data store holds when the export starts running, one NDJSON file per
 /// resource type under `<output>/<datastoreId>-FHIR_EXPORT-<jobId>/<Type>/`. The lines are
 /// synthetic stand-ins (`resourceType` and `id` only): the double keeps no resource bodies.
-async fn export(shared: &Shared, job: &ImportJob, started: Instant) -> Result<Finished, String> {
+async fn export(shared: &Shared, job: &Job, started: Instant) -> Result<Finished, String> {
     let timings = shared.config.timings(job.service);
     let run_ends = started + timings.run_duration;
     if job.injected_failure {

@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::engine::spawn_job;
 use super::output::megabytes;
-use super::state::{Datastore, ImportJob, JobKind, JobRequest, Operation, Service, Started};
+use super::state::{Datastore, Job, JobKind, JobRequest, Operation, Service, Started};
 use super::validate::{self, required, ApiError};
 use super::{epoch_seconds, Shared};
 
@@ -289,7 +289,7 @@ fn describe_job(
 }
 
 /// An import or export job as the Describe and List operations answer it.
-fn job_properties(shared: &Shared, job: &ImportJob) -> Value {
+fn job_properties(shared: &Shared, job: &Job) -> Value {
     let timings = &shared.config.healthlake;
     let mut properties = Map::new();
     let mut put = |key: &str, value: Value| {
@@ -377,7 +377,7 @@ fn list_jobs(
     let timings = &shared.config.healthlake;
     let state = shared.state.lock();
     state.datastore(Service::HealthLake, &datastore_id)?;
-    let matching: Vec<&ImportJob> = state
+    let matching: Vec<&Job> = state
         .jobs_of(Service::HealthLake, &datastore_id)
         .into_iter()
         .filter(|job| job.request.kind == kind)

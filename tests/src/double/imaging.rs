@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::engine::spawn_job;
 use super::healthlake::{page_size, page_start};
-use super::state::{Datastore, ImportJob, JobKind, JobRequest, Operation, Service, Started};
+use super::state::{Datastore, Job, JobKind, JobRequest, Operation, Service, Started};
 use super::validate::{self, required, ApiError};
 use super::{epoch_seconds, Shared};
 
@@ -155,7 +155,7 @@ pub(crate) async fn get_import_job(
 }
 
 /// `jobProperties` of GetDICOMImportJob, or (without the S3 URIs) a `jobSummaries` element.
-fn job_properties(shared: &Shared, job: &ImportJob, with_locations: bool) -> Value {
+fn job_properties(shared: &Shared, job: &Job, with_locations: bool) -> Value {
     let mut properties = Map::new();
     let mut put = |key: &str, value: Value| {
         properties.insert(key.to_owned(), value);
@@ -211,7 +211,7 @@ pub(crate) async fn list_import_jobs(
         let start = page_start(query.next_token.as_deref())?;
         let state = shared.state.lock();
         state.datastore(Service::Imaging, &datastore_id)?;
-        let matching: Vec<&ImportJob> = state
+        let matching: Vec<&Job> = state
             .jobs_of(Service::Imaging, &datastore_id)
             .into_iter()
             .filter(|job| {

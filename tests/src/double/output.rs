@@ -5,7 +5,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
-use super::state::{new_id, ImportJob, JobKind, Service};
+use super::state::{new_id, Job, JobKind, Service};
 
 /// Byte offset of the `DICM` magic in a DICOM P10 file (after the 128-byte preamble).
 const DICOM_MAGIC_OFFSET: usize = 128;
@@ -379,7 +379,7 @@ pub struct OutputLayout {
 }
 
 impl OutputLayout {
-    pub fn new(job: &ImportJob) -> Option<Self> {
+    pub fn new(job: &Job) -> Option<Self> {
         let output = S3Location::parse(&job.request.output_s3_uri)?;
         let kind = match (job.service, job.request.kind) {
             (Service::HealthLake, JobKind::Import) => "FHIR_IMPORT",
@@ -441,7 +441,7 @@ impl OutputLayout {
     }
 
     /// The manifest document; see the module doc of `double` for where each name comes from.
-    pub fn manifest_document(&self, job: &ImportJob, judgement: &Judgement) -> Value {
+    pub fn manifest_document(&self, job: &Job, judgement: &Judgement) -> Value {
         let counts = &judgement.counts;
         match self.service {
             Service::Imaging => {

@@ -167,7 +167,7 @@ pub struct JobRequest {
 }
 
 #[derive(Debug, Clone)]
-pub struct ImportJob {
+pub struct Job {
     pub service: Service,
     pub id: String,
     pub request: JobRequest,
@@ -182,7 +182,7 @@ pub struct ImportJob {
     pub injected_failure: bool,
 }
 
-impl ImportJob {
+impl Job {
     /// The wire status now. QUEUED is derived rather than stored: a waiting HealthLake job turns
     /// QUEUED once its submit delay has passed, and leaves the queue straight to IN_PROGRESS.
     pub fn status(&self, timings: &JobTimings) -> &'static str {
@@ -307,7 +307,7 @@ impl Started {
 pub struct State {
     pub datastores: HashMap<(Service, String), Datastore>,
     datastore_tokens: HashMap<(Service, String), String>,
-    pub jobs: HashMap<(Service, String), ImportJob>,
+    pub jobs: HashMap<(Service, String), Job>,
     /// (service, datastore id, client token) → job id.
     job_tokens: HashMap<(Service, String, String), String>,
     start_bucket: TokenBucket,
@@ -463,7 +463,7 @@ impl State {
         service: Service,
         datastore_id: &str,
         job_id: &str,
-    ) -> Result<&ImportJob, ApiError> {
+    ) -> Result<&Job, ApiError> {
         self.datastore(service, datastore_id)?;
         self.jobs
             .get(&(service, job_id.to_owned()))
@@ -476,8 +476,8 @@ impl State {
     }
 
     /// The jobs of a data store in submission order.
-    pub fn jobs_of(&self, service: Service, datastore_id: &str) -> Vec<&ImportJob> {
-        let mut jobs: Vec<&ImportJob> = self
+    pub fn jobs_of(&self, service: Service, datastore_id: &str) -> Vec<&Job> {
+        let mut jobs: Vec<&Job> = self
             .jobs
             .values()
             .filter(|job| job.service == service && job.request.datastore_id == datastore_id)
@@ -549,7 +549,7 @@ impl State {
                 id.clone(),
             );
         }
-        let job = ImportJob {
+        let job = Job {
             service,
             id: id.clone(),
             request,
@@ -571,7 +571,7 @@ impl State {
         kind: JobKind,
         datastore_id: &str,
         job_id: &str,
-    ) -> Result<&ImportJob, ApiError> {
+    ) -> Result<&Job, ApiError> {
         let job = self.job(Service::HealthLake, datastore_id, job_id)?;
         if job.request.kind == kind {
             return Ok(job);
@@ -673,7 +673,7 @@ impl State {
         })
     }
 
-    pub fn job_mut(&mut self, service: Service, job_id: &str) -> Option<&mut ImportJob> {
+    pub fn job_mut(&mut self, service: Service, job_id: &str) -> Option<&mut Job> {
         self.jobs.get_mut(&(service, job_id.to_owned()))
     }
 

@@ -13,10 +13,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use healthimport::auth::testing::{hmac_token, jwks, unsigned_token, ManualClock, TestKey};
-use healthimport::auth::{
+use healthimport_auth::{
     AuthResponse, DenyReason, HttpJwksFetcher, TokenDecoder, TokenDecoderConfig,
 };
+use healthimport_auth_testing::{hmac_token, jwks, unsigned_token, ManualClock, TestKey};
 use serde_json::{json, Value};
 use token_decoder::handler;
 
@@ -129,7 +129,7 @@ fn event(token: &str) -> Value {
     json!({"datastoreEndpoint": ENDPOINT, "bearerToken": token, "operationName": "ReadResource"})
 }
 
-async fn respond<F: healthimport::auth::JwksFetcher>(
+async fn respond<F: healthimport_auth::JwksFetcher>(
     decoder: &TokenDecoder<F, Arc<ManualClock>>,
     event: Value,
 ) -> AuthResponse {
@@ -138,7 +138,7 @@ async fn respond<F: healthimport::auth::JwksFetcher>(
         .unwrap_or_else(|never| match never {})
 }
 
-async fn reason<F: healthimport::auth::JwksFetcher>(
+async fn reason<F: healthimport_auth::JwksFetcher>(
     decoder: &TokenDecoder<F, Arc<ManualClock>>,
     token: &str,
 ) -> Option<DenyReason> {

@@ -1,0 +1,83 @@
+//! The poller's configuration, read once at init: a missing or malformed variable stops the
+//! function there, naming the variable.
+
+use healthimport::config::{self, ConfigError, Env, ServiceTargets};
+
+use crate::schedule::PollSchedule;
+
+/// The poller's configuration (environment variables of the same names, upper-cased).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollerConfig {
+    pub jobs_table: String,
+    /// The default bus when unset.
+    pub event_bus_name: Option<String>,
+    /// What the start retry needs: the same variables as the starter's.
+    pub targets: ServiceTargets,
+    pub schedule: PollSchedule,
+    pub record_retention_days: u32,
+}
+
+impl PollerConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(PollerConfig {
+            jobs_table: config::required(env, "JOBS_TABLE")?,
+            event_bus_name: config::optional(env, "EVENT_BUS_NAME"),
+            targets: ServiceTargets::from_env(env)?,
+            schedule: PollSchedule::from_env(env)?,
+            record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthimport::config::{FhirTarget, ImagingTarget};
+
+    const DATASTORE: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn config_names_what_is_missing_and_reads_the_start_targets() {
+        assert_eq!(
+            PollerConfig::from_env(&[("X", "")]).unwrap_err(),
+            ConfigError::Missing("JOBS_TABLE".into())
+        );
+        let env = [
+            ("JOBS_TABLE", "jobs"),
+            ("IMAGING_DATASTORE_ID", DATASTORE),
+            (
+                "IMAGING_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/img",
+            ),
+        ];
+        assert_eq!(
+            PollerConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("IMAGING_OUTPUT_S3_URI".into())
+        );
+        let env = [
+            ("JOBS_TABLE", "jobs"),
+            ("EVENT_BUS_NAME", " "),
+            ("FHIR_DATASTORE_ID", DATASTORE),
+            (
+                "FHIR_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/fhir",
+            ),
+            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir"),
+            ("FHIR_OUTPUT_KMS_KEY_ID", "alias/k"),
+        ];
+        let config = PollerConfig::from_env(&env).unwrap();
+        assert_eq!(config.event_bus_name, None, "blank means the default bus");
+        assert_eq!(
+            config.targets.fhir,
+            Some(FhirTarget {
+                datastore_id: DATASTORE.into(),
+                data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
+                output_s3_uri: "s3://out/fhir/".into(),
+                output_kms_key_id: "alias/k".into(),
+                export: None,
+            })
+        );
+        assert_eq!(config.targets.imaging, None::<ImagingTarget>);
+        assert_eq!(config.schedule, PollSchedule::default());
+    }
+}

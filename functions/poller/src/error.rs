@@ -1,0 +1,103 @@
+//! The poller's errors and the Lambda errorType each maps to: the names the workflow's Retry and
+//! Catch match on ([`ERROR_TYPES`]).
+
+use healthimport::domain::job::{JobId, JobStatus};
+use healthimport::job_output::ManifestError;
+use healthimport::ports::announce::AnnounceError;
+use healthimport::ports::service_jobs::ServiceError;
+use healthimport::ports::store::StoreError;
+use healthimport::telemetry::with_sources;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollerError {
+    #[error("invalid poller input")]
+    InvalidInput(#[source] serde_json::Error),
+    #[error("job {0} has no record")]
+    JobNotFound(JobId),
+    #[error("job {job_id} cannot be followed: its record has no {what}")]
+    JobIncomplete { job_id: JobId, what: &'static str },
+    #[error("the start of job {job_id} was refused for now")]
+    StartThrottled {
+        job_id: JobId,
+        #[source]
+        source: ServiceError,
+    },
+    #[error("the status of job {job_id} could not be read")]
+    Service {
+        job_id: JobId,
+        #[source]
+        source: ServiceError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the output manifest of job {job_id} is not there yet ({uri})")]
+    ManifestNotReady { job_id: JobId, uri: String },
+    #[error("the output of job {job_id} cannot be read")]
+    Manifest {
+        job_id: JobId,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("job {job_id} is {status}, not finished")]
+    NotTerminal { job_id: JobId, status: JobStatus },
+    #[error("the Finished event of job {job_id} could not be put")]
+    Announce {
+        job_id: JobId,
+        #[source]
+        source: AnnounceError,
+    },
+}
+
+/// Every errorType the poller fails with (see [`PollerError::error_type`]).
+pub const ERROR_TYPES: &[&str] = &[
+    "InvalidInput",
+    "JobNotFound",
+    "JobIncomplete",
+    "StartThrottled",
+    "UnexpectedServiceResponse",
+    "ServiceUnavailable",
+    "ServiceRejected",
+    "StoreUnavailable",
+    "RecordMalformed",
+    "ManifestNotReady",
+    "OutputUnavailable",
+    "ManifestUnreadable",
+    "NotTerminal",
+    "AnnounceFailed",
+];
+
+impl PollerError {
+    /// The Lambda errorType: what the workflow's Retry and Catch match on.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PollerError::InvalidInput(_) => "InvalidInput",
+            PollerError::JobNotFound(_) => "JobNotFound",
+            PollerError::JobIncomplete { .. } => "JobIncomplete",
+            PollerError::StartThrottled { .. } => "StartThrottled",
+            PollerError::Service { source, .. } if source.code == "MalformedResponse" => {
+                "UnexpectedServiceResponse"
+            }
+            PollerError::Service { source, .. } if source.is_retryable() => "ServiceUnavailable",
+            PollerError::Service { .. } => "ServiceRejected",
+            PollerError::Store(StoreError::Unavailable { .. }) => "StoreUnavailable",
+            PollerError::Store(StoreError::Malformed { .. }) => "RecordMalformed",
+            PollerError::ManifestNotReady { .. } => "ManifestNotReady",
+            PollerError::Manifest {
+                source: ManifestError::Read(_),
+                ..
+            } => "OutputUnavailable",
+            PollerError::Manifest { .. } => "ManifestUnreadable",
+            PollerError::NotTerminal { .. } => "NotTerminal",
+            PollerError::Announce { .. } => "AnnounceFailed",
+        }
+    }
+}
+
+impl From<PollerError> for lambda_runtime::Diagnostic {
+    fn from(error: PollerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: with_sources(&error),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The shapes of the tracking workflow's steps: what the state machine sends the poller
+//! ([`PollerInput`]) and what each step answers, which its Choice and Wait states read. The
+//! contract with `statemachine/import-job.asl.json` is tested in `workflow_definition`.
+
+use healthimport::domain::finished::JobFinished;
+use healthimport::domain::job::{JobId, JobStatus};
+use healthimport::domain::manifest::MAX_MESSAGE_CHARS;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One step of the tracking workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    tag = "action",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum PollerInput {
+    Start {
+        job_id: JobId,
+    },
+    Poll {
+        job_id: JobId,
+        #[serde(default)]
+        polls: u32,
+    },
+    Finish {
+        job_id: JobId,
+        #[serde(default = "manifest_required")]
+        require_manifest: bool,
+    },
+    RecordFailure {
+        job_id: JobId,
+        #[serde(default)]
+        error: Option<StepError>,
+    },
+}
+
+fn manifest_required() -> bool {
+    true
+}
+
+/// What a Step Functions Catch puts at its `ResultPath`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct StepError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+impl StepError {
+    /// `Error: message`, the message taken from a Lambda error's JSON cause when it is one.
+    pub fn describe(&self) -> String {
+        let message = self.cause.as_deref().map(|cause| {
+            serde_json::from_str::<Value>(cause)
+                .ok()
+                .and_then(|v| {
+                    v.get("errorMessage")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| cause.to_owned())
+        });
+        let text = match message.filter(|m| !m.is_empty()) {
+            Some(m) => format!("{}: {m}", self.error),
+            None => self.error.clone(),
+        };
+        text.chars().take(MAX_MESSAGE_CHARS).collect()
+    }
+}
+
+/// What `start` and `poll` answer: what the workflow's Choice and Wait states read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingState {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    pub terminal: bool,
+    pub polls: u32,
+    pub next_wait_seconds: u64,
+}
+
+/// What `finish` answers: the announced summary (also the execution's output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finished {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    /// Whether this invocation put the Finished event (false: it was put before).
+    pub announced: bool,
+    /// Whether the output manifest was read by this invocation (absent: nothing to read, or it
+    /// was read before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_found: Option<bool>,
+    pub summary: JobFinished,
+}
+
+/// What `recordFailure` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureRecorded {
+    pub job_id: JobId,
+    /// The record's status now; absent when there is no record.
+    pub status: Option<JobStatus>,
+    /// Whether the failure was written to the record.
+    pub recorded: bool,
+    pub announced: bool,
+    pub error: String,
+}

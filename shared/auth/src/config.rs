@@ -1,0 +1,263 @@
+//! The token decoder's configuration, read once at init. A missing or invalid variable stops the
+//! function there, with the variable's name in the error: a misconfigured decoder must fail its
+//! first cold start loudly, not deny (or worse, allow) quietly.
+
+use std::time::Duration;
+
+use healthimport::config::{self as env_config, ConfigError, Env};
+
+use super::alg::AllowedAlgorithms;
+use super::claims::ClaimPolicy;
+use super::fetch::JwksUrl;
+use super::keys::{KeySet, SkippedKey};
+
+pub const TOKEN_ISSUER: &str = "TOKEN_ISSUER";
+pub const JWKS_URL: &str = "JWKS_URL";
+pub const JWKS_JSON: &str = "JWKS_JSON";
+pub const TOKEN_AUDIENCE: &str = "TOKEN_AUDIENCE";
+pub const HEALTHLAKE_ROLE_ARN: &str = "HEALTHLAKE_ROLE_ARN";
+pub const ALLOWED_ALGORITHMS: &str = "ALLOWED_ALGORITHMS";
+pub const CLOCK_SKEW_SECONDS: &str = "CLOCK_SKEW_SECONDS";
+pub const JWKS_REFRESH_SECONDS: &str = "JWKS_REFRESH_SECONDS";
+
+const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 60;
+/// More skew than this would keep an expired token valid for long: a typo, not a setting.
+const MAX_CLOCK_SKEW_SECONDS: u32 = 300;
+const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 3600;
+const MIN_JWKS_REFRESH_SECONDS: u64 = 60;
+const MAX_JWKS_REFRESH_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Where the keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    Url(JwksUrl),
+    /// `JWKS_JSON`, parsed at init, with the keys that were left out.
+    Inline {
+        keys: KeySet,
+        skipped: Vec<SkippedKey>,
+    },
+}
+
+#[derive(Debug)]
+pub struct TokenDecoderConfig {
+    pub issuer: String,
+    pub keys: KeySource,
+    /// `TOKEN_AUDIENCE`; empty means the event's data store endpoint.
+    pub audiences: Vec<String>,
+    pub role_arn: String,
+    pub algorithms: AllowedAlgorithms,
+    pub clock_skew_seconds: u32,
+    pub refresh_after: Duration,
+}
+
+impl TokenDecoderConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let issuer = env_config::required(env, TOKEN_ISSUER)?;
+        let role_arn = env_config::required(env, HEALTHLAKE_ROLE_ARN)?;
+        validate_role_arn(&role_arn).map_err(|reason| invalid(HEALTHLAKE_ROLE_ARN, reason))?;
+
+        let algorithms = match env_config::optional(env, ALLOWED_ALGORITHMS) {
+            None => AllowedAlgorithms::default(),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| invalid(ALLOWED_ALGORITHMS, format!("{raw:?}: {e}")))?,
+        };
+
+        let keys = match (
+            env_config::optional(env, JWKS_URL),
+            env_config::optional(env, JWKS_JSON),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    JWKS_JSON,
+                    format!("set either {JWKS_URL} or {JWKS_JSON}, not both"),
+                ))
+            }
+            (None, None) => return Err(ConfigError::Missing(JWKS_URL.to_owned())),
+            (Some(url), None) => KeySource::Url(
+                JwksUrl::parse(&url).map_err(|e| invalid(JWKS_URL, format!("{url:?}: {e}")))?,
+            ),
+            (None, Some(json)) => {
+                let (keys, skipped) = KeySet::parse(json.as_bytes(), &algorithms)
+                    .map_err(|e| invalid(JWKS_JSON, e.to_string()))?;
+                if keys.is_empty() {
+                    return Err(invalid(
+                        JWKS_JSON,
+                        format!("no usable signing key (allowed algorithms: {algorithms})"),
+                    ));
+                }
+                KeySource::Inline { keys, skipped }
+            }
+        };
+
+        let clock_skew_seconds =
+            env_config::parsed_or(env, CLOCK_SKEW_SECONDS, DEFAULT_CLOCK_SKEW_SECONDS)?;
+        if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+            return Err(invalid(
+                CLOCK_SKEW_SECONDS,
+                format!("{clock_skew_seconds} is above the maximum of {MAX_CLOCK_SKEW_SECONDS}"),
+            ));
+        }
+        let refresh =
+            env_config::parsed_or(env, JWKS_REFRESH_SECONDS, DEFAULT_JWKS_REFRESH_SECONDS)?;
+        if !(MIN_JWKS_REFRESH_SECONDS..=MAX_JWKS_REFRESH_SECONDS).contains(&refresh) {
+            return Err(invalid(
+                JWKS_REFRESH_SECONDS,
+                format!(
+                    "{refresh} is outside {MIN_JWKS_REFRESH_SECONDS}..={MAX_JWKS_REFRESH_SECONDS}"
+                ),
+            ));
+        }
+
+        Ok(TokenDecoderConfig {
+            issuer,
+            keys,
+            audiences: env_config::list(env, TOKEN_AUDIENCE),
+            role_arn,
+            algorithms,
+            clock_skew_seconds,
+            refresh_after: Duration::from_secs(refresh),
+        })
+    }
+
+    pub fn claim_policy(&self) -> ClaimPolicy {
+        ClaimPolicy {
+            issuer: self.issuer.clone(),
+            audiences: self.audiences.clone(),
+            clock_skew_seconds: i64::from(self.clock_skew_seconds),
+        }
+    }
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// `arn:<partition>:iam::<12-digit account>:role/<path/name>`: HealthLake assumes this role, so a
+/// typo here would fail every allowed request at HealthLake instead of at init.
+fn validate_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = matches!(
+        parts.as_slice(),
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.strip_prefix("role/").is_some_and(|name| !name.is_empty())
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The checks that need no test key. The inline `JWKS_JSON` test needs generated keys
+    // (`healthimport-auth-testing`): it is an integration test, `tests/config.rs`.
+
+    use super::*;
+    use std::collections::HashMap;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/healthlake-smart";
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn minimal() -> Vec<(&'static str, String)> {
+        vec![
+            (TOKEN_ISSUER, "https://idp.example.com".to_owned()),
+            (JWKS_URL, "https://idp.example.com/jwks".to_owned()),
+            (HEALTHLAKE_ROLE_ARN, ROLE.to_owned()),
+        ]
+    }
+
+    fn load(pairs: &[(&'static str, String)]) -> Result<TokenDecoderConfig, ConfigError> {
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        TokenDecoderConfig::from_env(&env(&borrowed))
+    }
+
+    fn with(
+        mut pairs: Vec<(&'static str, String)>,
+        name: &'static str,
+        value: &str,
+    ) -> Vec<(&'static str, String)> {
+        pairs.retain(|(k, _)| *k != name);
+        pairs.push((name, value.to_owned()));
+        pairs
+    }
+
+    fn without(mut pairs: Vec<(&'static str, String)>, name: &str) -> Vec<(&'static str, String)> {
+        pairs.retain(|(k, _)| *k != name);
+        pairs
+    }
+
+    fn error_names(result: Result<TokenDecoderConfig, ConfigError>, name: &str) {
+        match result {
+            Err(e) => assert!(e.to_string().contains(name), "{e} should name {name}"),
+            Ok(c) => panic!("expected an error naming {name}, got {c:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&minimal()).expect("valid");
+        assert_eq!(c.issuer, "https://idp.example.com");
+        assert!(matches!(c.keys, KeySource::Url(_)));
+        assert!(c.audiences.is_empty());
+        assert_eq!(c.algorithms, AllowedAlgorithms::default());
+        assert_eq!(c.clock_skew_seconds, 60);
+        assert_eq!(c.refresh_after, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let pairs = minimal();
+        let pairs = with(pairs, TOKEN_AUDIENCE, "api://fhir, fhir-client");
+        let pairs = with(pairs, ALLOWED_ALGORITHMS, "ES256");
+        let pairs = with(pairs, CLOCK_SKEW_SECONDS, "5");
+        let pairs = with(pairs, JWKS_REFRESH_SECONDS, "600");
+        let c = load(&pairs).expect("valid");
+        assert_eq!(c.audiences, vec!["api://fhir", "fhir-client"]);
+        assert_eq!(c.algorithms, "ES256".parse().expect("valid"));
+        assert_eq!(c.clock_skew_seconds, 5);
+        assert_eq!(c.refresh_after, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn missing_required_variables_are_named() {
+        for name in [TOKEN_ISSUER, HEALTHLAKE_ROLE_ARN, JWKS_URL] {
+            error_names(load(&without(minimal(), name)), name);
+        }
+    }
+
+    #[test]
+    fn invalid_variables_are_named() {
+        let cases = [
+            (HEALTHLAKE_ROLE_ARN, "arn:aws:iam::123:role/x"),
+            (HEALTHLAKE_ROLE_ARN, "arn:aws:iam::123456789012:user/x"),
+            (HEALTHLAKE_ROLE_ARN, "role/x"),
+            (JWKS_URL, "http://idp.example.com/jwks"),
+            (JWKS_URL, "not a url"),
+            (ALLOWED_ALGORITHMS, "RS256,HS256"),
+            (ALLOWED_ALGORITHMS, "XY999"),
+            (CLOCK_SKEW_SECONDS, "-1"),
+            (CLOCK_SKEW_SECONDS, "3600"),
+            (JWKS_REFRESH_SECONDS, "10"),
+            (JWKS_REFRESH_SECONDS, "soon"),
+        ];
+        for (name, value) in cases {
+            error_names(load(&with(minimal(), name, value)), name);
+        }
+    }
+}

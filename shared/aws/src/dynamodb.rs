@@ -1,0 +1,928 @@
+//! [`JobStore`] on DynamoDB: one item per job, every write a conditional write.
+//!
+//! Table layout (defined once, in `template.yaml`'s `JobsTable`; the tests create their table from
+//! that definition):
+//! - partition key `jobId`;
+//! - GSI `bySource`: `sourceUri` (`s3://bucket/key`) + `createdAt`, to find the jobs of an upload;
+//! - GSI `byDatastoreStatus`: `datastoreId` + `status`, to list a data store's jobs in a status;
+//! - GSI `byExport`: `exportOf` (the data store id, set on export records only) + `createdAt`, so
+//!   that an incremental export finds where the last one ended without reading any import;
+//! - TTL attribute `expiresAt` (epoch seconds), set only once a job is terminal so that a record
+//!   never expires while its job may still change;
+//! - `outcomeAt` and `announcedAt`: when the outcome was recorded and the Finished event put.
+//!
+//! The record's schema lives in one place, serde on [`Job`]; items are its JSON form mapped onto
+//! DynamoDB types. The check and the write of every conditional write are one DynamoDB operation.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use healthimport::domain::job::{
+    FailedFile, Job, JobId, JobKind, JobStatus, Timestamp, Transition, MAX_FAILED_FILES,
+};
+use healthimport::ports::store::{
+    CreateOutcome, JobOutcome, JobStore, OutcomeMarkers, OutcomeWrite, StoreError,
+    TransitionOutcome,
+};
+use serde_json::{Map, Number, Value};
+use time::Duration;
+
+pub const BY_SOURCE_INDEX: &str = "bySource";
+pub const BY_DATASTORE_STATUS_INDEX: &str = "byDatastoreStatus";
+pub const BY_EXPORT_INDEX: &str = "byExport";
+
+/// [`JobStore`] on a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoJobStore {
+    client: Client,
+    table: String,
+    /// How long a terminal record is kept before DynamoDB's TTL removes it.
+    retention: Duration,
+}
+
+impl DynamoJobStore {
+    pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {
+        DynamoJobStore {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn unavailable(
+        &self,
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            operation,
+            table: self.table.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn decode(&self, item: HashMap<String, AttributeValue>) -> Result<Job, StoreError> {
+        let job_id = match item.get("jobId") {
+            Some(AttributeValue::S(id)) => id.clone(),
+            _ => "<no jobId>".to_owned(),
+        };
+        let malformed = |reason: String| StoreError::Malformed {
+            job_id: job_id.clone(),
+            table: self.table.clone(),
+            reason,
+        };
+        let json = item_to_json(item).map_err(malformed)?;
+        serde_json::from_value(json).map_err(|e| malformed(e.to_string()))
+    }
+
+    fn encode(&self, job: &Job) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let json = serde_json::to_value(job).map_err(|e| StoreError::Malformed {
+            job_id: job.job_id.to_string(),
+            table: self.table.clone(),
+            reason: e.to_string(),
+        })?;
+        let Value::Object(map) = json else {
+            unreachable!("Job serialises to a JSON object")
+        };
+        let mut item: HashMap<String, AttributeValue> = map
+            .into_iter()
+            .map(|(k, v)| (k, json_to_attribute(v)))
+            .collect();
+        // Index keys, kept at the top level where DynamoDB can index them.
+        // An export has no source object: it stays out of the sparse bySource index.
+        if let Some(source) = &job.source {
+            item.insert("sourceUri".into(), AttributeValue::S(source.uri()));
+        }
+        if let (JobKind::Export, Some(datastore_id)) = (job.kind, &job.datastore_id) {
+            item.insert("exportOf".into(), AttributeValue::S(datastore_id.clone()));
+        }
+        if job.status.is_terminal() {
+            item.insert(
+                "expiresAt".into(),
+                self.expires_at(job.updated_at.unix_seconds()),
+            );
+        }
+        Ok(item)
+    }
+
+    fn expires_at(&self, terminal_at: i64) -> AttributeValue {
+        AttributeValue::N((terminal_at + self.retention.whole_seconds()).to_string())
+    }
+
+    async fn query(
+        &self,
+        index: &'static str,
+        key_condition: &str,
+        values: HashMap<String, AttributeValue>,
+        names: HashMap<String, String>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(key_condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| self.unavailable("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                jobs.push(self.decode(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok(jobs),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoJobStore {
+    async fn create(&self, job: &Job) -> Result<CreateOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.encode(job)?))
+            .condition_expression("attribute_not_exists(jobId)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let existing = match e.into_err() {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                // Older DynamoDB-compatible servers do not return the item with the failure.
+                let existing = match existing {
+                    Some(item) => self.decode(item)?,
+                    None => self
+                        .get(&job.job_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Malformed {
+                            job_id: job.job_id.to_string(),
+                            table: self.table.clone(),
+                            reason: "create was refused as a duplicate but no record exists".into(),
+                        })?,
+                };
+                Ok(CreateOutcome::AlreadyExists(Box::new(existing)))
+            }
+            Err(e) => Err(self.unavailable("PutItem", e)),
+        }
+    }
+
+    async fn transition(
+        &self,
+        job_id: &JobId,
+        change: &Transition,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let allowed = JobStatus::allowed_predecessors(change.to);
+        if allowed.is_empty() {
+            // Nothing may move here (e.g. SKIPPED, which exists only at creation): report the
+            // record's status without writing.
+            return Ok(match self.get(job_id).await? {
+                Some(job) => TransitionOutcome::Rejected {
+                    current: job.status,
+                },
+                None => TransitionOutcome::NotFound,
+            });
+        }
+        let update = UpdateBuilder::new(change, &allowed, |at| self.expires_at(at));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", AttributeValue::S(job_id.to_string()))
+            .update_expression(update.expression())
+            .condition_expression(update.condition())
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.ok_or_else(|| StoreError::Malformed {
+                    job_id: job_id.to_string(),
+                    table: self.table.clone(),
+                    reason: "UpdateItem returned no attributes".into(),
+                })?;
+                Ok(TransitionOutcome::Applied(Box::new(self.decode(item)?)))
+            }
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let old = match e.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                let current = match old {
+                    Some(item) => Some(self.decode(item)?),
+                    None => self.get(job_id).await?,
+                };
+                Ok(match current {
+                    Some(job) => TransitionOutcome::Rejected {
+                        current: job.status,
+                    },
+                    None => TransitionOutcome::NotFound,
+                })
+            }
+            Err(e) => Err(self.unavailable("UpdateItem", e)),
+        }
+    }
+
+    async fn get(&self, job_id: &JobId) -> Result<Option<Job>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("jobId", AttributeValue::S(job_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", e))?;
+        output.item.map(|item| self.decode(item)).transpose()
+    }
+
+    async fn find_by_source(&self, bucket: &str, key: &str) -> Result<Vec<Job>, StoreError> {
+        self.query(
+            BY_SOURCE_INDEX,
+            "#uri = :uri",
+            HashMap::from([(
+                ":uri".to_owned(),
+                AttributeValue::S(format!("s3://{bucket}/{key}")),
+            )]),
+            HashMap::from([("#uri".to_owned(), "sourceUri".to_owned())]),
+        )
+        .await
+    }
+
+    async fn list_by_datastore_status(
+        &self,
+        datastore_id: &str,
+        status: JobStatus,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.query(
+            BY_DATASTORE_STATUS_INDEX,
+            "#ds = :ds AND #status = :status",
+            HashMap::from([
+                (":ds".to_owned(), AttributeValue::S(datastore_id.to_owned())),
+                (
+                    ":status".to_owned(),
+                    AttributeValue::S(status.as_str().to_owned()),
+                ),
+            ]),
+            HashMap::from([
+                ("#ds".to_owned(), "datastoreId".to_owned()),
+                ("#status".to_owned(), "status".to_owned()),
+            ]),
+        )
+        .await
+    }
+
+    async fn exports_of(&self, datastore_id: &str) -> Result<Vec<Job>, StoreError> {
+        self.query(
+            BY_EXPORT_INDEX,
+            "#of = :ds",
+            HashMap::from([(":ds".to_owned(), AttributeValue::S(datastore_id.to_owned()))]),
+            HashMap::from([("#of".to_owned(), "exportOf".to_owned())]),
+        )
+        .await
+    }
+
+    async fn record_outcome(
+        &self,
+        job_id: &JobId,
+        outcome: &JobOutcome,
+    ) -> Result<OutcomeWrite, StoreError> {
+        let (expression, condition, names, values) = outcome_update(outcome);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", AttributeValue::S(job_id.to_string()))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(OutcomeWrite::Recorded),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let old = match e.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                // Older DynamoDB-compatible servers do not return the item with the failure.
+                let (status, recorded) = match old {
+                    Some(item) => (
+                        match item.get("status") {
+                            Some(AttributeValue::S(s)) => s.parse().ok(),
+                            _ => None,
+                        },
+                        item.contains_key("outcomeAt"),
+                    ),
+                    None => match self.get(job_id).await? {
+                        Some(job) => (
+                            Some(job.status),
+                            self.markers(job_id).await?.outcome_at.is_some(),
+                        ),
+                        None => (None, false),
+                    },
+                };
+                Ok(match status {
+                    None => OutcomeWrite::NotFound,
+                    Some(_) if recorded => OutcomeWrite::AlreadyRecorded,
+                    Some(status) if !status.is_terminal() => OutcomeWrite::NotTerminal(status),
+                    Some(_) => OutcomeWrite::AlreadyRecorded,
+                })
+            }
+            Err(e) => Err(self.unavailable("UpdateItem", e)),
+        }
+    }
+
+    async fn markers(&self, job_id: &JobId) -> Result<OutcomeMarkers, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("jobId", AttributeValue::S(job_id.to_string()))
+            .projection_expression("#o, #a")
+            .expression_attribute_names("#o", "outcomeAt")
+            .expression_attribute_names("#a", "announcedAt")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("GetItem", e))?;
+        let item = output.item.unwrap_or_default();
+        Ok(OutcomeMarkers {
+            outcome_at: timestamp_attribute(&item, "outcomeAt"),
+            announced_at: timestamp_attribute(&item, "announcedAt"),
+        })
+    }
+
+    async fn mark_announced(&self, job_id: &JobId, at: Timestamp) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", AttributeValue::S(job_id.to_string()))
+            .update_expression("SET #a = :at")
+            .condition_expression("attribute_exists(#id) AND attribute_not_exists(#a)")
+            .expression_attribute_names("#a", "announcedAt")
+            .expression_attribute_names("#id", "jobId")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.unavailable("UpdateItem", e)),
+        }
+    }
+}
+
+/// At most [`MAX_FAILED_FILES`]: an item must stay well under DynamoDB's 400 KB limit.
+fn bounded(files: &[FailedFile]) -> &[FailedFile] {
+    &files[..files.len().min(MAX_FAILED_FILES)]
+}
+
+/// The UpdateItem of an outcome: expression, condition, names, values.
+fn outcome_update(
+    outcome: &JobOutcome,
+) -> (
+    String,
+    String,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+) {
+    let mut sets = vec!["#outcomeAt = :at".to_owned(), "#updatedAt = :at".to_owned()];
+    let mut names = HashMap::from([
+        ("#outcomeAt".to_owned(), "outcomeAt".to_owned()),
+        ("#updatedAt".to_owned(), "updatedAt".to_owned()),
+        ("#status".to_owned(), "status".to_owned()),
+        ("#jobId".to_owned(), "jobId".to_owned()),
+    ]);
+    let mut values = HashMap::from([(":at".to_owned(), AttributeValue::S(outcome.at.to_string()))]);
+    if let Some(counts) = outcome.counts {
+        sets.push("#counts = :counts".into());
+        names.insert("#counts".into(), "counts".into());
+        values.insert(":counts".into(), to_attribute(&counts));
+    }
+    if !outcome.failed_files.is_empty() {
+        sets.push("#failedFiles = :failedFiles".into());
+        names.insert("#failedFiles".into(), "failedFiles".into());
+        values.insert(
+            ":failedFiles".into(),
+            to_attribute(&bounded(&outcome.failed_files)),
+        );
+    }
+    if let Some(location) = &outcome.output_location {
+        sets.push("#outputLocation = :outputLocation".into());
+        names.insert("#outputLocation".into(), "outputLocation".into());
+        values.insert(
+            ":outputLocation".into(),
+            AttributeValue::S(location.clone()),
+        );
+    }
+    let mut terminal = Vec::new();
+    let terminal_statuses = JobStatus::ALL.into_iter().filter(|s| s.is_terminal());
+    for (i, status) in terminal_statuses.enumerate() {
+        let placeholder = format!(":t{i}");
+        values.insert(
+            placeholder.clone(),
+            AttributeValue::S(status.as_str().to_owned()),
+        );
+        terminal.push(placeholder);
+    }
+    let condition = format!(
+        "attribute_exists(#jobId) AND #status IN ({}) AND attribute_not_exists(#outcomeAt)",
+        terminal.join(", ")
+    );
+    (format!("SET {}", sets.join(", ")), condition, names, values)
+}
+
+/// The same shapes serde gives [`Job`]'s fields, so the job store reads them back.
+fn timestamp_attribute(item: &HashMap<String, AttributeValue>, name: &str) -> Option<Timestamp> {
+    match item.get(name) {
+        Some(AttributeValue::S(text)) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Builds the UpdateItem expression of a transition: the fields it sets, the history entry it
+/// appends (only when the status changes), and the condition on the allowed from-statuses.
+struct UpdateBuilder {
+    sets: Vec<String>,
+    allowed: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl UpdateBuilder {
+    fn new(
+        change: &Transition,
+        allowed: &[JobStatus],
+        expires_at: impl Fn(i64) -> AttributeValue,
+    ) -> Self {
+        let mut b = UpdateBuilder {
+            sets: Vec::new(),
+            allowed: Vec::new(),
+            names: HashMap::new(),
+            values: HashMap::new(),
+        };
+        b.set("status", AttributeValue::S(change.to.as_str().to_owned()));
+        // The first time a status is reached is kept; a repeated write of it adds nothing.
+        b.sets
+            .push("#history.#reached = if_not_exists(#history.#reached, :updatedAt)".to_owned());
+        b.names.insert("#history".into(), "history".into());
+        b.names
+            .insert("#reached".into(), change.to.as_str().to_owned());
+        b.set("updatedAt", AttributeValue::S(change.at.to_string()));
+        let fields = &change.fields;
+        if let Some(id) = &fields.service_job_id {
+            b.set("serviceJobId", AttributeValue::S(id.clone()));
+        }
+        if let Some(message) = &fields.message {
+            b.set("message", AttributeValue::S(message.clone()));
+        }
+        if let Some(counts) = &fields.counts {
+            b.set("counts", to_attribute(counts));
+        }
+        if let Some(files) = &fields.failed_files {
+            b.set("failedFiles", to_attribute(files));
+        }
+        if let Some(location) = &fields.output_location {
+            b.set("outputLocation", AttributeValue::S(location.clone()));
+        }
+        if change.to.is_terminal() {
+            b.set("expiresAt", expires_at(change.at.unix_seconds()));
+        }
+        for (i, status) in allowed.iter().enumerate() {
+            let placeholder = format!(":from{i}");
+            b.values.insert(
+                placeholder.clone(),
+                AttributeValue::S(status.as_str().to_owned()),
+            );
+            b.allowed.push(placeholder);
+        }
+        b
+    }
+
+    fn set(&mut self, attribute: &str, value: AttributeValue) {
+        let (name, placeholder) = (format!("#{attribute}"), format!(":{attribute}"));
+        self.sets.push(format!("{name} = {placeholder}"));
+        self.names.insert(name, attribute.to_owned());
+        self.values.insert(placeholder, value);
+    }
+
+    fn expression(&self) -> String {
+        format!("SET {}", self.sets.join(", "))
+    }
+
+    fn condition(&self) -> String {
+        format!("#status IN ({})", self.allowed.join(", "))
+    }
+}
+
+fn to_attribute(value: &impl serde::Serialize) -> AttributeValue {
+    json_to_attribute(serde_json::to_value(value).unwrap_or(Value::Null))
+}
+
+/// JSON → DynamoDB attribute. The record's schema lives in one place (serde on [`Job`]);
+/// this maps it onto DynamoDB types without a second hand-written schema.
+fn json_to_attribute(value: Value) -> AttributeValue {
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s),
+        Value::Array(items) => {
+            AttributeValue::L(items.into_iter().map(json_to_attribute).collect())
+        }
+        Value::Object(map) => AttributeValue::M(
+            map.into_iter()
+                .map(|(k, v)| (k, json_to_attribute(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn item_to_json(item: HashMap<String, AttributeValue>) -> Result<Value, String> {
+    let mut map = Map::new();
+    for (k, v) in item {
+        map.insert(k, attribute_to_json(v)?);
+    }
+    Ok(Value::Object(map))
+}
+
+fn attribute_to_json(value: AttributeValue) -> Result<Value, String> {
+    Ok(match value {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(b),
+        AttributeValue::S(s) => Value::String(s),
+        AttributeValue::N(n) => {
+            let number = n
+                .parse::<u64>()
+                .map(Number::from)
+                .or_else(|_| n.parse::<i64>().map(Number::from))
+                .ok()
+                .or_else(|| n.parse::<f64>().ok().and_then(Number::from_f64))
+                .ok_or_else(|| format!("number attribute {n:?} is not a number"))?;
+            Value::Number(number)
+        }
+        AttributeValue::L(items) => Value::Array(
+            items
+                .into_iter()
+                .map(attribute_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        AttributeValue::M(map) => item_to_json(map)?,
+        other => return Err(format!("unexpected attribute type {other:?}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_dynamodb::types::error::{
+        ConditionalCheckFailedException, ProvisionedThroughputExceededException,
+    };
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use healthimport::domain::job::{JobCounts, SourceObject};
+
+    fn job() -> Job {
+        Job::new(
+            SourceObject {
+                bucket: "ingest".into(),
+                key: "fhir/a.ndjson".into(),
+                size: 3,
+                e_tag: Some("\"e\"".into()),
+                version_id: None,
+            },
+            JobStatus::Pending,
+            Timestamp::from_unix_seconds(1_790_000_000).unwrap(),
+        )
+    }
+
+    fn store(client: Client) -> DynamoJobStore {
+        DynamoJobStore::new(client, "jobs", Duration::days(30))
+    }
+
+    #[test]
+    fn record_round_trips_through_attributes() {
+        let s = store(mock_client!(aws_sdk_dynamodb, []));
+        let mut original = job();
+        original.counts = Some(JobCounts {
+            scanned: 3,
+            imported: 2,
+            failed: 1,
+        });
+        let item = s.encode(&original).unwrap();
+        assert_eq!(
+            item["sourceUri"],
+            AttributeValue::S("s3://ingest/fhir/a.ndjson".into())
+        );
+        assert!(!item.contains_key("expiresAt"), "a live job never expires");
+        assert_eq!(s.decode(item).unwrap(), original);
+    }
+
+    #[test]
+    fn terminal_records_carry_their_expiry() {
+        let s = store(mock_client!(aws_sdk_dynamodb, []));
+        let mut skipped = job();
+        skipped.status = JobStatus::Skipped;
+        let item = s.encode(&skipped).unwrap();
+        let expected = 1_790_000_000 + 30 * 86_400;
+        assert_eq!(item["expiresAt"], AttributeValue::N(expected.to_string()));
+    }
+
+    #[test]
+    fn transition_condition_lists_the_allowed_from_statuses() {
+        let change =
+            Transition::to(JobStatus::StartFailed, Timestamp::now()).with_message("denied");
+        let update =
+            UpdateBuilder::new(&change, &JobStatus::allowed_predecessors(change.to), |_| {
+                AttributeValue::N("0".into())
+            });
+        assert_eq!(update.condition(), "#status IN (:from0)");
+        assert_eq!(update.values[":from0"], AttributeValue::S("PENDING".into()));
+        assert!(update.expression().contains("#message = :message"));
+        assert!(update.expression().contains("#expiresAt = :expiresAt"));
+    }
+
+    #[tokio::test]
+    async fn duplicate_create_reports_the_existing_record() {
+        let existing = store(mock_client!(aws_sdk_dynamodb, []))
+            .encode(&job())
+            .unwrap();
+        let rule = mock!(Client::put_item).then_error(move || {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .set_item(Some(existing.clone()))
+                    .build(),
+            )
+        });
+        let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
+        assert_eq!(
+            s.create(&job()).await.unwrap(),
+            CreateOutcome::AlreadyExists(Box::new(job()))
+        );
+    }
+
+    #[tokio::test]
+    async fn throttled_create_is_an_error_that_names_table_and_operation() {
+        let rule = mock!(Client::put_item).then_error(|| {
+            PutItemError::ProvisionedThroughputExceededException(
+                ProvisionedThroughputExceededException::builder()
+                    .message("slow down")
+                    .build(),
+            )
+        });
+        let s = store(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]));
+        let err = s.create(&job()).await.unwrap_err();
+        assert_eq!(err.to_string(), "job store PutItem on table jobs failed");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the SDK error is kept as the source"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejected_transition_reports_the_current_status() {
+        let mut completed = job();
+        completed.status = JobStatus::Completed;
+        let old = store(mock_client!(aws_sdk_dynamodb, []))
+            .encode(&completed)
+            .unwrap();
+        let rule = mock!(Client::update_item).then_error(move || {
+            UpdateItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .set_item(Some(old.clone()))
+                    .build(),
+            )
+        });
+        let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
+        let outcome = s
+            .transition(
+                &completed.job_id,
+                &Transition::to(JobStatus::Failed, Timestamp::now()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            TransitionOutcome::Rejected {
+                current: JobStatus::Completed
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn applied_transition_returns_the_new_record() {
+        let mut submitted = job();
+        submitted.status = JobStatus::Submitted;
+        let new = store(mock_client!(aws_sdk_dynamodb, []))
+            .encode(&submitted)
+            .unwrap();
+        let rule = mock!(Client::update_item)
+            .match_requests(|r| r.condition_expression() == Some("#status IN (:from0, :from1)"))
+            .then_output(move || {
+                UpdateItemOutput::builder()
+                    .set_attributes(Some(new.clone()))
+                    .build()
+            });
+        let put = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
+        let s = store(mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&rule, &put]
+        ));
+        let outcome = s
+            .transition(
+                &submitted.job_id,
+                &Transition::to(JobStatus::Submitted, Timestamp::now()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, TransitionOutcome::Applied(Box::new(submitted)));
+    }
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use healthimport::domain::job::JobCounts;
+
+    fn store(client: Client) -> DynamoJobStore {
+        DynamoJobStore::new(client, "jobs", time::Duration::days(30))
+    }
+
+    fn outcome() -> JobOutcome {
+        JobOutcome {
+            counts: Some(JobCounts {
+                scanned: 3,
+                imported: 2,
+                failed: 1,
+            }),
+            failed_files: vec![FailedFile {
+                input_file: "s3://b/x.dcm".into(),
+                message: "bad".into(),
+            }],
+            output_location: Some("s3://out/ds-DicomImport-j/".into()),
+            at: Timestamp::from_unix_seconds(1_790_000_000).unwrap(),
+        }
+    }
+
+    fn job_id() -> JobId {
+        JobId::from_stored("0123456789abcdef0123456789abcdef")
+    }
+
+    fn conditional_failure(item: Option<HashMap<String, AttributeValue>>) -> UpdateItemError {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .set_item(item)
+                .build(),
+        )
+    }
+
+    #[test]
+    fn the_outcome_is_written_once_and_only_on_a_terminal_record() {
+        let (expression, condition, names, values) = outcome_update(&outcome());
+        assert!(
+            condition.contains("attribute_not_exists(#outcomeAt)"),
+            "{condition}"
+        );
+        assert!(condition.contains("#status IN (:t0, :t1, :t2, :t3, :t4, :t5, :t6)"));
+        assert_eq!(values[":t0"], AttributeValue::S("COMPLETED".into()));
+        for field in ["counts", "failedFiles", "outputLocation", "outcomeAt"] {
+            assert!(expression.contains(&format!("#{field} = ")), "{expression}");
+            assert_eq!(names[&format!("#{field}")], field);
+        }
+        let AttributeValue::M(counts) = &values[":counts"] else {
+            panic!()
+        };
+        assert_eq!(counts["failed"], AttributeValue::N("1".into()));
+
+        let bare = JobOutcome {
+            counts: None,
+            failed_files: vec![],
+            output_location: None,
+            ..outcome()
+        };
+        let (expression, _, _, _) = outcome_update(&bare);
+        assert!(!expression.contains("#counts"), "progress counts are kept");
+    }
+
+    #[tokio::test]
+    async fn a_second_outcome_is_already_recorded() {
+        let rule = mock!(Client::update_item).then_error(|| {
+            conditional_failure(Some(HashMap::from([
+                ("status".into(), AttributeValue::S("COMPLETED".into())),
+                (
+                    "outcomeAt".into(),
+                    AttributeValue::S("2026-11-23T10:00:00.000Z".into()),
+                ),
+            ])))
+        });
+        let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
+        assert_eq!(
+            s.record_outcome(&job_id(), &outcome()).await.unwrap(),
+            OutcomeWrite::AlreadyRecorded
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outcome_for_a_running_job_is_refused() {
+        let rule = mock!(Client::update_item).then_error(|| {
+            conditional_failure(Some(HashMap::from([(
+                "status".into(),
+                AttributeValue::S("IN_PROGRESS".into()),
+            )])))
+        });
+        let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
+        assert_eq!(
+            s.record_outcome(&job_id(), &outcome()).await.unwrap(),
+            OutcomeWrite::NotTerminal(JobStatus::InProgress)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outcome_for_a_missing_record_is_not_found() {
+        let update = mock!(Client::update_item).then_error(|| conditional_failure(None));
+        let get = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+        let s = store(mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&update, &get]
+        ));
+        assert_eq!(
+            s.record_outcome(&job_id(), &outcome()).await.unwrap(),
+            OutcomeWrite::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn markers_are_read_and_announcing_twice_is_noticed() {
+        let get = mock!(Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .item(
+                    "announcedAt",
+                    AttributeValue::S("2026-11-23T10:00:00.000Z".into()),
+                )
+                .build()
+        });
+        let first = mock!(Client::update_item)
+            .match_requests(|r| r.condition_expression().is_some_and(|c| c.contains("#a")))
+            .then_output(|| UpdateItemOutput::builder().build());
+        let second = mock!(Client::update_item).then_error(|| conditional_failure(None));
+        let s = store(mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&get, &first, &second]
+        ));
+        let markers = s.markers(&job_id()).await.unwrap();
+        assert_eq!(markers.outcome_at, None);
+        assert_eq!(
+            markers.announced_at.unwrap().to_string(),
+            "2026-11-23T10:00:00.000Z"
+        );
+        let at = Timestamp::now();
+        assert!(s.mark_announced(&job_id(), at).await.unwrap());
+        assert!(!s.mark_announced(&job_id(), at).await.unwrap());
+    }
+}

@@ -1,0 +1,100 @@
+//! The one place where SDK errors become the ports' errors. An adapter never decides on its own
+//! whether a failure is worth retrying: it hands the SDK error here.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use healthimport::domain::job::{JobStatus, Service};
+use healthimport::ports::service_jobs::{Retry, ServiceError, StartedJob};
+
+/// The error codes that say "not now" rather than "never": throttling, a quota that frees up as
+/// jobs finish, the service's own failures. The services document ThrottlingException and
+/// ServiceQuotaExceededException for their Start calls.
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ServiceQuotaExceededException",
+    "InternalServerException",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Classifies an SDK error of a HealthLake or HealthImaging call. Throttling, quota, 5xx and
+/// transport failures are retryable; everything the caller got wrong is not.
+pub fn service_error<E>(
+    service: Service,
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> ServiceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let (code, message, retry) = match &err {
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("Unknown").to_owned();
+            let message = e.err().message().unwrap_or("").to_owned();
+            (code, message, retry_of(e.err().code(), status))
+        }
+        SdkError::TimeoutError(_) => transport("Timeout", "the call timed out"),
+        SdkError::DispatchFailure(_) => {
+            transport("DispatchFailure", "the request could not be sent")
+        }
+        SdkError::ResponseError(_) => transport("ResponseError", "the response could not be read"),
+        // Construction failures are our bug, not the service's state: retrying cannot help.
+        _ => (
+            "ConstructionFailure".to_owned(),
+            "the request could not be built".to_owned(),
+            Retry::Never,
+        ),
+    };
+    ServiceError {
+        service,
+        operation,
+        code,
+        message,
+        retry,
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Whether an error answered with `code` and HTTP `status` is worth repeating.
+fn retry_of(code: Option<&str>, status: Option<u16>) -> Retry {
+    if code.is_some_and(|c| RETRYABLE_CODES.contains(&c)) || status.is_some_and(|s| s >= 500) {
+        Retry::Later
+    } else {
+        Retry::Never
+    }
+}
+
+fn transport(code: &str, message: &str) -> (String, String, Retry) {
+    (code.to_owned(), message.to_owned(), Retry::Later)
+}
+
+/// A status string from a service response, or a malformed-response error naming the call.
+pub(crate) fn job_status(
+    service: Service,
+    operation: &'static str,
+    raw: &str,
+) -> Result<JobStatus, ServiceError> {
+    JobStatus::from_service(service, raw)
+        .map_err(|e| ServiceError::malformed(service, operation, &e.to_string()))
+}
+
+/// What every Start call answers: the service's job id and first status.
+pub(crate) fn started_job(
+    service: Service,
+    operation: &'static str,
+    service_job_id: &str,
+    raw_status: &str,
+) -> Result<StartedJob, ServiceError> {
+    Ok(StartedJob {
+        service_job_id: service_job_id.to_owned(),
+        status: job_status(service, operation, raw_status)?,
+    })
+}
+
+/// Converts a service count (the SDKs use `i64`/`i32`) to ours, treating negatives as zero.
+pub(crate) fn count(value: Option<i64>) -> u64 {
+    value.map_or(0, |v| u64::try_from(v).unwrap_or(0))
+}

@@ -1,0 +1,394 @@
+//! HealthLake's FHIR REST `$export`, for what `StartFHIRExportJob` cannot do: export only what
+//! changed since an instant (`_since`). The request is SigV4-signed HTTP to the data store's own
+//! endpoint, which is read from `DescribeFHIRDatastore` (so the SDK's standard endpoint variable
+//! decides where it goes, locally as on AWS). The job it creates is an ordinary export job:
+//! `DescribeFHIRExportJob` follows it like any other.
+//!
+//! `$export` takes no ClientToken. The job is named after our job id and looked up by that name
+//! (`ListFHIRExportJobs`) before a new one is requested, so a retried start adopts the job an
+//! earlier attempt created instead of starting a second one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http::{header, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use healthimport::domain::job::{JobStatus, Service, Timestamp};
+use healthimport::ports::service_jobs::{Retry, ServiceError, StartRequest, StartedJob};
+
+use crate::errors::{service_error, started_job};
+
+const SERVICE: Service = Service::HealthLake;
+const OPERATION: &str = "$export";
+/// The signing name of HealthLake (its FHIR endpoints included).
+const SIGNING_NAME: &str = "healthlake";
+/// Whole-request deadline of the `$export` POST: a start, not a transfer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// An answer larger than this is not a start response.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// How much of an error body is kept in a message.
+const MAX_ERROR_CHARS: usize = 300;
+
+type Https = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Starts `$export` jobs with `_since`.
+#[derive(Clone)]
+pub struct RestExports {
+    healthlake: aws_sdk_healthlake::Client,
+    /// Built at the first `$export`, not at init: reading the TLS roots would otherwise be paid
+    /// by every cold start of every function that merely could start an incremental export.
+    http: Arc<OnceLock<Result<Https, String>>>,
+    credentials: Option<SharedCredentialsProvider>,
+    region: String,
+    /// Data store id → FHIR endpoint, read once per data store.
+    endpoints: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl std::fmt::Debug for RestExports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestExports")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the export request asks HealthLake to do.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportDestination<'a> {
+    pub data_access_role_arn: &'a str,
+    pub kms_key_id: &'a str,
+}
+
+impl RestExports {
+    /// The client, on the SDK configuration's credentials and region. No I/O: the HTTP client
+    /// is built when the first `$export` is sent.
+    pub fn new(aws: &aws_config::SdkConfig) -> Self {
+        RestExports {
+            healthlake: aws_sdk_healthlake::Client::new(aws),
+            http: Arc::new(OnceLock::new()),
+            credentials: aws.credentials_provider(),
+            region: aws.region().map(|r| r.to_string()).unwrap_or_default(),
+            endpoints: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The HTTP client; building its TLS connector reads the platform's root certificates.
+    fn http(&self) -> Result<&Https, ServiceError> {
+        self.http
+            .get_or_init(|| {
+                let https = HttpsConnectorBuilder::new()
+                    .with_native_roots()
+                    .map_err(|e| format!("the TLS root certificates cannot be read: {e}"))?
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                Ok(HttpClient::builder(TokioExecutor::new()).build(https))
+            })
+            .as_ref()
+            .map_err(|message| ServiceError {
+                service: SERVICE,
+                operation: OPERATION,
+                code: "TlsRootsUnavailable".to_owned(),
+                message: message.clone(),
+                retry: Retry::Never,
+                source: None,
+            })
+    }
+
+    /// Starts (or adopts) the export of what changed in the data store since `since`.
+    pub async fn start_since(
+        &self,
+        request: &StartRequest,
+        since: Timestamp,
+        destination: ExportDestination<'_>,
+    ) -> Result<StartedJob, ServiceError> {
+        let job_name = request.job_id.as_str();
+        if let Some(existing) = self.find_named(&request.datastore_id, job_name).await? {
+            tracing::info!(job_id = %request.job_id, service_job_id = %existing.service_job_id, "an earlier $export of this job exists; adopting it");
+            return Ok(existing);
+        }
+        let endpoint = self.endpoint(&request.datastore_id).await?;
+        let url = export_url(&endpoint, since);
+        let body = json!({
+            "JobName": job_name,
+            "OutputDataConfig": {"S3Configuration": {
+                "S3Uri": request.output_s3_uri,
+                "KmsKeyId": destination.kms_key_id,
+            }},
+            "DataAccessRoleArn": destination.data_access_role_arn,
+        })
+        .to_string();
+        let signed = self.signed_post(&url, body).await?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http()?.request(signed))
+            .await
+            .map_err(|_| transport("Timeout", format!("no answer within {REQUEST_TIMEOUT:?}")))?
+            .map_err(|e| transport("DispatchFailure", e.to_string()))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| transport("ResponseError", e.to_string()))?
+            .to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(refusal(status.as_u16(), &answer, &bytes));
+        }
+        started_from_answer(&answer)
+            .ok_or_else(|| ServiceError::malformed(SERVICE, OPERATION, "jobId and jobStatus"))
+    }
+
+    /// The export job an earlier attempt created under this name, if any.
+    async fn find_named(
+        &self,
+        datastore_id: &str,
+        job_name: &str,
+    ) -> Result<Option<StartedJob>, ServiceError> {
+        const OP: &str = "ListFHIRExportJobs";
+        let listed = self
+            .healthlake
+            .list_fhir_export_jobs()
+            .datastore_id(datastore_id)
+            .job_name(job_name)
+            .send()
+            .await
+            .map_err(|e| service_error(SERVICE, OP, e))?;
+        listed
+            .export_job_properties_list()
+            .iter()
+            .find(|job| job.job_name() == Some(job_name))
+            .map(|job| started_job(SERVICE, OP, job.job_id(), job.job_status().as_str()))
+            .transpose()
+    }
+
+    async fn endpoint(&self, datastore_id: &str) -> Result<String, ServiceError> {
+        const OP: &str = "DescribeFHIRDatastore";
+        let cached = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(datastore_id)
+            .cloned();
+        if let Some(endpoint) = cached {
+            return Ok(endpoint);
+        }
+        let described = self
+            .healthlake
+            .describe_fhir_datastore()
+            .datastore_id(datastore_id)
+            .send()
+            .await
+            .map_err(|e| service_error(SERVICE, OP, e))?;
+        let endpoint = described
+            .datastore_properties()
+            .map(|p| p.datastore_endpoint().to_owned())
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "DatastoreEndpoint"))?;
+        self.endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(datastore_id.to_owned(), endpoint.clone());
+        Ok(endpoint)
+    }
+
+    async fn signed_post(
+        &self,
+        url: &str,
+        body: String,
+    ) -> Result<Request<Full<Bytes>>, ServiceError> {
+        let unsigned = |what: String| ServiceError {
+            service: SERVICE,
+            operation: OPERATION,
+            code: "SigningFailed".to_owned(),
+            message: what,
+            retry: Retry::Later,
+            source: None,
+        };
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| unsigned("no AWS credentials are configured".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| unsigned(format!("loading the AWS credentials failed: {e}")))?;
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(SIGNING_NAME)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| unsigned(e.to_string()))?
+            .into();
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/fhir+json, application/json")
+            .body(Full::new(Bytes::from(body.clone())))
+            .map_err(|e| unsigned(e.to_string()))?;
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let signable = SignableRequest::new(
+            "POST",
+            url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| unsigned(e.to_string()))?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| unsigned(e.to_string()))?
+            .into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        Ok(request)
+    }
+}
+
+/// `<endpoint>$export?_since=<instant>`: the system-level export of the data store.
+pub fn export_url(datastore_endpoint: &str, since: Timestamp) -> String {
+    let base = if datastore_endpoint.ends_with('/') {
+        datastore_endpoint.to_owned()
+    } else {
+        format!("{datastore_endpoint}/")
+    };
+    let since = since.to_string();
+    let since = percent_encoding::utf8_percent_encode(&since, percent_encoding::NON_ALPHANUMERIC);
+    format!("{base}$export?_since={since}")
+}
+
+/// The started job in a `$export` answer. The member names are read case-insensitively: the
+/// FHIR endpoint answers in camelCase where the API answers in PascalCase.
+fn started_from_answer(answer: &Value) -> Option<StartedJob> {
+    let member = |name: &str| {
+        answer.as_object()?.iter().find_map(|(key, value)| {
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.as_str())
+                .flatten()
+        })
+    };
+    Some(StartedJob {
+        service_job_id: member("jobId")?.to_owned(),
+        status: JobStatus::from_service(SERVICE, member("jobStatus")?).ok()?,
+    })
+}
+
+/// A refused `$export`: throttling and server errors are worth a retry, the rest is not.
+fn refusal(status: u16, answer: &Value, raw: &[u8]) -> ServiceError {
+    let code = answer
+        .get("__type")
+        .or_else(|| answer.get("code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("HTTP{status}"));
+    // An OperationOutcome says why in its first issue; an API error in `message`.
+    let message = answer
+        .get("message")
+        .or_else(|| answer.pointer("/issue/0/diagnostics"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(raw)
+                .chars()
+                .take(MAX_ERROR_CHARS)
+                .collect()
+        });
+    let retry = if status == 429 || status >= 500 || code.contains("Throttling") {
+        Retry::Later
+    } else {
+        Retry::Never
+    };
+    ServiceError {
+        service: SERVICE,
+        operation: OPERATION,
+        code,
+        message,
+        retry,
+        source: None,
+    }
+}
+
+fn transport(code: &str, message: String) -> ServiceError {
+    ServiceError {
+        service: SERVICE,
+        operation: OPERATION,
+        code: code.to_owned(),
+        message,
+        retry: Retry::Later,
+        source: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_is_the_system_export_of_the_endpoint_with_an_encoded_instant() {
+        let since: Timestamp = "2026-11-27T02:00:00Z".parse().unwrap();
+        let url = export_url(
+            "https://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/",
+            since,
+        );
+        assert_eq!(
+            url,
+            "https://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/$export?_since=2026%2D11%2D27T02%3A00%3A00%2E000Z"
+        );
+        assert!(export_url("http://127.0.0.1:5156/datastore/abc/r4", since)
+            .starts_with("http://127.0.0.1:5156/datastore/abc/r4/$export?"));
+    }
+
+    #[test]
+    fn the_started_job_is_read_in_either_case() {
+        let camel = json!({"jobId": "j1", "jobStatus": "SUBMITTED", "datastoreId": "d"});
+        let pascal = json!({"JobId": "j1", "JobStatus": "SUBMITTED"});
+        for answer in [camel, pascal] {
+            let job = started_from_answer(&answer).unwrap();
+            assert_eq!(job.service_job_id, "j1");
+            assert_eq!(job.status, JobStatus::Submitted);
+        }
+        assert!(started_from_answer(&json!({"jobId": "j1", "jobStatus": "DONE"})).is_none());
+        assert!(started_from_answer(&json!([])).is_none());
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retried_the_rest_is_not() {
+        let throttled = refusal(
+            429,
+            &json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+            b"",
+        );
+        assert_eq!(throttled.retry, Retry::Later);
+        assert_eq!(throttled.code, "ThrottlingException");
+        assert_eq!(throttled.message, "Rate exceeded");
+        assert_eq!(
+            refusal(503, &Value::Null, b"unavailable").retry,
+            Retry::Later
+        );
+        let outcome = json!({"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "invalid", "diagnostics": "_since is not a valid instant"}]});
+        let invalid = refusal(400, &outcome, b"");
+        assert_eq!(invalid.retry, Retry::Never);
+        assert_eq!(invalid.code, "HTTP400");
+        assert_eq!(invalid.message, "_since is not a valid instant");
+        let long = "x".repeat(5000);
+        assert_eq!(
+            refusal(403, &Value::Null, long.as_bytes()).message.len(),
+            MAX_ERROR_CHARS
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The domain: decisions with no AWS types and no I/O, each unit-tested on its own.
+
+pub mod export;
+pub mod finished;
+pub mod job;
+pub mod manifest;
+pub mod outcome;
+pub mod routing;
+pub mod s3_uri;

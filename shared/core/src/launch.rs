@@ -1,0 +1,163 @@
+//! Starting a recorded job at its service: the one start path, used by the starter right after it
+//! records an upload and by the tracking workflow when a start was throttled.
+//!
+//! The record is created `PENDING` before the service is called and the service gets the job id as
+//! its ClientToken, so any number of calls here for one job make one job at the service. A start
+//! the service refuses for now (throttling, quota, 5xx) leaves the record `PENDING` with the
+//! reason; a start it refuses for good is recorded as `START_FAILED` with its message.
+
+use crate::domain::job::{Job, JobKind, JobStatus, Timestamp, Transition};
+use crate::ports::service_jobs::{JobService, ServiceError, StartRequest, StartWork};
+use crate::ports::store::{CreateOutcome, JobStore, StoreError, TransitionOutcome};
+use crate::ports::workflow::{TrackingError, TrackingWorkflow};
+
+#[derive(Debug)]
+pub enum StartOutcome {
+    /// The service accepted the job; the record holds its service job id and status.
+    Started(Box<Job>),
+    /// Refused for now; the record stays `PENDING` and the start must be retried.
+    StillPending(ServiceError),
+    /// Refused for good; the record is `START_FAILED` with the service's message.
+    StartFailed(ServiceError),
+    /// The record is past `PENDING` already (another start won the race, or it was never
+    /// startable): nothing was done.
+    NotPending(JobStatus),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("job {0} has no {1}: it cannot be started")]
+    Incomplete(String, &'static str),
+}
+
+/// The Start request of a recorded job.
+pub fn start_request(job: &Job) -> Result<StartRequest, StartError> {
+    let missing = |what| StartError::Incomplete(job.job_id.to_string(), what);
+    let work = match job.kind {
+        JobKind::Import => StartWork::Import {
+            input_s3_uri: job
+                .input_s3_uri
+                .clone()
+                .ok_or_else(|| missing("inputS3Uri"))?,
+        },
+        JobKind::Export => StartWork::Export {
+            since: job.export.as_ref().and_then(|e| e.since),
+        },
+    };
+    Ok(StartRequest {
+        job_id: job.job_id.clone(),
+        service: job.service.ok_or_else(|| missing("service"))?,
+        datastore_id: job
+            .datastore_id
+            .clone()
+            .ok_or_else(|| missing("datastoreId"))?,
+        work,
+        output_s3_uri: job
+            .output_s3_uri
+            .clone()
+            .ok_or_else(|| missing("outputS3Uri"))?,
+    })
+}
+
+pub async fn start_job(
+    store: &(impl JobStore + ?Sized),
+    imports: &(impl JobService + ?Sized),
+    job: &Job,
+    now: impl Fn() -> Timestamp,
+) -> Result<StartOutcome, StartError> {
+    if job.status != JobStatus::Pending {
+        return Ok(StartOutcome::NotPending(job.status));
+    }
+    let request = start_request(job)?;
+    let (change, outcome_of) = match imports.start(&request).await {
+        Ok(started) => {
+            tracing::info!(job_id = %job.job_id, kind = %job.kind, service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "import job started");
+            let change =
+                Transition::to(started.status, now()).with_service_job_id(started.service_job_id);
+            (change, Ok(()))
+        }
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(job_id = %job.job_id, service = %request.service, code = %error.code, "start refused for now; the job stays PENDING and is retried");
+            let change = Transition::to(JobStatus::Pending, now())
+                .with_message(format!("start will be retried: {error}"));
+            (change, Err(error))
+        }
+        Err(error) => {
+            tracing::error!(job_id = %job.job_id, service = %request.service, code = %error.code, "start refused; recording START_FAILED");
+            let change =
+                Transition::to(JobStatus::StartFailed, now()).with_message(error.to_string());
+            (change, Err(error))
+        }
+    };
+    match store.transition(&job.job_id, &change).await? {
+        TransitionOutcome::Applied(job) => Ok(match outcome_of {
+            Ok(()) => StartOutcome::Started(job),
+            Err(error) if error.is_retryable() => StartOutcome::StillPending(error),
+            Err(error) => StartOutcome::StartFailed(error),
+        }),
+        // Someone else moved the record meanwhile (the workflow's retry and a redelivered event
+        // racing): their write stands, and the service has one job either way (same token).
+        TransitionOutcome::Rejected { current } => Ok(StartOutcome::NotPending(current)),
+        TransitionOutcome::NotFound => {
+            Err(StartError::Incomplete(job.job_id.to_string(), "record"))
+        }
+    }
+}
+
+/// What [`launch`] did with a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launched {
+    Started,
+    /// Refused for now; its tracking execution retries the start.
+    StartPending,
+    StartFailed,
+    /// Recorded before (a redelivered event, a repeated request) and past `PENDING`: nothing
+    /// was started again; the record holds this status.
+    AlreadyRecorded(JobStatus),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Tracking(#[from] TrackingError),
+}
+
+/// Records a new `PENDING` job, starts it and hands it to its tracking execution: the one path
+/// from "something should be imported or exported" to a tracked job. Every step is idempotent on
+/// the job id, so calling this again for the same job (a redelivery, a retry after a crash
+/// anywhere in between) finishes what was left undone and never makes a second job.
+pub async fn launch(
+    store: &(impl JobStore + ?Sized),
+    imports: &(impl JobService + ?Sized),
+    tracking: &(impl TrackingWorkflow + ?Sized),
+    job: Job,
+) -> Result<Launched, LaunchError> {
+    let job = match store.create(&job).await? {
+        CreateOutcome::Created => job,
+        // Recorded but never started: a crash between the two, or a throttled start.
+        CreateOutcome::AlreadyExists(existing) if existing.status == JobStatus::Pending => {
+            *existing
+        }
+        CreateOutcome::AlreadyExists(existing) => {
+            // Started (or refused) before; make sure it is tracked, which is idempotent.
+            tracking.track(&existing.job_id).await?;
+            return Ok(Launched::AlreadyRecorded(existing.status));
+        }
+    };
+    let launched = match start_job(store, imports, &job, Timestamp::now).await? {
+        StartOutcome::Started(_) => Launched::Started,
+        StartOutcome::StillPending(_) => Launched::StartPending,
+        StartOutcome::StartFailed(_) => Launched::StartFailed,
+        StartOutcome::NotPending(status) => Launched::AlreadyRecorded(status),
+    };
+    // Every recorded job gets its execution: it polls a started job, retries a pending start,
+    // and announces a failed one.
+    tracking.track(&job.job_id).await?;
+    Ok(launched)
+}

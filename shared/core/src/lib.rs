@@ -1,0 +1,22 @@
+//! healthimport's core: the job domain and the ports the Lambda handlers are generic over.
+//!
+//! Pure by construction: this crate depends on no AWS SDK, no HTTP client and no TLS stack, so the
+//! compiler keeps AWS types out of domain decisions. The adapters live in `healthimport-aws`,
+//! token validation in `healthimport-auth`.
+//!
+//! - [`domain`]: what a job is and how it may move, routing, exports, manifests, the Finished
+//!   event. No I/O.
+//! - [`ports`]: the traits the handlers use and their error enums, in the domain's words.
+//! - [`launch`]: the one record → start → track path; [`job_output`]: reading a finished job's
+//!   output through its port.
+//! - [`config`], [`telemetry`]: environment and tracing, shared by every function.
+//! - `fakes` (feature `fakes`): in-memory ports that obey the adapters' rules, for handler tests.
+
+pub mod config;
+pub mod domain;
+#[cfg(feature = "fakes")]
+pub mod fakes;
+pub mod job_output;
+pub mod launch;
+pub mod ports;
+pub mod telemetry;
