@@ -19,8 +19,10 @@ tests depend on it. Run with the venv's python: `python scripts/moto_stack.py -H
    The copy now leaves the executions out (the clone never uses them).
 
 4. S3 event notifications look like S3's: eventTime in UTC with its "Z" (moto leaves the zone out,
-   which strict parsers such as aws_lambda_events refuse), and the object's versionId in a
-   versioned bucket (moto leaves it out; the starter's job id depends on it).
+   which strict parsers such as aws_lambda_events refuse), the object's versionId in a versioned
+   bucket (moto leaves it out; the starter's job id depends on it), and the userIdentity,
+   requestParameters and responseElements members every S3 record carries (moto leaves them out;
+   aws_lambda_events' S3EventRecord requires the first two).
 """
 
 import copy
@@ -113,9 +115,15 @@ _moto_s3_event = s3_notifications._get_s3_event
 def _s3_event_with_version(event_name, bucket, key, notification_id):
     event = _moto_s3_event(event_name, bucket, key, notification_id)
     version = getattr(key, "version_id", None)
-    if version and version != "null":
-        for record in event["Records"]:
+    for record in event["Records"]:
+        if version and version != "null":
             record["s3"]["object"]["versionId"] = version
+        record.setdefault("userIdentity", {"principalId": "AWS:LOCALSTACKUSER"})
+        record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+        record.setdefault(
+            "responseElements",
+            {"x-amz-request-id": "LOCAL", "x-amz-id-2": "LOCAL"},
+        )
     return event
 
 

@@ -27,7 +27,7 @@ pub fn job_table(jobs: &[Job]) -> String {
             "{:<10} {:<48} {:<13} {:<22} {:>8} {:>8} {:>6}",
             &job.job_id.as_str()[..8],
             ellipsis(&job.subject(), 48),
-            job.service.map(|s| s.as_str()).unwrap_or("-"),
+            job.service().map(|s| s.as_str()).unwrap_or("-"),
             job.status.as_str(),
             counts.scanned,
             counts.imported,
@@ -108,7 +108,9 @@ fn ellipsis(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthimport::domain::job::{FailedFile, JobCounts, Service, SourceObject, Timestamp};
+    use healthimport::domain::job::{
+        FailedFile, JobCounts, Service, SourceObject, Target, Timestamp,
+    };
 
     fn job(key: &str, status: JobStatus, counts: Option<JobCounts>) -> Job {
         let source = SourceObject {
@@ -118,8 +120,19 @@ mod tests {
             e_tag: Some("\"e\"".into()),
             version_id: None,
         };
-        let mut job = Job::new(source, status, Timestamp::from_unix_seconds(0).unwrap());
-        job.service = Some(Service::HealthLake);
+        let target = Target {
+            service: Service::HealthLake,
+            datastore_id: "ds".into(),
+            output_s3_uri: "s3://out/".into(),
+        };
+        let input = source.uri();
+        let mut job = Job::import(
+            source,
+            target,
+            input,
+            Timestamp::from_unix_seconds(0).unwrap(),
+        );
+        job.status = status;
         job.counts = counts;
         job
     }

@@ -164,7 +164,7 @@ impl LocalPipeline {
         if !record.status.is_terminal() {
             return Ok(false);
         }
-        if record.service.is_none() {
+        if record.service().is_none() {
             return Ok(true);
         }
         let execution = self.execution_status(&record.job_id).await?;

@@ -6,7 +6,8 @@ use healthimport::domain::export::{
     last_completed_until, ExportMode, ExportRequest, ExportTrigger,
 };
 use healthimport::domain::job::{
-    FailedFile, Job, JobCounts, JobId, JobStatus, Service, SourceObject, Timestamp, Transition,
+    FailedFile, Job, JobCounts, JobId, JobStatus, Service, SourceObject, Target, Timestamp,
+    Transition,
 };
 use healthimport::ports::store::{CreateOutcome, JobStore, TransitionOutcome};
 use healthimport_aws::dynamodb::DynamoJobStore;
@@ -38,21 +39,24 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn upload(key: &str, etag: &str) -> Job {
-    let mut job = Job::new(
-        SourceObject {
-            bucket: "ingest".into(),
-            key: key.into(),
-            size: 42,
-            e_tag: Some(etag.into()),
-            version_id: None,
-        },
-        JobStatus::Pending,
-        at(0),
-    );
-    job.service = Some(Service::HealthLake);
-    job.datastore_id = Some("0123456789abcdef0123456789abcdef".into());
-    job.input_s3_uri = job.source.as_ref().map(|s| s.uri());
-    job
+    upload_in("0123456789abcdef0123456789abcdef", key, etag)
+}
+
+fn upload_in(datastore: &str, key: &str, etag: &str) -> Job {
+    let source = SourceObject {
+        bucket: "ingest".into(),
+        key: key.into(),
+        size: 42,
+        e_tag: Some(etag.into()),
+        version_id: None,
+    };
+    let target = Target {
+        service: Service::HealthLake,
+        datastore_id: datastore.into(),
+        output_s3_uri: "s3://out/fhir/".into(),
+    };
+    let input = source.uri();
+    Job::import(source, target, input, at(0))
 }
 
 async fn move_to(store: &DynamoJobStore, job: &Job, to: JobStatus, secs: i64) -> TransitionOutcome {
@@ -334,8 +338,11 @@ async fn jobs_are_listed_by_datastore_and_status() {
     move_to(&f.store, &jobs[0], JobStatus::Completed, 1).await;
     move_to(&f.store, &jobs[1], JobStatus::Completed, 1).await;
     move_to(&f.store, &jobs[2], JobStatus::InProgress, 1).await;
-    let mut elsewhere = upload("fhir/list-elsewhere.ndjson", "\"1\"");
-    elsewhere.datastore_id = Some("ffffffffffffffffffffffffffffffff".into());
+    let elsewhere = upload_in(
+        "ffffffffffffffffffffffffffffffff",
+        "fhir/list-elsewhere.ndjson",
+        "\"1\"",
+    );
     f.store.create(&elsewhere).await.unwrap();
 
     let mut completed: Vec<_> = f
@@ -398,11 +405,11 @@ async fn an_export_round_trips_and_is_found_among_its_data_stores_exports_only()
             Some(at(secs - 1)),
             at(secs),
         );
-        Job::new_export(request, datastore, "s3://out/exports/", at(secs))
+        Job::export(request, datastore, "s3://out/exports/", at(secs))
     };
     let first = export("first", 10);
     let second = export("second", 20);
-    let elsewhere = Job::new_export(
+    let elsewhere = Job::export(
         ExportRequest::new(
             ExportTrigger::OnDemand {
                 request_id: "first".into(),
@@ -415,8 +422,7 @@ async fn an_export_round_trips_and_is_found_among_its_data_stores_exports_only()
         "s3://out/exports/",
         at(30),
     );
-    let mut import = upload("fhir/next-to-exports.ndjson", "\"1\"");
-    import.datastore_id = Some(datastore.into());
+    let import = upload_in(datastore, "fhir/next-to-exports.ndjson", "\"1\"");
     for job in [&first, &second, &elsewhere, &import] {
         f.store.create(job).await.unwrap();
     }
@@ -424,8 +430,14 @@ async fn an_export_round_trips_and_is_found_among_its_data_stores_exports_only()
     move_to(&f.store, &first, JobStatus::Completed, 12).await;
 
     assert_eq!(
-        f.store.get(&first.job_id).await.unwrap().unwrap().export,
-        first.export
+        f.store
+            .get(&first.job_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .export_request()
+            .cloned(),
+        first.export_request().cloned()
     );
     let mut found = f.store.exports_of(datastore).await.unwrap();
     found.sort_by_key(|j| j.created_at);

@@ -36,6 +36,8 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
     let event = json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventTime": "2026-11-24T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
         "s3": {
             "s3SchemaVersion": "1.0",
             "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
@@ -75,7 +77,7 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
             job.trigger_key
         );
         let record = &records[0];
-        assert_eq!(record.service.map(|s| s.as_str()), Some(job.service));
+        assert_eq!(record.service().map(|s| s.as_str()), Some(job.service));
         let want = match (job.service, job.has_failures) {
             ("HEALTHLAKE", true) => JobStatus::CompletedWithErrors,
             _ => JobStatus::Completed,

@@ -20,6 +20,8 @@ use healthimport_tests::request_count::{count_of, RequestCount};
 use healthimport_tests::samples::dicom_p10;
 use serde_json::{json, Value};
 use starter::config::StarterConfig;
+use starter::event::StarterEvent;
+use starter::handler::StarterError;
 use starter::wiring::{self, AwsStarter};
 use tokio::sync::Mutex;
 
@@ -98,6 +100,13 @@ impl Rig {
         }
     }
 
+    /// The invocation as Lambda makes it: the event and the answer as JSON.
+    async fn handle(&self, event: Value) -> Result<Value, StarterError> {
+        let event: StarterEvent = serde_json::from_value(event).unwrap();
+        let response = self.starter.handle(event).await?;
+        Ok(serde_json::to_value(response).unwrap())
+    }
+
     /// Uploads `body` under `key` and returns the S3 event record S3 would send for it.
     async fn upload(&self, key: &str, body: &[u8]) -> Value {
         let put = aws_sdk_s3::Client::new(&self.sdk)
@@ -111,6 +120,8 @@ impl Rig {
         json!({
             "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
             "eventTime": "2026-11-24T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+            "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
             "s3": {
                 "s3SchemaVersion": "1.0",
                 "bucket": {"name": self.bucket, "arn": format!("arn:aws:s3:::{}", self.bucket)},
@@ -234,9 +245,9 @@ async fn an_event_delivered_three_times_concurrently_is_one_job_one_record_one_e
     let record = rig.upload(key, &ndjson(0)).await;
     let event = json!({"Records": [record]});
     let (a, b, c) = tokio::join!(
-        rig.starter.handle(event.clone()),
-        rig.starter.handle(event.clone()),
-        rig.starter.handle(event),
+        rig.handle(event.clone()),
+        rig.handle(event.clone()),
+        rig.handle(event),
     );
     for outcome in [a, b, c] {
         outcome.unwrap();
@@ -266,7 +277,7 @@ async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
             .set_faults(&Faults::throttling_every_start())
             .await
             .unwrap();
-        let handled = first.starter.handle(event.clone()).await;
+        let handled = first.handle(event.clone()).await;
         admin.set_faults(&Faults::default()).await.unwrap();
         handled.unwrap();
     }
@@ -281,7 +292,7 @@ async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
     // After the crash: the same table and upload, no job at the service, and (in this starter's
     // own state machine) no execution. The event is delivered again.
     let after_crash = Rig::with(first.sdk.clone(), first.table.clone(), first.bucket.clone()).await;
-    after_crash.starter.handle(event).await.unwrap();
+    after_crash.handle(event).await.unwrap();
     let records = after_crash.records(key).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].job_id, pending.job_id);
@@ -312,7 +323,7 @@ async fn a_malformed_record_in_a_batch_fails_alone() {
         message("m2", r#"{"Records": [{"s3": {"bucket": "#.to_owned()),
         message("m3", json!({"Records": [good[1]]}).to_string()),
     ]});
-    let response = rig.starter.handle(event).await.unwrap();
+    let response = rig.handle(event).await.unwrap();
     assert_eq!(
         response,
         json!({"batchItemFailures": [{"itemIdentifier": "m2"}]})
@@ -352,8 +363,7 @@ async fn two_hundred_uploads_under_throttling_and_5xx_each_start_exactly_once() 
         .collect();
     let before = rig.requests.snapshot();
     for group in batches.chunks(4) {
-        let outcomes =
-            futures_join_all(group.iter().map(|event| rig.starter.handle(event.clone()))).await;
+        let outcomes = futures_join_all(group.iter().map(|event| rig.handle(event.clone()))).await;
         for outcome in outcomes {
             outcome.unwrap();
         }
@@ -455,7 +465,7 @@ async fn a_burst_of_fifty_lone_dicom_files_is_started_within_the_rate_limit_with
         .chunks(10)
         .map(|chunk| json!({"Records": chunk}))
         .collect();
-    let outcomes = futures_join_all(batches.iter().map(|e| rig.starter.handle(e.clone()))).await;
+    let outcomes = futures_join_all(batches.iter().map(|e| rig.handle(e.clone()))).await;
     for outcome in outcomes {
         outcome.unwrap();
     }

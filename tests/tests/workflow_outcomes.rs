@@ -104,7 +104,7 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
             .is_some_and(|m| m.contains("Throttling")),
         "why it is pending is recorded: {pending:?}"
     );
-    assert_eq!(pending.service, Some(Service::HealthImaging));
+    assert_eq!(pending.service(), Some(Service::HealthImaging));
     admin.set_faults(&Faults::default()).await.unwrap();
 
     // The workflow's Start retry (StartThrottled: 15 s, doubling, full jitter) starts it.

@@ -2,8 +2,7 @@
 //! the same launch path as an upload's import ([`healthimport::launch::launch`]).
 
 use healthimport::domain::export::{
-    last_completed_until, parse_export_event, ExportEventError, ExportMode, ExportRequest,
-    ExportTrigger,
+    last_completed_until, ExportEventError, ExportMode, ExportRequest, ExportTrigger,
 };
 use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp};
 use healthimport::launch::{launch, LaunchError, Launched, StartError};
@@ -12,7 +11,8 @@ use healthimport::ports::store::JobStore;
 use healthimport::ports::workflow::TrackingWorkflow;
 use healthimport::telemetry::with_sources;
 use serde::Serialize;
-use serde_json::Value;
+
+use crate::event::ExporterEvent;
 
 /// What became of the request: the answer of an on-demand invocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,7 +58,7 @@ impl ExporterError {
             ExporterError::InvalidEvent(_) => "InvalidExportEvent",
             ExporterError::Launch { source, .. } => match source {
                 LaunchError::Store(_) | LaunchError::Start(StartError::Store(_)) => "JobStoreError",
-                LaunchError::Start(StartError::Incomplete(..)) => "JobIncomplete",
+                LaunchError::Start(StartError::RecordGone(_)) => "JobNotFound",
                 LaunchError::Tracking(_) => "TrackingStartFailed",
             },
         }
@@ -90,8 +90,8 @@ where
     W: TrackingWorkflow,
 {
     /// Handles one invocation: a schedule tick or an on-demand request.
-    pub async fn handle(&self, event: Value) -> Result<ExportResponse, ExporterError> {
-        let event = parse_export_event(&event).inspect_err(|error| {
+    pub async fn handle(&self, event: ExporterEvent) -> Result<ExportResponse, ExporterError> {
+        let event = event.into_export_event().inspect_err(|error| {
             tracing::error!(error = %error, "export event refused");
         })?;
         let trigger = event.trigger;
@@ -100,7 +100,7 @@ where
             let request = self
                 .request(trigger.clone(), event.mode.unwrap_or(self.mode))
                 .await?;
-            let job = Job::new_export(
+            let job = Job::export(
                 request,
                 &self.datastore_id,
                 &self.output_s3_uri,
@@ -159,11 +159,20 @@ mod tests {
     use healthimport::domain::job::{JobKind, Service, Transition};
     use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedJobService};
     use healthimport::ports::service_jobs::{Retry, StartWork};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const DATASTORE: &str = "ffffffffffffffffffffffffffffffff";
 
-    fn exporter() -> Exporter<MemoryJobStore, ScriptedJobService, RecordingTracking> {
+    type TestExporter = Exporter<MemoryJobStore, ScriptedJobService, RecordingTracking>;
+
+    impl TestExporter {
+        /// The invocation as Lambda makes it: JSON into the typed event.
+        async fn handle_json(&self, event: Value) -> Result<ExportResponse, ExporterError> {
+            self.handle(serde_json::from_value(event).unwrap()).await
+        }
+    }
+
+    fn exporter() -> TestExporter {
         Exporter {
             store: MemoryJobStore::default(),
             services: ScriptedJobService::default(),
@@ -178,7 +187,7 @@ mod tests {
     async fn an_on_demand_request_records_starts_and_tracks_one_export() {
         let exporter = exporter();
         let response = exporter
-            .handle(json!({"requestId": "backup-1"}))
+            .handle_json(json!({"requestId": "backup-1"}))
             .await
             .unwrap();
         assert_eq!(response.outcome, ExportOutcome::Started);
@@ -187,11 +196,14 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         let job = &jobs[0];
         assert_eq!(job.job_id, response.job_id);
-        assert_eq!(job.kind, JobKind::Export);
-        assert_eq!(job.service, Some(Service::HealthLake));
+        assert_eq!(job.kind(), JobKind::Export);
+        assert_eq!(job.service(), Some(Service::HealthLake));
         assert_eq!(job.status, JobStatus::Submitted);
-        assert_eq!(job.source, None);
-        assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/exports/"));
+        assert_eq!(job.source(), None);
+        assert_eq!(
+            job.target().map(|t| t.output_s3_uri.as_str()),
+            Some("s3://out/exports/")
+        );
         let starts = exporter.services.start_calls.lock().unwrap().clone();
         assert_eq!(starts.len(), 1);
         assert_eq!(starts[0].work, StartWork::Export { since: None });
@@ -206,8 +218,8 @@ mod tests {
             json!({"requestId": "backup-1"}),
             json!({"scheduledTime": "2026-11-28T02:00:00Z"}),
         ] {
-            let first = exporter.handle(event.clone()).await.unwrap();
-            let again = exporter.handle(event).await.unwrap();
+            let first = exporter.handle_json(event.clone()).await.unwrap();
+            let again = exporter.handle_json(event).await.unwrap();
             assert_eq!(again.job_id, first.job_id);
             assert_eq!(again.outcome, ExportOutcome::AlreadyRecorded);
             assert_eq!(again.status, Some(JobStatus::Submitted));
@@ -224,7 +236,7 @@ mod tests {
             .services
             .fail_next("ThrottlingException", Retry::Later);
         let response = exporter
-            .handle(json!({"requestId": "backup-2"}))
+            .handle_json(json!({"requestId": "backup-2"}))
             .await
             .unwrap();
         assert_eq!(response.outcome, ExportOutcome::StartPending);
@@ -234,7 +246,7 @@ mod tests {
 
         // The request sent again (or the workflow's retry) starts the same job once.
         let again = exporter
-            .handle(json!({"requestId": "backup-2"}))
+            .handle_json(json!({"requestId": "backup-2"}))
             .await
             .unwrap();
         assert_eq!(again.outcome, ExportOutcome::Started);
@@ -248,7 +260,7 @@ mod tests {
             .services
             .fail_next("AccessDeniedException", Retry::Never);
         let response = exporter
-            .handle(json!({"requestId": "backup-3"}))
+            .handle_json(json!({"requestId": "backup-3"}))
             .await
             .unwrap();
         assert_eq!(response.outcome, ExportOutcome::StartFailed);
@@ -264,7 +276,7 @@ mod tests {
     async fn a_malformed_event_is_an_error_that_names_the_problem_and_records_nothing() {
         let exporter = exporter();
         let error = exporter
-            .handle(json!({"requestId": "no spaces please"}))
+            .handle_json(json!({"requestId": "no spaces please"}))
             .await
             .unwrap_err();
         assert_eq!(error.error_type(), "InvalidExportEvent");
@@ -299,24 +311,24 @@ mod tests {
     async fn the_sample_events_do_what_their_names_say() {
         let exporter = exporter();
         let on_demand = exporter
-            .handle(sample_event("exporter-on-demand.json"))
+            .handle_json(sample_event("exporter-on-demand.json"))
             .await
             .unwrap();
         assert_eq!(on_demand.outcome, ExportOutcome::Started);
         // The Scheduler tick and the scheduled rule's event name the same instant: one export.
         let tick = exporter
-            .handle(sample_event("exporter-scheduler-tick.json"))
+            .handle_json(sample_event("exporter-scheduler-tick.json"))
             .await
             .unwrap();
         let rule = exporter
-            .handle(sample_event("exporter-scheduled-rule.json"))
+            .handle_json(sample_event("exporter-scheduled-rule.json"))
             .await
             .unwrap();
         assert_eq!(tick.outcome, ExportOutcome::Started);
         assert_eq!(rule.job_id, tick.job_id);
         assert_eq!(rule.outcome, ExportOutcome::AlreadyRecorded);
         let incremental = exporter
-            .handle(sample_event("exporter-incremental.json"))
+            .handle_json(sample_event("exporter-incremental.json"))
             .await
             .unwrap();
         let job = exporter
@@ -326,11 +338,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(
-            job.export.is_some_and(|e| e.since.is_none()),
+            job.export_request().is_some_and(|e| e.since.is_none()),
             "nothing completed yet: full"
         );
         let invalid = exporter
-            .handle(sample_event("exporter-invalid-request.json"))
+            .handle_json(sample_event("exporter-invalid-request.json"))
             .await
             .unwrap_err();
         assert_eq!(invalid.error_type(), "InvalidExportEvent");
@@ -342,15 +354,15 @@ mod tests {
         let exporter = exporter();
         let incremental = |id: &str| json!({"requestId": id, "mode": "incremental"});
         // No export has completed yet: the first incremental export is a full one.
-        let first = exporter.handle(incremental("i-1")).await.unwrap();
+        let first = exporter.handle_json(incremental("i-1")).await.unwrap();
         let first_job = exporter.store.get(&first.job_id).await.unwrap().unwrap();
-        assert_eq!(first_job.export.as_ref().unwrap().since, None);
-        let until = first_job.export.as_ref().unwrap().until;
+        assert_eq!(first_job.export_request().unwrap().since, None);
+        let until = first_job.export_request().unwrap().until;
 
         // Still running: the next one cannot start after it.
-        let second = exporter.handle(incremental("i-2")).await.unwrap();
+        let second = exporter.handle_json(incremental("i-2")).await.unwrap();
         let second_job = exporter.store.get(&second.job_id).await.unwrap().unwrap();
-        assert_eq!(second_job.export.as_ref().unwrap().since, None);
+        assert_eq!(second_job.export_request().unwrap().since, None);
 
         exporter
             .store
@@ -360,18 +372,18 @@ mod tests {
             )
             .await
             .unwrap();
-        let third = exporter.handle(incremental("i-3")).await.unwrap();
+        let third = exporter.handle_json(incremental("i-3")).await.unwrap();
         let third_job = exporter.store.get(&third.job_id).await.unwrap().unwrap();
-        assert_eq!(third_job.export.as_ref().unwrap().since, Some(until));
+        assert_eq!(third_job.export_request().unwrap().since, Some(until));
         let starts = exporter.services.start_calls.lock().unwrap().clone();
         assert_eq!(starts[2].work, StartWork::Export { since: Some(until) });
 
         // A full export ignores the window, whatever the history.
         let full = exporter
-            .handle(json!({"requestId": "f-1", "mode": "full"}))
+            .handle_json(json!({"requestId": "f-1", "mode": "full"}))
             .await
             .unwrap();
         let full_job = exporter.store.get(&full.job_id).await.unwrap().unwrap();
-        assert_eq!(full_job.export.as_ref().unwrap().since, None);
+        assert_eq!(full_job.export_request().unwrap().since, None);
     }
 }

@@ -2,10 +2,10 @@
 //! in `wiring.rs`.
 
 use aws_config::BehaviorVersion;
+use exporter::event::ExporterEvent;
 use healthimport::config::ProcessEnv;
 use healthimport::telemetry;
 use lambda_runtime::{run, service_fn, LambdaEvent};
-use serde_json::Value;
 
 use exporter::config::ExporterConfig;
 
@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let exporter = exporter::wiring::exporter(&aws, config);
     let exporter = &exporter;
-    run(service_fn(move |event: LambdaEvent<Value>| async move {
+    run(service_fn(move |event: LambdaEvent<ExporterEvent>| async move {
         exporter.handle(event.payload).await
     }))
     .await

@@ -14,8 +14,9 @@ pub enum PollerError {
     InvalidInput(#[source] serde_json::Error),
     #[error("job {0} has no record")]
     JobNotFound(JobId),
-    #[error("job {job_id} cannot be followed: its record has no {what}")]
-    JobIncomplete { job_id: JobId, what: &'static str },
+    /// A poll for a job that its service never accepted: nothing to ask the service about.
+    #[error("job {job_id} was never started at its service: there is nothing to poll")]
+    NotStarted { job_id: JobId },
     #[error("the start of job {job_id} was refused for now")]
     StartThrottled {
         job_id: JobId,
@@ -52,7 +53,7 @@ pub enum PollerError {
 pub const ERROR_TYPES: &[&str] = &[
     "InvalidInput",
     "JobNotFound",
-    "JobIncomplete",
+    "JobNotStarted",
     "StartThrottled",
     "UnexpectedServiceResponse",
     "ServiceUnavailable",
@@ -72,7 +73,7 @@ impl PollerError {
         match self {
             PollerError::InvalidInput(_) => "InvalidInput",
             PollerError::JobNotFound(_) => "JobNotFound",
-            PollerError::JobIncomplete { .. } => "JobIncomplete",
+            PollerError::NotStarted { .. } => "JobNotStarted",
             PollerError::StartThrottled { .. } => "StartThrottled",
             PollerError::Service { source, .. } if source.code == "MalformedResponse" => {
                 "UnexpectedServiceResponse"

@@ -92,10 +92,7 @@ where
             .await
             .map_err(|e| match e {
                 StartError::Store(e) => PollerError::Store(e),
-                StartError::Incomplete(_, what) => PollerError::JobIncomplete {
-                    job_id: job_id.clone(),
-                    what,
-                },
+                StartError::RecordGone(job_id) => PollerError::JobNotFound(job_id),
             })?;
         let status = match outcome {
             StartOutcome::Started(job) => job.status,
@@ -121,7 +118,11 @@ where
         }
         let report = self
             .services
-            .describe(&started_at(&job)?)
+            .describe(
+                &ServiceJob::of(&job).ok_or_else(|| PollerError::NotStarted {
+                    job_id: job_id.clone(),
+                })?,
+            )
             .await
             .map_err(|source| PollerError::Service {
                 job_id: job_id.clone(),
@@ -367,32 +368,14 @@ fn to_json(value: impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// Where a started job's service can be asked about it.
-fn started_at(job: &Job) -> Result<ServiceJob<'_>, PollerError> {
-    let missing = |what| PollerError::JobIncomplete {
-        job_id: job.job_id.clone(),
-        what,
-    };
-    Ok(ServiceJob {
-        kind: job.kind,
-        service: job.service.ok_or_else(|| missing("service"))?,
-        datastore_id: job
-            .datastore_id
-            .as_deref()
-            .ok_or_else(|| missing("datastoreId"))?,
-        service_job_id: job
-            .service_job_id
-            .as_deref()
-            .ok_or_else(|| missing("serviceJobId"))?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::PollerError;
     use healthimport::domain::export::{ExportMode, ExportRequest, ExportTrigger};
-    use healthimport::domain::job::{FailedFile, JobCounts, JobKind, Service, SourceObject};
+    use healthimport::domain::job::{
+        FailedFile, JobCounts, JobKind, Service, SourceObject, Target,
+    };
     use healthimport::fakes::{
         MemoryJobStore, MemoryOutputs, RecordingAnnouncer, ReportedJobService,
     };
@@ -426,7 +409,7 @@ mod tests {
             Service::HealthImaging => ("dicom/study-7/_READY", "s3://out/dicom/"),
             Service::HealthLake => ("fhir/patients.ndjson", "s3://out/fhir/"),
         };
-        let mut job = Job::new(
+        let mut job = Job::import(
             SourceObject {
                 bucket: "ingest".into(),
                 key: key.into(),
@@ -434,13 +417,14 @@ mod tests {
                 e_tag: Some(format!("{status}")),
                 version_id: None,
             },
-            JobStatus::Pending,
+            Target {
+                service,
+                datastore_id: DATASTORE.into(),
+                output_s3_uri: out.into(),
+            },
+            format!("s3://ingest/{key}"),
             Timestamp::now(),
         );
-        job.service = Some(service);
-        job.datastore_id = Some(DATASTORE.into());
-        job.input_s3_uri = Some(format!("s3://ingest/{key}"));
-        job.output_s3_uri = Some(out.into());
         if status != JobStatus::Pending {
             job.apply(
                 &Transition::to(JobStatus::Submitted, Timestamp::now())
@@ -790,7 +774,7 @@ mod tests {
             None,
             Timestamp::now(),
         );
-        let mut job = Job::new_export(request, DATASTORE, "s3://out/exports/", Timestamp::now());
+        let mut job = Job::export(request, DATASTORE, "s3://out/exports/", Timestamp::now());
         if status != JobStatus::Pending {
             job.apply(
                 &Transition::to(JobStatus::Submitted, Timestamp::now())
@@ -1070,7 +1054,7 @@ mod tests {
         assert_eq!(err.error_type(), "JobNotFound");
         let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
         let err = p.poll(&id, 0).await.unwrap_err();
-        assert_eq!(err.error_type(), "JobIncomplete");
+        assert_eq!(err.error_type(), "JobNotStarted");
         let store = PollerError::Store(StoreError::Unavailable {
             operation: "GetItem",
             table: "jobs".into(),

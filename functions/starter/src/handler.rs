@@ -14,9 +14,9 @@
 use std::borrow::Cow;
 
 use aws_lambda_events::s3::S3EventRecord;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use healthimport::config::ServiceTargets;
-use healthimport::domain::job::{Job, JobId, JobStatus, Service, SourceObject, Timestamp};
+use healthimport::domain::job::{Job, JobId, JobStatus, Service, SourceObject, Target, Timestamp};
 use healthimport::domain::routing::{
     self, check_batch, decode_event_key, BatchFile, ImportScope, KeyDecodeError, Route,
     RoutingConfig, SkipReason, IMAGING_MAX_JOB_FILES,
@@ -26,7 +26,10 @@ use healthimport::ports::objects::{ListError, ObjectLister};
 use healthimport::ports::service_jobs::JobService;
 use healthimport::ports::store::{JobStore, StoreError};
 use healthimport::ports::workflow::TrackingWorkflow;
-use serde_json::{json, Value};
+
+use crate::event::{
+    malformed_reason, Delivered, EventRecord, SqsBody, StarterEvent, StarterResponse,
+};
 
 /// What became of one S3 event record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +82,12 @@ pub enum RecordError {
 pub enum StarterError {
     #[error("{failed} of {total} S3 event records failed; the others were processed (see the log for each)")]
     RecordsFailed { failed: usize, total: usize },
-    #[error("the event is neither an S3 event notification nor an SQS batch: {0}")]
-    UnknownEvent(String),
 }
 
 impl From<StarterError> for lambda_runtime::Diagnostic {
     fn from(error: StarterError) -> Self {
         let error_type = match error {
             StarterError::RecordsFailed { .. } => "RecordsFailed",
-            StarterError::UnknownEvent(_) => "UnknownEvent",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -113,47 +113,39 @@ where
     L: ObjectLister,
 {
     /// Handles one invocation: an S3 event, or an SQS batch of S3 events.
-    pub async fn handle(&self, event: Value) -> Result<Value, StarterError> {
-        let Some(Value::Array(records)) = event.get("Records") else {
-            return Err(StarterError::UnknownEvent("no Records array".into()));
-        };
-        let from_sqs = records
-            .first()
-            .and_then(|r| r.get("eventSource"))
-            .and_then(Value::as_str)
-            == Some("aws:sqs");
-        if from_sqs {
-            return Ok(self.handle_sqs(records).await);
+    pub async fn handle(&self, event: StarterEvent) -> Result<StarterResponse, StarterError> {
+        if event.is_sqs_batch() {
+            return Ok(StarterResponse::Batch(self.handle_sqs(event.records).await));
         }
-        let total = records.len();
+        let total = event.records.len();
         let mut failed = 0;
-        for record in records {
-            if self.handle_s3_record(record.clone()).await.is_err() {
+        for record in event.records {
+            if self.handle_record(record).await.is_err() {
                 failed += 1;
             }
         }
         if failed > 0 {
             return Err(StarterError::RecordsFailed { failed, total });
         }
-        Ok(json!({ "processed": total }))
+        Ok(StarterResponse::Processed { processed: total })
     }
 
-    async fn handle_sqs(&self, messages: &[Value]) -> Value {
+    async fn handle_sqs(&self, records: Vec<EventRecord>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
-        for message in messages {
-            let parsed: Result<SqsMessage, _> = serde_json::from_value(message.clone());
-            let id = match &parsed {
-                Ok(m) => m.message_id.clone(),
-                Err(_) => message
-                    .get("messageId")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            };
-            let ok = match parsed {
-                Ok(m) => self.handle_sqs_body(m.body.as_deref().unwrap_or("")).await,
-                Err(e) => {
-                    tracing::error!(message_id = ?id, error = %e, "malformed SQS message");
-                    false
+        for record in records {
+            let (id, ok) = match record {
+                EventRecord::Delivered(Delivered::Sqs(message)) => {
+                    let ok = self
+                        .handle_sqs_body(message.body.as_deref().unwrap_or(""))
+                        .await;
+                    (message.message_id, ok)
+                }
+                other => {
+                    tracing::error!(
+                        decision = "failed",
+                        reason = "not an SQS message in an SQS batch"
+                    );
+                    (message_id_of(&other), false)
                 }
             };
             if !ok {
@@ -164,40 +156,51 @@ where
                 response.batch_item_failures.push(failure);
             }
         }
-        serde_json::to_value(response).unwrap_or_else(|_| json!({ "batchItemFailures": [] }))
+        response
     }
 
     /// Whether every S3 record in the message body was handled.
     async fn handle_sqs_body(&self, body: &str) -> bool {
-        let body: Value = match serde_json::from_str(body) {
-            Ok(v) => v,
+        let records = match serde_json::from_str::<SqsBody>(body) {
+            Ok(SqsBody::Notification(notification)) => notification.records,
+            Ok(SqsBody::TestEvent { event }) => {
+                tracing::info!(decision = "ignored", reason = %event);
+                return true;
+            }
             Err(e) => {
-                tracing::error!(error = %e, "SQS message body is not JSON");
+                tracing::error!(error = %e, "SQS message body is not an S3 notification");
                 return false;
             }
         };
-        // S3 sends one test event when a notification is configured.
-        if body.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-            tracing::info!(decision = "ignored", reason = "s3:TestEvent");
-            return true;
-        }
-        let Some(Value::Array(records)) = body.get("Records") else {
-            tracing::error!("SQS message body holds no S3 Records");
-            return false;
-        };
         let mut all_ok = true;
         for record in records {
-            all_ok &= self.handle_s3_record(record.clone()).await.is_ok();
+            all_ok &= self.handle_record(record).await.is_ok();
         }
         all_ok
     }
 
+    async fn handle_record(&self, record: EventRecord) -> Result<RecordOutcome, RecordError> {
+        match record {
+            EventRecord::Delivered(Delivered::S3(record)) => self.handle_s3_record(*record).await,
+            EventRecord::Delivered(Delivered::Sqs(_)) => {
+                let error = RecordError::Malformed("an SQS message among S3 records".into());
+                tracing::error!(error = %error, "record failed");
+                Err(error)
+            }
+            EventRecord::Malformed(value) => {
+                let error = RecordError::Malformed(malformed_reason(&value));
+                tracing::error!(error = %error, "record failed");
+                Err(error)
+            }
+        }
+    }
+
     /// Handles one S3 event record, logging its outcome or error.
-    pub async fn handle_s3_record(&self, record: Value) -> Result<RecordOutcome, RecordError> {
-        let result = match parse_s3_record(record) {
-            Ok(record) => self.process(record).await,
-            Err(e) => Err(e),
-        };
+    pub async fn handle_s3_record(
+        &self,
+        record: S3EventRecord,
+    ) -> Result<RecordOutcome, RecordError> {
+        let result = self.process(record).await;
         match &result {
             Ok(outcome) => tracing::info!(?outcome, "record handled"),
             Err(error) => {
@@ -250,7 +253,7 @@ where
                     .await;
             }
         }
-        let Some((datastore_id, output_s3_uri)) = self.target(request.service) else {
+        let Some(target) = self.target(request.service) else {
             return self
                 .record_skip(
                     source,
@@ -260,11 +263,7 @@ where
                 .await;
         };
 
-        let mut job = Job::new(source, JobStatus::Pending, Timestamp::now());
-        job.service = Some(request.service);
-        job.datastore_id = Some(datastore_id);
-        job.input_s3_uri = Some(request.input_s3_uri);
-        job.output_s3_uri = Some(output_s3_uri);
+        let job = Job::import(source, target, request.input_s3_uri, Timestamp::now());
         let job_id = job.job_id.clone();
         Ok(
             match launch(&self.store, &self.services, &self.tracking, job).await? {
@@ -278,19 +277,8 @@ where
         )
     }
 
-    fn target(&self, service: Service) -> Option<(String, String)> {
-        match service {
-            Service::HealthLake => self
-                .targets
-                .fhir
-                .as_ref()
-                .map(|t| (t.datastore_id.clone(), t.output_s3_uri.clone())),
-            Service::HealthImaging => self
-                .targets
-                .imaging
-                .as_ref()
-                .map(|t| (t.datastore_id.clone(), t.output_s3_uri.clone())),
-        }
+    fn target(&self, service: Service) -> Option<Target> {
+        self.targets.target(service)
     }
 
     async fn record_skip(
@@ -299,9 +287,7 @@ where
         service: Option<Service>,
         reason: SkipReason,
     ) -> Result<RecordOutcome, RecordError> {
-        let mut job = Job::new(source, JobStatus::Skipped, Timestamp::now());
-        job.service = service;
-        job.skip_reason = Some(reason.to_string());
+        let job = Job::skipped(source, service, reason.to_string(), Timestamp::now());
         self.store.create(&job).await?;
         Ok(RecordOutcome::Skipped {
             job_id: job.job_id,
@@ -310,15 +296,16 @@ where
     }
 }
 
-/// Parses one S3 event record, tolerating what some senders leave out: moto's notifications have
-/// no `userIdentity` and `requestParameters`, which `aws_lambda_events` requires.
-fn parse_s3_record(mut record: Value) -> Result<S3EventRecord, RecordError> {
-    if let Some(fields) = record.as_object_mut() {
-        for field in ["userIdentity", "requestParameters"] {
-            fields.entry(field).or_insert_with(|| json!({}));
-        }
+/// The `messageId` of an entry that did not read as an SQS message, so that it can still be
+/// reported alone.
+fn message_id_of(record: &EventRecord) -> Option<String> {
+    match record {
+        EventRecord::Malformed(value) => value
+            .get("messageId")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        EventRecord::Delivered(_) => None,
     }
-    serde_json::from_value(record).map_err(|e| RecordError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -330,6 +317,7 @@ mod tests {
     };
     use healthimport::ports::objects::ListedObject;
     use healthimport::ports::service_jobs::Retry;
+    use serde_json::{json, Value};
 
     type TestStarter = Starter<MemoryJobStore, ScriptedJobService, RecordingTracking, StaticLister>;
 
@@ -361,16 +349,32 @@ mod tests {
         starter_with(Vec::new())
     }
 
-    fn record(event_name: &str, key: &str, size: i64, etag: &str) -> Value {
+    /// One S3 event record as S3 sends it.
+    fn record_json(event_name: &str, key: &str, size: i64, etag: &str) -> Value {
         json!({
             "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
             "eventTime": "2026-11-23T10:00:00.000Z", "eventName": event_name,
+            "userIdentity": { "principalId": "AWS:AIDAEXAMPLE" },
+            "requestParameters": { "sourceIPAddress": "203.0.113.7" },
             "s3": {
                 "s3SchemaVersion": "1.0", "configurationId": "ingest",
                 "bucket": { "name": "ingest-bucket", "arn": "arn:aws:s3:::ingest-bucket" },
                 "object": { "key": key, "size": size, "eTag": etag, "sequencer": "00AB" }
             }
         })
+    }
+
+    fn record(event_name: &str, key: &str, size: i64, etag: &str) -> S3EventRecord {
+        serde_json::from_value(record_json(event_name, key, size, etag)).unwrap()
+    }
+
+    impl TestStarter {
+        /// The invocation as Lambda makes it: the event and the answer as JSON.
+        async fn handle_json(&self, event: Value) -> Result<Value, StarterError> {
+            let event: StarterEvent = serde_json::from_value(event).unwrap();
+            let response = self.handle(event).await?;
+            Ok(serde_json::to_value(response).unwrap())
+        }
     }
 
     fn s3_event(records: Vec<Value>) -> Value {
@@ -381,16 +385,19 @@ mod tests {
     async fn every_record_of_an_event_is_processed() {
         let s = starter();
         let event = s3_event(vec![
-            record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1"),
-            record("ObjectCreated:Put", "fhir/b.ndjson", 10, "e2"),
-            record(
+            record_json("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1"),
+            record_json("ObjectCreated:Put", "fhir/b.ndjson", 10, "e2"),
+            record_json(
                 "ObjectCreated:CompleteMultipartUpload",
                 "dicom/c.dcm",
                 10,
                 "e3",
             ),
         ]);
-        assert_eq!(s.handle(event).await.unwrap(), json!({ "processed": 3 }));
+        assert_eq!(
+            s.handle_json(event).await.unwrap(),
+            json!({ "processed": 3 })
+        );
         let jobs = s.store.all();
         assert_eq!(jobs.len(), 3);
         assert!(
@@ -404,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn the_record_holds_what_was_started_where() {
         let s = starter();
-        s.handle(s3_event(vec![record(
+        s.handle_json(s3_event(vec![record_json(
             "ObjectCreated:Put",
             "fhir/my+file%2B1.ndjson",
             10,
@@ -414,13 +421,16 @@ mod tests {
         .unwrap();
         let job = &s.store.all()[0];
         assert_eq!(job.subject(), "fhir/my file+1.ndjson");
-        assert_eq!(job.service, Some(Service::HealthLake));
-        assert_eq!(job.datastore_id.as_deref(), Some("f".repeat(32).as_str()));
+        assert_eq!(job.service(), Some(Service::HealthLake));
+        assert_eq!(job.datastore_id(), Some("f".repeat(32).as_str()));
         assert_eq!(
-            job.input_s3_uri.as_deref(),
+            job.input_s3_uri(),
             Some("s3://ingest-bucket/fhir/my file+1.ndjson")
         );
-        assert_eq!(job.output_s3_uri.as_deref(), Some("s3://out/fhir/"));
+        assert_eq!(
+            job.target().map(|t| t.output_s3_uri.as_str()),
+            Some("s3://out/fhir/")
+        );
         assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
         let call = &s.services.start_calls.lock().unwrap()[0];
         assert_eq!(call.job_id, job.job_id, "the client token is the job id");
@@ -445,9 +455,14 @@ mod tests {
     #[tokio::test]
     async fn the_same_event_three_times_is_one_job() {
         let s = starter();
-        let event = s3_event(vec![record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1")]);
+        let event = s3_event(vec![record_json(
+            "ObjectCreated:Put",
+            "fhir/a.ndjson",
+            10,
+            "e1",
+        )]);
         for _ in 0..3 {
-            s.handle(event.clone()).await.unwrap();
+            s.handle_json(event.clone()).await.unwrap();
         }
         assert_eq!(s.store.all().len(), 1);
         assert_eq!(s.services.jobs_started(), 1);
@@ -510,7 +525,7 @@ mod tests {
     async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
         let s = starter();
         // The first delivery recorded the job and died before the service call.
-        let mut job = Job::new(
+        let job = Job::import(
             SourceObject {
                 bucket: "ingest-bucket".into(),
                 key: "fhir/a.ndjson".into(),
@@ -518,13 +533,14 @@ mod tests {
                 e_tag: Some("e".into()),
                 version_id: None,
             },
-            JobStatus::Pending,
+            Target {
+                service: Service::HealthLake,
+                datastore_id: "f".repeat(32),
+                output_s3_uri: "s3://out/fhir/".into(),
+            },
+            "s3://ingest-bucket/fhir/a.ndjson".into(),
             Timestamp::now(),
         );
-        job.service = Some(Service::HealthLake);
-        job.datastore_id = Some("f".repeat(32));
-        job.input_s3_uri = Some("s3://ingest-bucket/fhir/a.ndjson".into());
-        job.output_s3_uri = Some("s3://out/fhir/".into());
         s.store.create(&job).await.unwrap();
 
         let outcome = s
@@ -563,7 +579,7 @@ mod tests {
         assert_eq!(jobs.len(), 4);
         assert!(jobs
             .iter()
-            .all(|j| j.status == JobStatus::Skipped && j.skip_reason.is_some()));
+            .all(|j| j.status == JobStatus::Skipped && j.skip_reason().is_some()));
         assert_eq!(s.services.start_call_count(), 0);
         assert!(s.tracking.tracked().is_empty());
     }
@@ -599,7 +615,7 @@ mod tests {
         let jobs = s.store.all();
         assert_eq!(jobs.len(), 1);
         assert_eq!(
-            jobs[0].input_s3_uri.as_deref(),
+            jobs[0].input_s3_uri(),
             Some("s3://ingest-bucket/dicom/study/")
         );
     }
@@ -627,15 +643,15 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_record_fails_alone() {
         let s = starter();
-        let mut broken = record("ObjectCreated:Put", "fhir/b.ndjson", 10, "e");
+        let mut broken = record_json("ObjectCreated:Put", "fhir/b.ndjson", 10, "e");
         broken["s3"]["object"]["key"] = json!("fhir/bad%zz.ndjson");
         let event = s3_event(vec![
-            record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"),
+            record_json("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"),
             broken,
             json!({"not": "a record"}),
-            record("ObjectCreated:Put", "fhir/c.ndjson", 10, "e"),
+            record_json("ObjectCreated:Put", "fhir/c.ndjson", 10, "e"),
         ]);
-        let err = s.handle(event).await.unwrap_err();
+        let err = s.handle_json(event).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -659,8 +675,13 @@ mod tests {
                     "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1",
                     "attributes": {}, "messageAttributes": {} })
         };
-        let good =
-            s3_event(vec![record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e")]).to_string();
+        let good = s3_event(vec![record_json(
+            "ObjectCreated:Put",
+            "fhir/a.ndjson",
+            10,
+            "e",
+        )])
+        .to_string();
         let test_event =
             json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "ingest-bucket"})
                 .to_string();
@@ -669,7 +690,7 @@ mod tests {
             message("m2", "{not json".into()),
             message("m3", test_event),
         ]});
-        let response = s.handle(event).await.unwrap();
+        let response = s.handle_json(event).await.unwrap();
         assert_eq!(
             response,
             json!({ "batchItemFailures": [{ "itemIdentifier": "m2" }] })
@@ -717,7 +738,7 @@ mod tests {
             "starter-key-with-spaces-and-plus.json",
             "starter-delete.json",
         ] {
-            s.handle(sample(name)).await.unwrap();
+            s.handle_json(sample(name)).await.unwrap();
         }
         let keys: Vec<_> = s
             .store
@@ -744,7 +765,10 @@ mod tests {
             ],
             "the delete made no record"
         );
-        let response = s.handle(sample("starter-sqs-batch.json")).await.unwrap();
+        let response = s
+            .handle_json(sample("starter-sqs-batch.json"))
+            .await
+            .unwrap();
         assert_eq!(response, json!({ "batchItemFailures": [] }));
         assert_eq!(s.store.all().len(), 6);
     }

@@ -5,7 +5,7 @@ use aws_config::BehaviorVersion;
 use healthimport::config::ProcessEnv;
 use healthimport::telemetry;
 use lambda_runtime::{run, service_fn, LambdaEvent};
-use serde_json::Value;
+use starter::event::StarterEvent;
 
 use starter::config::StarterConfig;
 
@@ -16,8 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let starter = starter::wiring::starter(&aws, config);
     let starter = &starter;
-    run(service_fn(move |event: LambdaEvent<Value>| async move {
-        starter.handle(event.payload).await
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<StarterEvent>| async move { starter.handle(event.payload).await },
+    ))
     .await
 }

@@ -25,6 +25,7 @@ use aws_sdk_dynamodb::Client;
 use healthimport::domain::job::{
     FailedFile, Job, JobId, JobKind, JobStatus, Timestamp, Transition, MAX_FAILED_FILES,
 };
+use healthimport::domain::s3_uri::s3_uri;
 use healthimport::ports::store::{
     CreateOutcome, JobOutcome, JobStore, OutcomeMarkers, OutcomeWrite, StoreError,
     TransitionOutcome,
@@ -99,11 +100,14 @@ impl DynamoJobStore {
             .collect();
         // Index keys, kept at the top level where DynamoDB can index them.
         // An export has no source object: it stays out of the sparse bySource index.
-        if let Some(source) = &job.source {
+        if let Some(source) = job.source() {
             item.insert("sourceUri".into(), AttributeValue::S(source.uri()));
         }
-        if let (JobKind::Export, Some(datastore_id)) = (job.kind, &job.datastore_id) {
-            item.insert("exportOf".into(), AttributeValue::S(datastore_id.clone()));
+        if let (JobKind::Export, Some(datastore_id)) = (job.kind(), job.datastore_id()) {
+            item.insert(
+                "exportOf".into(),
+                AttributeValue::S(datastore_id.to_owned()),
+            );
         }
         if job.status.is_terminal() {
             item.insert(
@@ -268,10 +272,7 @@ impl JobStore for DynamoJobStore {
         self.query(
             BY_SOURCE_INDEX,
             "#uri = :uri",
-            HashMap::from([(
-                ":uri".to_owned(),
-                AttributeValue::S(format!("s3://{bucket}/{key}")),
-            )]),
+            HashMap::from([(":uri".to_owned(), AttributeValue::S(s3_uri(bucket, key)))]),
             HashMap::from([("#uri".to_owned(), "sourceUri".to_owned())]),
         )
         .await
@@ -619,10 +620,15 @@ mod tests {
         ConditionalCheckFailedException, ProvisionedThroughputExceededException,
     };
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use healthimport::domain::job::{JobCounts, SourceObject};
+    use healthimport::domain::job::{JobCounts, Service, SourceObject, Target};
 
     fn job() -> Job {
-        Job::new(
+        let target = Target {
+            service: Service::HealthLake,
+            datastore_id: "ds".into(),
+            output_s3_uri: "s3://out/".into(),
+        };
+        Job::import(
             SourceObject {
                 bucket: "ingest".into(),
                 key: "fhir/a.ndjson".into(),
@@ -630,7 +636,8 @@ mod tests {
                 e_tag: Some("\"e\"".into()),
                 version_id: None,
             },
-            JobStatus::Pending,
+            target,
+            "s3://ingest/fhir/a.ndjson".into(),
             Timestamp::from_unix_seconds(1_790_000_000).unwrap(),
         )
     }

@@ -62,7 +62,9 @@ mod tests {
     use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
     use aws_sdk_eventbridge::types::PutEventsResultEntry;
     use aws_smithy_mocks::{mock, mock_client};
-    use healthimport::domain::job::{Job, JobStatus, SourceObject, Timestamp, Transition};
+    use healthimport::domain::job::{
+        Job, JobStatus, Service, SourceObject, Target, Timestamp, Transition,
+    };
 
     fn finished(status: JobStatus) -> JobFinished {
         let at = Timestamp::from_unix_seconds(1_790_000_000).unwrap();
@@ -73,7 +75,12 @@ mod tests {
             e_tag: Some("e".into()),
             version_id: None,
         };
-        let mut job = Job::new(source, JobStatus::Pending, at);
+        let target = Target {
+            service: Service::HealthLake,
+            datastore_id: "ds".into(),
+            output_s3_uri: "s3://out/".into(),
+        };
+        let mut job = Job::import(source, target, "s3://ingest/fhir/a.ndjson".into(), at);
         job.apply(&Transition::to(status, at)).unwrap();
         JobFinished::from_job(&job, None)
     }

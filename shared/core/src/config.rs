@@ -4,6 +4,8 @@
 
 use std::str::FromStr;
 
+use crate::domain::job::{Service, Target};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("required environment variable {0} is not set")]
@@ -171,6 +173,25 @@ pub struct ImagingTarget {
 }
 
 impl ServiceTargets {
+    /// Where `service`'s imports go; `None` when it is not configured.
+    pub fn target(&self, service: Service) -> Option<Target> {
+        let (datastore_id, output_s3_uri) = match service {
+            Service::HealthLake => self
+                .fhir
+                .as_ref()
+                .map(|t| (&t.datastore_id, &t.output_s3_uri)),
+            Service::HealthImaging => self
+                .imaging
+                .as_ref()
+                .map(|t| (&t.datastore_id, &t.output_s3_uri)),
+        }?;
+        Some(Target {
+            service,
+            datastore_id: datastore_id.clone(),
+            output_s3_uri: output_s3_uri.clone(),
+        })
+    }
+
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let fhir = match optional(env, "FHIR_DATASTORE_ID") {
             None => None,

@@ -6,7 +6,7 @@
 //! the service refuses for now (throttling, quota, 5xx) leaves the record `PENDING` with the
 //! reason; a start it refuses for good is recorded as `START_FAILED` with its message.
 
-use crate::domain::job::{Job, JobKind, JobStatus, Timestamp, Transition};
+use crate::domain::job::{ImportPlan, Job, JobId, JobStatus, Timestamp, Transition, Work};
 use crate::ports::service_jobs::{JobService, ServiceError, StartRequest, StartWork};
 use crate::ports::store::{CreateOutcome, JobStore, StoreError, TransitionOutcome};
 use crate::ports::workflow::{TrackingError, TrackingWorkflow};
@@ -28,36 +28,44 @@ pub enum StartOutcome {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("job {0} has no {1}: it cannot be started")]
-    Incomplete(String, &'static str),
+    /// The record disappeared between its read and the write of its start.
+    #[error("job {0} has no record")]
+    RecordGone(JobId),
 }
 
-/// The Start request of a recorded job.
-pub fn start_request(job: &Job) -> Result<StartRequest, StartError> {
-    let missing = |what| StartError::Incomplete(job.job_id.to_string(), what);
-    let work = match job.kind {
-        JobKind::Import => StartWork::Import {
-            input_s3_uri: job
-                .input_s3_uri
-                .clone()
-                .ok_or_else(|| missing("inputS3Uri"))?,
-        },
-        JobKind::Export => StartWork::Export {
-            since: job.export.as_ref().and_then(|e| e.since),
-        },
+/// The Start request of a recorded job; `None` for a skipped upload, which is never started.
+pub fn start_request(job: &Job) -> Option<StartRequest> {
+    let (target, work) = match &job.work {
+        Work::Import {
+            plan:
+                ImportPlan::Run {
+                    target,
+                    input_s3_uri,
+                },
+            ..
+        } => (
+            target,
+            StartWork::Import {
+                input_s3_uri: input_s3_uri.clone(),
+            },
+        ),
+        Work::Export { request, target } => (
+            target,
+            StartWork::Export {
+                since: request.since,
+            },
+        ),
+        Work::Import {
+            plan: ImportPlan::Skip { .. },
+            ..
+        } => return None,
     };
-    Ok(StartRequest {
+    Some(StartRequest {
         job_id: job.job_id.clone(),
-        service: job.service.ok_or_else(|| missing("service"))?,
-        datastore_id: job
-            .datastore_id
-            .clone()
-            .ok_or_else(|| missing("datastoreId"))?,
+        service: target.service,
+        datastore_id: target.datastore_id.clone(),
         work,
-        output_s3_uri: job
-            .output_s3_uri
-            .clone()
-            .ok_or_else(|| missing("outputS3Uri"))?,
+        output_s3_uri: target.output_s3_uri.clone(),
     })
 }
 
@@ -67,13 +75,12 @@ pub async fn start_job(
     job: &Job,
     now: impl Fn() -> Timestamp,
 ) -> Result<StartOutcome, StartError> {
-    if job.status != JobStatus::Pending {
+    let Some(request) = start_request(job).filter(|_| job.status == JobStatus::Pending) else {
         return Ok(StartOutcome::NotPending(job.status));
-    }
-    let request = start_request(job)?;
+    };
     let (change, outcome_of) = match imports.start(&request).await {
         Ok(started) => {
-            tracing::info!(job_id = %job.job_id, kind = %job.kind, service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "import job started");
+            tracing::info!(job_id = %job.job_id, kind = %job.kind(), service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "import job started");
             let change =
                 Transition::to(started.status, now()).with_service_job_id(started.service_job_id);
             (change, Ok(()))
@@ -100,9 +107,7 @@ pub async fn start_job(
         // Someone else moved the record meanwhile (the workflow's retry and a redelivered event
         // racing): their write stands, and the service has one job either way (same token).
         TransitionOutcome::Rejected { current } => Ok(StartOutcome::NotPending(current)),
-        TransitionOutcome::NotFound => {
-            Err(StartError::Incomplete(job.job_id.to_string(), "record"))
-        }
+        TransitionOutcome::NotFound => Err(StartError::RecordGone(job.job_id.clone())),
     }
 }
 

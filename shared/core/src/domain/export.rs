@@ -10,7 +10,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::domain::job::{Job, JobId, JobStatus, Timestamp};
@@ -79,7 +78,7 @@ pub fn last_completed_until(exports: &[Job]) -> Option<Timestamp> {
     exports
         .iter()
         .filter(|job| job.status == JobStatus::Completed)
-        .filter_map(|job| job.export.as_ref().map(|e| e.until))
+        .filter_map(|job| job.export_request().map(|e| e.until))
         .max()
 }
 
@@ -155,54 +154,41 @@ pub enum ExportEventError {
     InvalidMode(String),
 }
 
-/// Reads the trigger of an exporter invocation. Accepted shapes:
-/// - on demand: `{"requestId": "backup-2026-11-28"}` (the caller picks the id; sending the same
-///   id again is a retry of the same export, not a second one);
-/// - EventBridge Scheduler, with the input `{"scheduledTime": "<aws.scheduler.scheduled-time>"}`
-///   that `template.yaml` configures;
-/// - an EventBridge scheduled rule's event (`"detail-type": "Scheduled Event"`, with `time`).
-///
-/// Any of them may add `"mode": "full" | "incremental"` to override the configured mode.
-pub fn parse_export_event(event: &Value) -> Result<ExportEvent, ExportEventError> {
-    let mode = match event.get("mode") {
-        None => None,
-        Some(mode) => Some(
-            mode.as_str()
-                .unwrap_or_default()
-                .parse::<ExportMode>()
-                .map_err(ExportEventError::InvalidMode)?,
-        ),
-    };
-    Ok(ExportEvent {
-        trigger: parse_trigger(event)?,
-        mode,
-    })
-}
-
-fn parse_trigger(event: &Value) -> Result<ExportTrigger, ExportEventError> {
-    let fields = event.as_object().ok_or(ExportEventError::NotAnObject)?;
-    if let Some(id) = fields.get("requestId") {
-        let id = id.as_str().ok_or(ExportEventError::InvalidRequestId)?;
-        if !valid_request_id(id) {
+impl ExportTrigger {
+    /// An on-demand request's trigger. The caller picks the id; the same id again is a retry of
+    /// the same export, not a second one.
+    pub fn on_demand(request_id: &str) -> Result<ExportTrigger, ExportEventError> {
+        if !valid_request_id(request_id) {
             return Err(ExportEventError::InvalidRequestId);
         }
-        return Ok(ExportTrigger::OnDemand {
-            request_id: id.to_owned(),
-        });
+        Ok(ExportTrigger::OnDemand {
+            request_id: request_id.to_owned(),
+        })
     }
-    let scheduled = fields.get("scheduledTime").or_else(|| {
-        (fields.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event"))
-            .then(|| fields.get("time"))
-            .flatten()
-    });
-    let Some(scheduled) = scheduled else {
-        return Err(ExportEventError::NoTrigger);
-    };
-    let text = scheduled.as_str().unwrap_or_default();
-    let scheduled_at = text
-        .parse::<Timestamp>()
-        .map_err(|_| ExportEventError::InvalidScheduledTime(text.to_owned()))?;
-    Ok(ExportTrigger::Schedule { scheduled_at })
+
+    /// A schedule tick's trigger, from the RFC 3339 time it was scheduled for.
+    pub fn scheduled(scheduled_time: &str) -> Result<ExportTrigger, ExportEventError> {
+        let scheduled_at = scheduled_time
+            .parse::<Timestamp>()
+            .map_err(|_| ExportEventError::InvalidScheduledTime(scheduled_time.to_owned()))?;
+        Ok(ExportTrigger::Schedule { scheduled_at })
+    }
+}
+
+impl ExportEvent {
+    /// An invocation's trigger with the mode it names, if any (`"full"` or `"incremental"`).
+    pub fn new(
+        trigger: ExportTrigger,
+        mode: Option<&str>,
+    ) -> Result<ExportEvent, ExportEventError> {
+        let mode = mode
+            .map(|m| {
+                m.parse::<ExportMode>()
+                    .map_err(ExportEventError::InvalidMode)
+            })
+            .transpose()?;
+        Ok(ExportEvent { trigger, mode })
+    }
 }
 
 fn valid_request_id(id: &str) -> bool {
@@ -218,48 +204,6 @@ mod tests {
     use serde_json::json;
 
     const DATASTORE: &str = "0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn an_on_demand_request_is_identified_by_its_request_id() {
-        let trigger = parse_export_event(&json!({"requestId": "backup-2026-11-28"}))
-            .unwrap()
-            .trigger;
-        assert_eq!(
-            trigger,
-            ExportTrigger::OnDemand {
-                request_id: "backup-2026-11-28".into()
-            }
-        );
-        let again = parse_export_event(&json!({"requestId": "backup-2026-11-28"}))
-            .unwrap()
-            .trigger;
-        assert_eq!(trigger.job_id(DATASTORE), again.job_id(DATASTORE));
-        let other = parse_export_event(&json!({"requestId": "backup-2026-11-29"}))
-            .unwrap()
-            .trigger;
-        assert_ne!(trigger.job_id(DATASTORE), other.job_id(DATASTORE));
-    }
-
-    #[test]
-    fn a_scheduler_tick_and_a_scheduled_rule_event_name_their_scheduled_time() {
-        let scheduler = parse_export_event(&json!({"scheduledTime": "2026-11-28T02:00:00Z"}))
-            .unwrap()
-            .trigger;
-        let rule = parse_export_event(&json!({
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "time": "2026-11-28T02:00:00Z",
-            "detail": {}
-        }))
-        .unwrap()
-        .trigger;
-        assert_eq!(scheduler, rule);
-        assert_eq!(scheduler.to_string(), "schedule:2026-11-28T02:00:00.000Z");
-        let next = parse_export_event(&json!({"scheduledTime": "2026-11-29T02:00:00Z"}))
-            .unwrap()
-            .trigger;
-        assert_ne!(scheduler.job_id(DATASTORE), next.job_id(DATASTORE));
-    }
 
     #[test]
     fn the_same_trigger_on_another_data_store_is_another_export() {
@@ -278,51 +222,6 @@ mod tests {
         assert_eq!(id.as_str().len(), 32);
         assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(id, JobId::for_upload("export", DATASTORE, "request:a"));
-    }
-
-    #[test]
-    fn events_without_a_usable_trigger_are_refused_with_the_reason() {
-        let cases = [
-            (json!([1, 2]), ExportEventError::NotAnObject),
-            (json!({}), ExportEventError::NoTrigger),
-            (
-                json!({"detail-type": "Object Created", "time": "2026-11-28T02:00:00Z"}),
-                ExportEventError::NoTrigger,
-            ),
-            (json!({"requestId": ""}), ExportEventError::InvalidRequestId),
-            (json!({"requestId": 7}), ExportEventError::InvalidRequestId),
-            (
-                json!({"requestId": "has space"}),
-                ExportEventError::InvalidRequestId,
-            ),
-            (
-                json!({"requestId": "x".repeat(MAX_REQUEST_ID_CHARS + 1)}),
-                ExportEventError::InvalidRequestId,
-            ),
-            (
-                json!({"scheduledTime": "yesterday"}),
-                ExportEventError::InvalidScheduledTime("yesterday".into()),
-            ),
-            (
-                json!({"scheduledTime": 5}),
-                ExportEventError::InvalidScheduledTime(String::new()),
-            ),
-        ];
-        for (event, expected) in cases {
-            assert_eq!(parse_export_event(&event), Err(expected), "{event}");
-        }
-        assert!(matches!(
-            parse_export_event(&json!({"requestId": "a", "mode": "partial"})),
-            Err(ExportEventError::InvalidMode(_))
-        ));
-    }
-
-    #[test]
-    fn the_event_may_name_the_mode() {
-        let event = parse_export_event(&json!({"requestId": "a", "mode": "incremental"})).unwrap();
-        assert_eq!(event.mode, Some(ExportMode::Incremental));
-        let event = parse_export_event(&json!({"requestId": "a"})).unwrap();
-        assert_eq!(event.mode, None);
     }
 
     #[test]
@@ -381,7 +280,7 @@ mod tests {
                 None,
                 at(until),
             );
-            let mut job = Job::new_export(request, DATASTORE, "s3://out/", at(until));
+            let mut job = Job::export(request, DATASTORE, "s3://out/", at(until));
             job.status = status;
             job
         };

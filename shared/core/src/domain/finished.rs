@@ -90,18 +90,18 @@ impl JobFinished {
         let has_failures = job.has_failures() || !job.status.is_success();
         JobFinished {
             job_id: job.job_id.clone(),
-            kind: job.kind,
+            kind: job.kind(),
             status: job.status,
-            service: job.service,
-            datastore_id: job.datastore_id.clone(),
+            service: job.service(),
+            datastore_id: job.datastore_id().map(str::to_owned),
             service_job_id: job.service_job_id.clone(),
-            source: job.source.as_ref().map(|source| AnnouncedSource {
+            source: job.source().map(|source| AnnouncedSource {
                 bucket: source.bucket.clone(),
                 key: source.key.clone(),
                 uri: source.uri(),
             }),
-            export: job.export.clone(),
-            input_s3_uri: job.input_s3_uri.clone(),
+            export: job.export_request().cloned(),
+            input_s3_uri: job.input_s3_uri().map(str::to_owned),
             counts: job.counts,
             failed_file_count: job
                 .counts
@@ -135,14 +135,19 @@ impl JobFinished {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::job::{SourceObject, Timestamp, Transition};
+    use crate::domain::job::{SourceObject, Target, Timestamp, Transition};
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_unix_seconds(1_790_000_000 + secs).unwrap()
     }
 
     fn finished_job(status: JobStatus, failed: Vec<FailedFile>) -> Job {
-        let mut job = Job::new(
+        let target = Target {
+            service: Service::HealthImaging,
+            datastore_id: "ds".into(),
+            output_s3_uri: "s3://out/".into(),
+        };
+        let mut job = Job::import(
             SourceObject {
                 bucket: "ingest".into(),
                 key: "dicom/study-7/_READY".into(),
@@ -150,11 +155,10 @@ mod tests {
                 e_tag: Some("e".into()),
                 version_id: None,
             },
-            JobStatus::Pending,
+            target,
+            "s3://ingest/dicom/study-7/".into(),
             at(0),
         );
-        job.service = Some(Service::HealthImaging);
-        job.datastore_id = Some("ds".into());
         job.apply(&Transition::to(JobStatus::Submitted, at(1)).with_service_job_id("svc"))
             .unwrap();
         job.apply(

@@ -392,7 +392,7 @@ pub struct SourceObject {
 impl SourceObject {
     /// `s3://bucket/key`: the value the by-source index is keyed on.
     pub fn uri(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
+        crate::domain::s3_uri::s3_uri(&self.bucket, &self.key)
     }
 
     /// What identifies this upload's content: the version when the bucket is versioned (an
@@ -426,47 +426,61 @@ pub struct FailedFile {
     pub message: String,
 }
 
+/// Where a job runs: the service, its data store, and where the service writes its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub service: Service,
+    pub datastore_id: String,
+    pub output_s3_uri: String,
+}
+
+/// What a job is for. What is specific to an import (its upload and what it imports) or an
+/// export (its trigger and window) lives here, so a job cannot lack what its kind needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// An upload imported into a data store, or skipped with the reason.
+    Import {
+        source: SourceObject,
+        plan: ImportPlan,
+    },
+    /// A HealthLake data store exported to S3.
+    Export {
+        request: ExportRequest,
+        target: Target,
+    },
+}
+
+/// What becomes of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportPlan {
+    /// Imported at `target`; `input_s3_uri` is what the service reads (the object itself, or a
+    /// DICOM batch prefix).
+    Run {
+        target: Target,
+        input_s3_uri: String,
+    },
+    /// Not importable; `service` is set when the upload was routed to one before it was refused.
+    Skip {
+        service: Option<Service>,
+        reason: String,
+    },
+}
+
 /// The job record: one per upload (or export request), the single source of truth for what
-/// happened to it.
+/// happened to it. Stored as [`JobRecord`], its flat wire form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "JobRecord", into = "JobRecord")]
 pub struct Job {
     pub job_id: JobId,
-    /// Records written before exports existed have no kind: they are imports.
-    #[serde(default)]
-    pub kind: JobKind,
     pub status: JobStatus,
-    /// The upload an import was made from; absent for an export.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<SourceObject>,
-    /// What asked for an export, and the window it covers; absent for an import.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<ExportRequest>,
-    /// Absent for an upload skipped before it could be routed to a service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<Service>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub datastore_id: Option<String>,
-    /// What the service imports: the object itself, or a DICOM batch prefix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_s3_uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_s3_uri: Option<String>,
+    pub work: Work,
     /// The service's own job id, once the start was accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_job_id: Option<String>,
-    /// Why the upload was skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip_reason: Option<String>,
     /// The service's message (a refused start, a failed job).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<JobCounts>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_files: Vec<FailedFile>,
     /// Where the service wrote its manifest and result files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -476,46 +490,73 @@ pub struct Job {
 }
 
 impl Job {
-    /// A new record in `status` (normally `Pending`, or `Skipped`) for the upload `source`.
-    pub fn new(source: SourceObject, status: JobStatus, at: Timestamp) -> Job {
-        let mut job = Job::blank(source.job_id(), JobKind::Import, status, at);
-        job.source = Some(source);
-        job
+    /// A new `PENDING` import of the upload `source` at `target`.
+    pub fn import(
+        source: SourceObject,
+        target: Target,
+        input_s3_uri: String,
+        at: Timestamp,
+    ) -> Job {
+        let job_id = source.job_id();
+        let plan = ImportPlan::Run {
+            target,
+            input_s3_uri,
+        };
+        Job::new(
+            job_id,
+            Work::Import { source, plan },
+            JobStatus::Pending,
+            at,
+        )
+    }
+
+    /// A new `SKIPPED` record of the upload `source`, with the reason.
+    pub fn skipped(
+        source: SourceObject,
+        service: Option<Service>,
+        reason: impl Into<String>,
+        at: Timestamp,
+    ) -> Job {
+        let job_id = source.job_id();
+        let plan = ImportPlan::Skip {
+            service,
+            reason: reason.into(),
+        };
+        Job::new(
+            job_id,
+            Work::Import { source, plan },
+            JobStatus::Skipped,
+            at,
+        )
     }
 
     /// A new `PENDING` export of the HealthLake data store `datastore_id` to `output_s3_uri`.
-    pub fn new_export(
+    pub fn export(
         request: ExportRequest,
         datastore_id: &str,
         output_s3_uri: &str,
         at: Timestamp,
     ) -> Job {
-        let mut job = Job::blank(
-            request.trigger.job_id(datastore_id),
-            JobKind::Export,
+        let job_id = request.trigger.job_id(datastore_id);
+        let target = Target {
+            service: Service::HealthLake,
+            datastore_id: datastore_id.to_owned(),
+            output_s3_uri: output_s3_uri.to_owned(),
+        };
+        Job::new(
+            job_id,
+            Work::Export { request, target },
             JobStatus::Pending,
             at,
-        );
-        job.export = Some(request);
-        job.service = Some(Service::HealthLake);
-        job.datastore_id = Some(datastore_id.to_owned());
-        job.output_s3_uri = Some(output_s3_uri.to_owned());
-        job
+        )
     }
 
-    fn blank(job_id: JobId, kind: JobKind, status: JobStatus, at: Timestamp) -> Job {
+    fn new(job_id: JobId, work: Work, status: JobStatus, at: Timestamp) -> Job {
         Job {
             job_id,
-            kind,
             status,
-            source: None,
-            export: None,
-            service: None,
-            datastore_id: None,
-            input_s3_uri: None,
-            output_s3_uri: None,
+            work,
             service_job_id: None,
-            skip_reason: None,
             message: None,
             counts: None,
             failed_files: Vec::new(),
@@ -526,12 +567,86 @@ impl Job {
         }
     }
 
+    pub fn kind(&self) -> JobKind {
+        match self.work {
+            Work::Import { .. } => JobKind::Import,
+            Work::Export { .. } => JobKind::Export,
+        }
+    }
+
+    /// The upload of an import.
+    pub fn source(&self) -> Option<&SourceObject> {
+        match &self.work {
+            Work::Import { source, .. } => Some(source),
+            Work::Export { .. } => None,
+        }
+    }
+
+    /// What asked for an export, and its window.
+    pub fn export_request(&self) -> Option<&ExportRequest> {
+        match &self.work {
+            Work::Export { request, .. } => Some(request),
+            Work::Import { .. } => None,
+        }
+    }
+
+    /// Where the job runs; `None` for a skipped upload.
+    pub fn target(&self) -> Option<&Target> {
+        match &self.work {
+            Work::Import {
+                plan: ImportPlan::Run { target, .. },
+                ..
+            }
+            | Work::Export { target, .. } => Some(target),
+            Work::Import {
+                plan: ImportPlan::Skip { .. },
+                ..
+            } => None,
+        }
+    }
+
+    /// The service the job runs on, or that a skipped upload was routed to.
+    pub fn service(&self) -> Option<Service> {
+        match &self.work {
+            Work::Import {
+                plan: ImportPlan::Skip { service, .. },
+                ..
+            } => *service,
+            _ => self.target().map(|t| t.service),
+        }
+    }
+
+    pub fn datastore_id(&self) -> Option<&str> {
+        self.target().map(|t| t.datastore_id.as_str())
+    }
+
+    /// What an import reads.
+    pub fn input_s3_uri(&self) -> Option<&str> {
+        match &self.work {
+            Work::Import {
+                plan: ImportPlan::Run { input_s3_uri, .. },
+                ..
+            } => Some(input_s3_uri),
+            _ => None,
+        }
+    }
+
+    /// Why the upload was skipped.
+    pub fn skip_reason(&self) -> Option<&str> {
+        match &self.work {
+            Work::Import {
+                plan: ImportPlan::Skip { reason, .. },
+                ..
+            } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// What the job is about, for people: an import's uploaded key, or an export's trigger.
     pub fn subject(&self) -> String {
-        match (&self.source, &self.export) {
-            (Some(source), _) => source.key.clone(),
-            (None, Some(export)) => format!("export ({})", export.trigger),
-            (None, None) => String::new(),
+        match &self.work {
+            Work::Import { source, .. } => source.key.clone(),
+            Work::Export { request, .. } => format!("export ({})", request.trigger),
         }
     }
 
@@ -568,6 +683,155 @@ impl Job {
         }
         self.output_location = output_location.or(self.output_location.take());
         Ok(())
+    }
+}
+
+/// The stored form of a [`Job`]: flat, every kind-specific field optional, as DynamoDB items and
+/// older records hold it. Only [`Job`]'s conversions build or read it, so an incomplete record is
+/// refused when it is read, never carried on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobRecord {
+    job_id: JobId,
+    /// Records written before exports existed have no kind: they are imports.
+    #[serde(default)]
+    kind: JobKind,
+    status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<SourceObject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    export: Option<ExportRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service: Option<Service>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    datastore_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_s3_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_s3_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    skip_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    counts: Option<JobCounts>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failed_files: Vec<FailedFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_location: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    history: BTreeMap<JobStatus, Timestamp>,
+}
+
+impl From<Job> for JobRecord {
+    fn from(job: Job) -> JobRecord {
+        let kind = job.kind();
+        let service = job.service();
+        let (source, export, target, input_s3_uri, skip_reason) = match job.work {
+            Work::Import { source, plan } => match plan {
+                ImportPlan::Run {
+                    target,
+                    input_s3_uri,
+                } => (Some(source), None, Some(target), Some(input_s3_uri), None),
+                ImportPlan::Skip { reason, .. } => (Some(source), None, None, None, Some(reason)),
+            },
+            Work::Export { request, target } => (None, Some(request), Some(target), None, None),
+        };
+        let (datastore_id, output_s3_uri) = match target {
+            Some(t) => (Some(t.datastore_id), Some(t.output_s3_uri)),
+            None => (None, None),
+        };
+        JobRecord {
+            job_id: job.job_id,
+            kind,
+            status: job.status,
+            source,
+            export,
+            service,
+            datastore_id,
+            input_s3_uri,
+            output_s3_uri,
+            service_job_id: job.service_job_id,
+            skip_reason,
+            message: job.message,
+            counts: job.counts,
+            failed_files: job.failed_files,
+            output_location: job.output_location,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            history: job.history,
+        }
+    }
+}
+
+/// A stored record that lacks what its kind needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {kind} record without {missing}")]
+pub struct IncompleteRecord {
+    kind: JobKind,
+    missing: &'static str,
+}
+
+impl TryFrom<JobRecord> for Job {
+    type Error = IncompleteRecord;
+
+    fn try_from(record: JobRecord) -> Result<Job, IncompleteRecord> {
+        let missing = |missing| IncompleteRecord {
+            kind: record.kind,
+            missing,
+        };
+        let target = || -> Result<Target, IncompleteRecord> {
+            Ok(Target {
+                service: record.service.ok_or_else(|| missing("service"))?,
+                datastore_id: record
+                    .datastore_id
+                    .clone()
+                    .ok_or_else(|| missing("datastoreId"))?,
+                output_s3_uri: record
+                    .output_s3_uri
+                    .clone()
+                    .ok_or_else(|| missing("outputS3Uri"))?,
+            })
+        };
+        let work = match record.kind {
+            JobKind::Export => Work::Export {
+                request: record.export.clone().ok_or_else(|| missing("export"))?,
+                target: target()?,
+            },
+            JobKind::Import => {
+                let plan = match (&record.skip_reason, &record.input_s3_uri) {
+                    (Some(reason), _) => ImportPlan::Skip {
+                        service: record.service,
+                        reason: reason.clone(),
+                    },
+                    (None, Some(input_s3_uri)) => ImportPlan::Run {
+                        target: target()?,
+                        input_s3_uri: input_s3_uri.clone(),
+                    },
+                    (None, None) => return Err(missing("inputS3Uri or skipReason")),
+                };
+                Work::Import {
+                    source: record.source.clone().ok_or_else(|| missing("source"))?,
+                    plan,
+                }
+            }
+        };
+        Ok(Job {
+            job_id: record.job_id,
+            status: record.status,
+            work,
+            service_job_id: record.service_job_id,
+            message: record.message,
+            counts: record.counts,
+            failed_files: record.failed_files,
+            output_location: record.output_location,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            history: record.history,
+        })
     }
 }
 
@@ -643,6 +907,20 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_unix_seconds(1_790_000_000 + secs).unwrap()
+    }
+
+    fn import(at: Timestamp) -> Job {
+        let target = Target {
+            service: Service::HealthLake,
+            datastore_id: "ds".into(),
+            output_s3_uri: "s3://out/".into(),
+        };
+        Job::import(
+            source(),
+            target,
+            "s3://ingest/fhir/patients.ndjson".into(),
+            at,
+        )
     }
 
     fn source() -> SourceObject {
@@ -822,7 +1100,7 @@ mod tests {
 
     #[test]
     fn apply_moves_forward_records_history_and_keeps_unset_fields() {
-        let mut job = Job::new(source(), Pending, at(0));
+        let mut job = import(at(0));
         job.apply(&Transition::to(Submitted, at(1)).with_service_job_id("j-1"))
             .unwrap();
         job.apply(&Transition::to(InProgress, at(2)).with_counts(JobCounts {
@@ -858,7 +1136,7 @@ mod tests {
 
     #[test]
     fn completed_with_failed_files_is_not_clean_success() {
-        let mut job = Job::new(source(), Pending, at(0));
+        let mut job = import(at(0));
         job.apply(
             &Transition::to(Completed, at(1)).with_failed_files(vec![FailedFile {
                 input_file: "s3://b/dicom/x.dcm".into(),
@@ -884,7 +1162,7 @@ mod tests {
 
     #[test]
     fn record_serialises_with_camel_case_fields() {
-        let job = Job::new(source(), Pending, at(0));
+        let job = import(at(0));
         let json = serde_json::to_value(&job).unwrap();
         assert_eq!(json["jobId"], job.job_id.as_str());
         assert_eq!(json["status"], "PENDING");
@@ -894,5 +1172,27 @@ mod tests {
         assert!(json.get("serviceJobId").is_none());
         let back: Job = serde_json::from_value(json).unwrap();
         assert_eq!(back, job);
+    }
+
+    #[test]
+    fn a_record_missing_what_its_kind_needs_is_refused_when_read() {
+        let mut json = serde_json::to_value(import(at(0))).unwrap();
+        json.as_object_mut().unwrap().remove("outputS3Uri");
+        let err = serde_json::from_value::<Job>(json).unwrap_err();
+        assert!(err.to_string().contains("outputS3Uri"), "{err}");
+    }
+
+    #[test]
+    fn a_record_from_before_exports_is_an_import_and_a_skip_keeps_its_reason() {
+        let skipped = Job::skipped(source(), None, "not NDJSON", at(0));
+        let mut json = serde_json::to_value(&skipped).unwrap();
+        assert_eq!(json["skipReason"], "not NDJSON");
+        assert!(json.get("datastoreId").is_none());
+        json.as_object_mut().unwrap().remove("kind");
+        let back: Job = serde_json::from_value(json).unwrap();
+        assert_eq!(back, skipped);
+        assert_eq!(back.kind(), JobKind::Import);
+        assert_eq!(back.target(), None);
+        assert_eq!(back.skip_reason(), Some("not NDJSON"));
     }
 }

@@ -55,11 +55,11 @@ impl OutputPlan {
         let Some(location) = output_location(job) else {
             return OutputPlan::Nothing;
         };
-        match (job.kind, job.status.is_success()) {
+        match (job.kind(), job.status.is_success()) {
             (JobKind::Export, true) => OutputPlan::CountExport { location },
             (JobKind::Export, false) => OutputPlan::LocationOnly { location },
             (JobKind::Import, _) => OutputPlan::ReadManifest {
-                service: job.service.unwrap_or(Service::HealthLake),
+                service: job.service().unwrap_or(Service::HealthLake),
                 location,
             },
         }
@@ -71,11 +71,12 @@ pub fn output_location(job: &Job) -> Option<String> {
     if job.status == JobStatus::StartFailed {
         return None;
     }
+    let target = job.target()?;
     Some(manifest::output_location(
-        job.service?,
-        job.kind,
-        job.output_s3_uri.as_deref()?,
-        job.datastore_id.as_deref()?,
+        target.service,
+        job.kind(),
+        &target.output_s3_uri,
+        &target.datastore_id,
         job.service_job_id.as_deref()?,
     ))
 }

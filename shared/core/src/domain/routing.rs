@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::domain::job::{Service, SourceObject};
+use crate::domain::s3_uri::s3_uri;
 
 /// HealthImaging: one P10 file up to 10 GB (an older page says 4 GB; we allow the documented
 /// current limit and let the service have the last word).
@@ -251,7 +252,7 @@ fn route_fhir(
     if !config.fhir_enabled {
         return Err(SkipReason::ServiceNotConfigured(Service::HealthLake));
     }
-    import(Service::HealthLake, object_uri(object), ImportScope::Object)
+    import(Service::HealthLake, object.uri(), ImportScope::Object)
 }
 
 fn route_dicom(
@@ -272,7 +273,7 @@ fn route_dicom(
             return Err(SkipReason::ServiceNotConfigured(Service::HealthImaging));
         }
         let prefix = format!("{}{folder}/", config.dicom_prefix);
-        let uri = format!("s3://{}/{prefix}", object.bucket);
+        let uri = s3_uri(&object.bucket, &prefix);
         return import(Service::HealthImaging, uri, ImportScope::Batch { prefix });
     }
 
@@ -300,11 +301,7 @@ fn route_dicom(
         return Err(SkipReason::ServiceNotConfigured(Service::HealthImaging));
     }
     // HealthImaging imports a prefix; the object's own key is a prefix that selects it.
-    import(
-        Service::HealthImaging,
-        object_uri(object),
-        ImportScope::Object,
-    )
+    import(Service::HealthImaging, object.uri(), ImportScope::Object)
 }
 
 fn import(service: Service, input_s3_uri: String, scope: ImportScope) -> Result<Route, SkipReason> {
@@ -317,10 +314,6 @@ fn import(service: Service, input_s3_uri: String, scope: ImportScope) -> Result<
         input_s3_uri,
         scope,
     }))
-}
-
-fn object_uri(object: &SourceObject) -> String {
-    format!("s3://{}/{}", object.bucket, object.key)
 }
 
 fn has_extension(name: &str, extension: &str) -> bool {

@@ -81,7 +81,7 @@ impl JobStore for MemoryJobStore {
         let mut found: Vec<_> = lock(&self.jobs)
             .values()
             .filter(|j| {
-                j.source
+                j.source()
                     .as_ref()
                     .is_some_and(|s| s.bucket == bucket && s.key == key)
             })
@@ -98,7 +98,7 @@ impl JobStore for MemoryJobStore {
     ) -> Result<Vec<Job>, StoreError> {
         Ok(lock(&self.jobs)
             .values()
-            .filter(|j| j.datastore_id.as_deref() == Some(datastore_id) && j.status == status)
+            .filter(|j| j.datastore_id() == Some(datastore_id) && j.status == status)
             .cloned()
             .collect())
     }
@@ -107,8 +107,8 @@ impl JobStore for MemoryJobStore {
         Ok(lock(&self.jobs)
             .values()
             .filter(|j| {
-                j.kind == crate::domain::job::JobKind::Export
-                    && j.datastore_id.as_deref() == Some(datastore_id)
+                j.kind() == crate::domain::job::JobKind::Export
+                    && j.datastore_id() == Some(datastore_id)
             })
             .cloned()
             .collect())

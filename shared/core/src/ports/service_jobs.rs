@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::job::{JobCounts, JobId, JobKind, JobStatus, Service, Timestamp};
+use crate::domain::job::{Job, JobCounts, JobId, JobKind, JobStatus, Service, Timestamp};
 
 /// Everything a Start call needs. The client token is the job id, so a retried start (a
 /// redelivered event, a crash between "recorded" and "started", the workflow's retry) is the same
@@ -33,6 +33,19 @@ pub struct ServiceJob<'a> {
     pub service: Service,
     pub datastore_id: &'a str,
     pub service_job_id: &'a str,
+}
+
+impl<'a> ServiceJob<'a> {
+    /// Where `job` can be asked about; `None` until its service accepted it.
+    pub fn of(job: &'a Job) -> Option<ServiceJob<'a>> {
+        let target = job.target()?;
+        Some(ServiceJob {
+            kind: job.kind(),
+            service: target.service,
+            datastore_id: &target.datastore_id,
+            service_job_id: job.service_job_id.as_deref()?,
+        })
+    }
 }
 
 /// The service accepted the start.
