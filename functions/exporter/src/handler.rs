@@ -11,6 +11,7 @@ use healthimport::ports::store::JobStore;
 use healthimport::ports::workflow::TrackingWorkflow;
 use healthimport::telemetry::with_sources;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::event::ExporterEvent;
 
@@ -96,9 +97,21 @@ where
         })?;
         let trigger = event.trigger;
         let job_id = trigger.job_id(&self.datastore_id);
+        let span = tracing::info_span!("export", job_id = %job_id, trigger = %trigger);
+        self.launch(job_id, trigger, event.mode)
+            .instrument(span)
+            .await
+    }
+
+    async fn launch(
+        &self,
+        job_id: JobId,
+        trigger: ExportTrigger,
+        mode: Option<ExportMode>,
+    ) -> Result<ExportResponse, ExporterError> {
         let launched = async {
             let request = self
-                .request(trigger.clone(), event.mode.unwrap_or(self.mode))
+                .request(trigger.clone(), mode.unwrap_or(self.mode))
                 .await?;
             let job = Job::export(
                 request,
@@ -116,7 +129,7 @@ where
         let launched = match launched {
             Ok(launched) => launched,
             Err(error) => {
-                tracing::error!(job_id = %job_id, %trigger, error = %with_sources(&error), "export launch failed");
+                tracing::error!(error = %with_sources(&error), "export launch failed");
                 return Err(error);
             }
         };
@@ -126,7 +139,7 @@ where
             Launched::StartFailed => (ExportOutcome::StartFailed, None),
             Launched::AlreadyRecorded(status) => (ExportOutcome::AlreadyRecorded, Some(status)),
         };
-        tracing::info!(job_id = %job_id, %trigger, ?outcome, "export handled");
+        tracing::info!(?outcome, "export handled");
         Ok(ExportResponse {
             job_id,
             trigger,

@@ -35,6 +35,7 @@ use healthimport::ports::store::{JobStore, OutcomeWrite, TransitionOutcome};
 use healthimport::telemetry::with_sources;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::PollerError;
 use crate::schedule::PollSchedule;
@@ -59,6 +60,11 @@ where
     pub async fn handle(&self, event: Value) -> Result<Value, PollerError> {
         let input: PollerInput =
             serde_json::from_value(event).map_err(PollerError::InvalidInput)?;
+        let span = tracing::info_span!("step", job_id = %input.job_id(), action = input.action());
+        self.step(input).instrument(span).await
+    }
+
+    async fn step(&self, input: PollerInput) -> Result<Value, PollerError> {
         let result = match input {
             PollerInput::Start { job_id } => self.start(&job_id).await.map(to_json),
             PollerInput::Poll { job_id, polls } => self.poll(&job_id, polls).await.map(to_json),
@@ -138,7 +144,7 @@ where
         let status = match self.store.transition(job_id, &change).await? {
             TransitionOutcome::Applied(job) => job.status,
             TransitionOutcome::Rejected { current } => {
-                tracing::info!(job_id = %job_id, reported = %report.status, %current, "stale status report; the record is unchanged");
+                tracing::info!(reported = %report.status, %current, "stale status report; the record is unchanged");
                 current
             }
             TransitionOutcome::NotFound => return Err(PollerError::JobNotFound(job_id.clone())),
@@ -203,7 +209,7 @@ where
             .map(StepError::describe)
             .unwrap_or_else(|| "tracking failed for an unknown reason".to_owned());
         let Some(job) = self.store.get(job_id).await? else {
-            tracing::error!(job_id = %job_id, %reason, "tracking failed for a job that has no record");
+            tracing::error!(%reason, "tracking failed for a job that has no record");
             return Ok(FailureRecorded {
                 job_id: job_id.clone(),
                 status: None,
@@ -256,7 +262,7 @@ where
         match self.finish(job_id, false).await {
             Ok(finished) => return finished.announced,
             Err(e) => {
-                tracing::warn!(job_id = %job_id, error = %with_sources(&e), "finish failed; announcing the record as it is")
+                tracing::warn!(error = %with_sources(&e), "finish failed; announcing the record as it is")
             }
         }
         let as_is = async {
@@ -270,7 +276,7 @@ where
         match as_is.await {
             Ok(announced) => announced,
             Err(e) => {
-                tracing::error!(job_id = %job_id, error = %with_sources(&e), "the Finished event could not be put");
+                tracing::error!(error = %with_sources(&e), "the Finished event could not be put");
                 false
             }
         }
@@ -341,7 +347,7 @@ where
                 source,
             })?;
         if !self.store.mark_announced(job_id, Timestamp::now()).await? {
-            tracing::warn!(job_id = %job_id, "the Finished event had been noted already: it was put twice");
+            tracing::warn!("the Finished event had been noted already: it was put twice");
         }
         Ok(true)
     }

@@ -36,6 +36,27 @@ pub enum PollerInput {
     },
 }
 
+impl PollerInput {
+    pub fn job_id(&self) -> &JobId {
+        match self {
+            PollerInput::Start { job_id }
+            | PollerInput::Poll { job_id, .. }
+            | PollerInput::Finish { job_id, .. }
+            | PollerInput::RecordFailure { job_id, .. } => job_id,
+        }
+    }
+
+    /// The step's name, as the workflow sends it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            PollerInput::Start { .. } => "start",
+            PollerInput::Poll { .. } => "poll",
+            PollerInput::Finish { .. } => "finish",
+            PollerInput::RecordFailure { .. } => "recordFailure",
+        }
+    }
+}
+
 fn manifest_required() -> bool {
     true
 }

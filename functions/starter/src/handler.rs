@@ -195,7 +195,9 @@ where
         }
     }
 
-    /// Handles one S3 event record, logging its outcome or error.
+    /// Handles one S3 event record, logging its outcome or error. Its span carries the upload's
+    /// job id once the record has been read.
+    #[tracing::instrument(name = "upload", skip_all, fields(job_id = tracing::field::Empty))]
     pub async fn handle_s3_record(
         &self,
         record: S3EventRecord,
@@ -231,6 +233,7 @@ where
             e_tag: object.e_tag.filter(|e| !e.is_empty()),
             version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
         };
+        tracing::Span::current().record("job_id", tracing::field::display(source.job_id()));
 
         let request = match routing::route(&source, &self.routing) {
             Route::PartOfBatch { prefix } => return Ok(RecordOutcome::PartOfBatch { prefix }),

@@ -115,7 +115,7 @@ impl RestExports {
     ) -> Result<StartedJob, ServiceError> {
         let job_name = request.job_id.as_str();
         if let Some(existing) = self.find_named(&request.datastore_id, job_name).await? {
-            tracing::info!(job_id = %request.job_id, service_job_id = %existing.service_job_id, "an earlier $export of this job exists; adopting it");
+            tracing::info!(service_job_id = %existing.service_job_id, "an earlier $export of this job exists; adopting it");
             return Ok(existing);
         }
         let endpoint = self.endpoint(&request.datastore_id).await?;

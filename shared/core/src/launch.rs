@@ -69,6 +69,7 @@ pub fn start_request(job: &Job) -> Option<StartRequest> {
     })
 }
 
+#[tracing::instrument(name = "start", skip_all, fields(job_id = %job.job_id, kind = %job.kind()))]
 pub async fn start_job(
     store: &(impl JobStore + ?Sized),
     imports: &(impl JobService + ?Sized),
@@ -80,19 +81,19 @@ pub async fn start_job(
     };
     let (change, outcome_of) = match imports.start(&request).await {
         Ok(started) => {
-            tracing::info!(job_id = %job.job_id, kind = %job.kind(), service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "import job started");
+            tracing::info!(service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "job started");
             let change =
                 Transition::to(started.status, now()).with_service_job_id(started.service_job_id);
             (change, Ok(()))
         }
         Err(error) if error.is_retryable() => {
-            tracing::warn!(job_id = %job.job_id, service = %request.service, code = %error.code, "start refused for now; the job stays PENDING and is retried");
+            tracing::warn!(service = %request.service, code = %error.code, "start refused for now; the job stays PENDING and is retried");
             let change = Transition::to(JobStatus::Pending, now())
                 .with_message(format!("start will be retried: {error}"));
             (change, Err(error))
         }
         Err(error) => {
-            tracing::error!(job_id = %job.job_id, service = %request.service, code = %error.code, "start refused; recording START_FAILED");
+            tracing::error!(service = %request.service, code = %error.code, "start refused; recording START_FAILED");
             let change =
                 Transition::to(JobStatus::StartFailed, now()).with_message(error.to_string());
             (change, Err(error))
@@ -137,6 +138,7 @@ pub enum LaunchError {
 /// from "something should be imported or exported" to a tracked job. Every step is idempotent on
 /// the job id, so calling this again for the same job (a redelivery, a retry after a crash
 /// anywhere in between) finishes what was left undone and never makes a second job.
+#[tracing::instrument(name = "launch", skip_all, fields(job_id = %job.job_id, kind = %job.kind()))]
 pub async fn launch(
     store: &(impl JobStore + ?Sized),
     imports: &(impl JobService + ?Sized),

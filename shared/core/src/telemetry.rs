@@ -1,24 +1,53 @@
 //! Tracing setup shared by every function, and how an error is rendered for logs and Lambda
 //! error messages.
 
+use std::str::FromStr;
+
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Initialises tracing once per process: JSON lines on Lambda (CloudWatch Logs Insights can query
-/// the fields), human-readable text elsewhere. `RUST_LOG` (or the Lambda advanced logging level
-/// `AWS_LAMBDA_LOG_LEVEL`) sets the level; the default is `info`.
+use crate::config::{optional, Env, ProcessEnv};
+
+/// How a function logs, read from the environment the way Lambda's own runtime subscriber reads
+/// it: `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging controls) or else `RUST_LOG` sets the
+/// level, `RUST_LOG`'s directives refine it, and `AWS_LAMBDA_LOG_FORMAT=JSON` (the template's
+/// `LoggingConfig: LogFormat: JSON`) selects JSON lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: LevelFilter,
+    pub json: bool,
+}
+
+impl LogSettings {
+    pub fn from_env(env: &impl Env) -> LogSettings {
+        let level = optional(env, "AWS_LAMBDA_LOG_LEVEL")
+            .or_else(|| optional(env, "RUST_LOG"))
+            .and_then(|level| LevelFilter::from_str(&level).ok())
+            .unwrap_or(LevelFilter::INFO);
+        let json = optional(env, "AWS_LAMBDA_LOG_FORMAT")
+            .is_some_and(|format| format.eq_ignore_ascii_case("json"));
+        LogSettings { level, json }
+    }
+}
+
+/// Initialises tracing once per process with [`LogSettings`]. Spans carry the ids a line is
+/// about (the job, the batch), so JSON lines include the current span's fields: CloudWatch Logs
+/// Insights can query every line of one job by `span.job_id`.
 pub fn init() {
-    let level = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
-        .unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let builder = fmt().with_env_filter(filter).with_target(false);
+    let settings = LogSettings::from_env(&ProcessEnv);
+    let filter = EnvFilter::builder()
+        .with_default_directive(settings.level.into())
+        .from_env_lossy();
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
     // `try_init` so a second call (tests, benches) is harmless rather than a panic.
-    let _ = if on_lambda {
+    let _ = if settings.json {
         builder
             .json()
-            .with_current_span(false)
-            .without_time()
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init()
     } else {
         builder.try_init()
@@ -41,4 +70,29 @@ pub fn with_sources(error: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_s_log_level_wins_over_rust_log_and_info_is_the_default() {
+        let both = [("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "debug")];
+        assert_eq!(LogSettings::from_env(&both).level, LevelFilter::WARN);
+        let rust_log = [("RUST_LOG", "debug")];
+        assert_eq!(LogSettings::from_env(&rust_log).level, LevelFilter::DEBUG);
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(LogSettings::from_env(&none).level, LevelFilter::INFO);
+        let nonsense = [("AWS_LAMBDA_LOG_LEVEL", "loud")];
+        assert_eq!(LogSettings::from_env(&nonsense).level, LevelFilter::INFO);
+    }
+
+    #[test]
+    fn json_lines_when_lambda_s_log_format_says_so() {
+        assert!(LogSettings::from_env(&[("AWS_LAMBDA_LOG_FORMAT", "JSON")]).json);
+        assert!(LogSettings::from_env(&[("AWS_LAMBDA_LOG_FORMAT", "json")]).json);
+        assert!(!LogSettings::from_env(&[("AWS_LAMBDA_LOG_FORMAT", "Text")]).json);
+        assert!(!LogSettings::from_env(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).json);
+    }
 }
