@@ -278,61 +278,65 @@ mod tests {
         CachePolicy::default()
     }
 
+    /// Loaded at, last attempt, kid known, now (seconds), and the refresh that must be due.
+    type Case = (Option<u64>, Option<u64>, bool, u64, Option<RefreshCause>);
+
+    fn assert_due(p: &CachePolicy, cases: &[Case]) {
+        for &(loaded_at, last_attempt, kid_known, now, expected) in cases {
+            assert_eq!(
+                refresh_due(loaded_at.map(S), last_attempt.map(S), kid_known, S(now), p),
+                expected,
+                "loaded at {loaded_at:?}, attempted at {last_attempt:?}, kid known {kid_known}, now {now}"
+            );
+        }
+    }
+
     #[test]
     fn never_loaded_retries_every_few_seconds() {
-        let p = policy();
-        assert_eq!(
-            refresh_due(None, None, false, S(0), &p),
-            Some(RefreshCause::NeverLoaded)
-        );
-        assert_eq!(refresh_due(None, Some(S(10)), false, S(14), &p), None);
-        assert_eq!(
-            refresh_due(None, Some(S(10)), false, S(15), &p),
-            Some(RefreshCause::NeverLoaded)
+        assert_due(
+            &policy(),
+            &[
+                (None, None, false, 0, Some(RefreshCause::NeverLoaded)),
+                (None, Some(10), false, 14, None),
+                (None, Some(10), false, 15, Some(RefreshCause::NeverLoaded)),
+            ],
         );
     }
 
     #[test]
     fn unknown_kid_refetch_is_rate_limited() {
-        let p = policy();
-        // Loaded at 0: a known kid never triggers a fetch before the TTL.
-        assert_eq!(refresh_due(Some(S(0)), Some(S(0)), true, S(59), &p), None);
-        assert_eq!(refresh_due(Some(S(0)), Some(S(0)), false, S(59), &p), None);
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(0)), false, S(60), &p),
-            Some(RefreshCause::UnknownKid)
-        );
-        // A failed attempt at 100 counts too.
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(100)), false, S(159), &p),
-            None
-        );
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(100)), false, S(160), &p),
-            Some(RefreshCause::UnknownKid)
+        assert_due(
+            &policy(),
+            &[
+                // Loaded at 0: a known kid never triggers a fetch before the TTL.
+                (Some(0), Some(0), true, 59, None),
+                (Some(0), Some(0), false, 59, None),
+                (Some(0), Some(0), false, 60, Some(RefreshCause::UnknownKid)),
+                // A failed attempt at 100 counts too.
+                (Some(0), Some(100), false, 159, None),
+                (
+                    Some(0),
+                    Some(100),
+                    false,
+                    160,
+                    Some(RefreshCause::UnknownKid),
+                ),
+            ],
         );
     }
 
     #[test]
     fn ttl_expiry_refreshes_and_failed_refreshes_back_off() {
-        let p = policy();
-        assert_eq!(refresh_due(Some(S(0)), Some(S(0)), true, S(3599), &p), None);
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(0)), true, S(3600), &p),
-            Some(RefreshCause::Expired)
-        );
-        // The refresh at 3600 failed: stale keys are used, next attempt a minute later.
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(3600)), true, S(3659), &p),
-            None
-        );
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(3600)), false, S(3659), &p),
-            None
-        );
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(3600)), true, S(3660), &p),
-            Some(RefreshCause::Expired)
+        assert_due(
+            &policy(),
+            &[
+                (Some(0), Some(0), true, 3599, None),
+                (Some(0), Some(0), true, 3600, Some(RefreshCause::Expired)),
+                // The refresh at 3600 failed: stale keys are used, next attempt a minute later.
+                (Some(0), Some(3600), true, 3659, None),
+                (Some(0), Some(3600), false, 3659, None),
+                (Some(0), Some(3600), true, 3660, Some(RefreshCause::Expired)),
+            ],
         );
     }
 
@@ -342,9 +346,9 @@ mod tests {
             refresh_after: S(10),
             ..policy()
         };
-        assert_eq!(
-            refresh_due(Some(S(0)), Some(S(0)), true, S(10), &p),
-            Some(RefreshCause::Expired)
+        assert_due(
+            &p,
+            &[(Some(0), Some(0), true, 10, Some(RefreshCause::Expired))],
         );
     }
 

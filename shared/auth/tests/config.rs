@@ -1,13 +1,15 @@
-//! `TokenDecoderConfig` checks that need generated keys (`healthimport-auth-testing`). The others
-//! are unit tests in `src/config.rs`.
+//! `TokenDecoderConfig`: every check in one place, the ones that need generated keys
+//! (`healthimport-auth-testing`) included, so they share one set of environment helpers.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use healthimport::config::ConfigError;
 use healthimport_auth::config::{
-    ALLOWED_ALGORITHMS, HEALTHLAKE_ROLE_ARN, JWKS_JSON, JWKS_URL, TOKEN_ISSUER,
+    ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS, HEALTHLAKE_ROLE_ARN, JWKS_JSON, JWKS_REFRESH_SECONDS,
+    JWKS_URL, TOKEN_AUDIENCE, TOKEN_ISSUER,
 };
-use healthimport_auth::{KeySource, TokenDecoderConfig};
+use healthimport_auth::{AllowedAlgorithms, KeySource, TokenDecoderConfig};
 use healthimport_auth_testing::TestKey;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/healthlake-smart";
@@ -51,6 +53,58 @@ fn error_names(result: Result<TokenDecoderConfig, ConfigError>, name: &str) {
     match result {
         Err(e) => assert!(e.to_string().contains(name), "{e} should name {name}"),
         Ok(c) => panic!("expected an error naming {name}, got {c:?}"),
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = load(&minimal()).expect("valid");
+    assert_eq!(c.issuer, "https://idp.example.com");
+    assert!(matches!(c.keys, KeySource::Url(_)));
+    assert!(c.audiences.is_empty());
+    assert_eq!(c.algorithms, AllowedAlgorithms::default());
+    assert_eq!(c.clock_skew_seconds, 60);
+    assert_eq!(c.refresh_after, Duration::from_secs(3600));
+}
+
+#[test]
+fn every_variable_is_read() {
+    let pairs = minimal();
+    let pairs = with(pairs, TOKEN_AUDIENCE, "api://fhir, fhir-client");
+    let pairs = with(pairs, ALLOWED_ALGORITHMS, "ES256");
+    let pairs = with(pairs, CLOCK_SKEW_SECONDS, "5");
+    let pairs = with(pairs, JWKS_REFRESH_SECONDS, "600");
+    let c = load(&pairs).expect("valid");
+    assert_eq!(c.audiences, vec!["api://fhir", "fhir-client"]);
+    assert_eq!(c.algorithms, "ES256".parse().expect("valid"));
+    assert_eq!(c.clock_skew_seconds, 5);
+    assert_eq!(c.refresh_after, Duration::from_secs(600));
+}
+
+#[test]
+fn missing_required_variables_are_named() {
+    for name in [TOKEN_ISSUER, HEALTHLAKE_ROLE_ARN, JWKS_URL] {
+        error_names(load(&without(minimal(), name)), name);
+    }
+}
+
+#[test]
+fn invalid_variables_are_named() {
+    let cases = [
+        (HEALTHLAKE_ROLE_ARN, "arn:aws:iam::123:role/x"),
+        (HEALTHLAKE_ROLE_ARN, "arn:aws:iam::123456789012:user/x"),
+        (HEALTHLAKE_ROLE_ARN, "role/x"),
+        (JWKS_URL, "http://idp.example.com/jwks"),
+        (JWKS_URL, "not a url"),
+        (ALLOWED_ALGORITHMS, "RS256,HS256"),
+        (ALLOWED_ALGORITHMS, "XY999"),
+        (CLOCK_SKEW_SECONDS, "-1"),
+        (CLOCK_SKEW_SECONDS, "3600"),
+        (JWKS_REFRESH_SECONDS, "10"),
+        (JWKS_REFRESH_SECONDS, "soon"),
+    ];
+    for (name, value) in cases {
+        error_names(load(&with(minimal(), name, value)), name);
     }
 }
 

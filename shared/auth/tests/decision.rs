@@ -354,23 +354,21 @@ async fn key_rotation_is_picked_up_on_the_first_token_with_the_new_kid() {
 
 #[tokio::test]
 async fn a_flood_of_forged_kids_costs_one_fetch_a_minute() {
-    let f = fixture().await;
-    for i in 0..500 {
-        let forged = TestKey::es256("forger").with_kid(&format!("forged-{i}"));
-        assert_eq!(
-            f.reason(&forged.token(&claims())).await,
-            Some(DenyReason::UnknownKid)
-        );
+    async fn flood(f: &Fixture) {
+        for i in 0..500 {
+            let forged = TestKey::es256("forger").with_kid(&format!("forged-{i}"));
+            assert_eq!(
+                f.reason(&forged.token(&claims())).await,
+                Some(DenyReason::UnknownKid)
+            );
+        }
     }
+
+    let f = fixture().await;
+    flood(&f).await;
     assert_eq!(f.fetcher.calls(), 1);
     f.clock.advance(Duration::from_secs(61));
-    for i in 0..500 {
-        let forged = TestKey::es256("forger").with_kid(&format!("forged-{i}"));
-        assert_eq!(
-            f.reason(&forged.token(&claims())).await,
-            Some(DenyReason::UnknownKid)
-        );
-    }
+    flood(&f).await;
     assert_eq!(f.fetcher.calls(), 2);
 }
 

@@ -59,16 +59,41 @@ impl DynamoJobStore {
         &self.table
     }
 
-    fn unavailable(
-        &self,
-        operation: &'static str,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> StoreError {
+    fn unavailable(&self, operation: &'static str, source: impl Into<BoxError>) -> StoreError {
         StoreError::Unavailable {
             operation,
             table: self.table.clone(),
-            source: Box::new(source),
+            source: source.into(),
         }
+    }
+
+    /// A conditional UpdateItem of the job's item; `returned` says which attributes a written
+    /// update answers with.
+    async fn update(
+        &self,
+        job_id: &JobId,
+        update: Update,
+        returned: ReturnValue,
+    ) -> Result<Conditional<Option<Item>>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", AttributeValue::S(job_id.to_string()))
+            .update_expression(update.expression)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(returned)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        Ok(
+            match conditional(result).map_err(|e| self.unavailable("UpdateItem", e))? {
+                Conditional::Written(output) => Conditional::Written(output.attributes),
+                Conditional::Refused(item) => Conditional::Refused(item),
+            },
+        )
     }
 
     fn decode(&self, item: HashMap<String, AttributeValue>) -> Result<Job, StoreError> {
@@ -167,31 +192,20 @@ impl JobStore for DynamoJobStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let existing = match e.into_err() {
-                    PutItemError::ConditionalCheckFailedException(c) => c.item,
-                    _ => None,
-                };
-                // Older DynamoDB-compatible servers do not return the item with the failure.
-                let existing = match existing {
-                    Some(item) => self.decode(item)?,
-                    None => self
-                        .get(&job.job_id)
-                        .await?
-                        .ok_or_else(|| StoreError::Malformed {
-                            job_id: job.job_id.to_string(),
-                            table: self.table.clone(),
-                            reason: "create was refused as a duplicate but no record exists".into(),
-                        })?,
-                };
-                Ok(CreateOutcome::AlreadyExists(Box::new(existing)))
+        let existing = match conditional(result).map_err(|e| self.unavailable("PutItem", e))? {
+            Conditional::Written(_) => return Ok(CreateOutcome::Created),
+            Conditional::Refused(Some(item)) => self.decode(item)?,
+            Conditional::Refused(None) => {
+                self.get(&job.job_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Malformed {
+                        job_id: job.job_id.to_string(),
+                        table: self.table.clone(),
+                        reason: "create was refused as a duplicate but no record exists".into(),
+                    })?
             }
-            Err(e) => Err(self.unavailable("PutItem", e)),
-        }
+        };
+        Ok(CreateOutcome::AlreadyExists(Box::new(existing)))
     }
 
     async fn transition(
@@ -200,59 +214,31 @@ impl JobStore for DynamoJobStore {
         change: &Transition,
     ) -> Result<TransitionOutcome, StoreError> {
         let allowed = JobStatus::allowed_predecessors(change.to);
-        if allowed.is_empty() {
+        let current = if allowed.is_empty() {
             // Nothing may move here (e.g. SKIPPED, which exists only at creation): report the
             // record's status without writing.
-            return Ok(match self.get(job_id).await? {
-                Some(job) => TransitionOutcome::Rejected {
-                    current: job.status,
-                },
-                None => TransitionOutcome::NotFound,
-            });
-        }
-        let update = UpdateBuilder::new(change, &allowed, |at| self.expires_at(at));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("jobId", AttributeValue::S(job_id.to_string()))
-            .update_expression(update.expression())
-            .condition_expression(update.condition())
-            .set_expression_attribute_names(Some(update.names))
-            .set_expression_attribute_values(Some(update.values))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let item = output.attributes.ok_or_else(|| StoreError::Malformed {
-                    job_id: job_id.to_string(),
-                    table: self.table.clone(),
-                    reason: "UpdateItem returned no attributes".into(),
-                })?;
-                Ok(TransitionOutcome::Applied(Box::new(self.decode(item)?)))
+            self.get(job_id).await?
+        } else {
+            let update = UpdateBuilder::transition(change, &allowed, |at| self.expires_at(at));
+            match self.update(job_id, update, ReturnValue::AllNew).await? {
+                Conditional::Written(attributes) => {
+                    let item = attributes.ok_or_else(|| StoreError::Malformed {
+                        job_id: job_id.to_string(),
+                        table: self.table.clone(),
+                        reason: "UpdateItem returned no attributes".into(),
+                    })?;
+                    return Ok(TransitionOutcome::Applied(Box::new(self.decode(item)?)));
+                }
+                Conditional::Refused(Some(item)) => Some(self.decode(item)?),
+                Conditional::Refused(None) => self.get(job_id).await?,
             }
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let old = match e.into_err() {
-                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                    _ => None,
-                };
-                let current = match old {
-                    Some(item) => Some(self.decode(item)?),
-                    None => self.get(job_id).await?,
-                };
-                Ok(match current {
-                    Some(job) => TransitionOutcome::Rejected {
-                        current: job.status,
-                    },
-                    None => TransitionOutcome::NotFound,
-                })
-            }
-            Err(e) => Err(self.unavailable("UpdateItem", e)),
-        }
+        };
+        Ok(match current {
+            Some(job) => TransitionOutcome::Rejected {
+                current: job.status,
+            },
+            None => TransitionOutcome::NotFound,
+        })
     }
 
     async fn get(&self, job_id: &JobId) -> Result<Option<Job>, StoreError> {
@@ -316,54 +302,30 @@ impl JobStore for DynamoJobStore {
         job_id: &JobId,
         outcome: &JobOutcome,
     ) -> Result<OutcomeWrite, StoreError> {
-        let (expression, condition, names, values) = outcome_update(outcome);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("jobId", AttributeValue::S(job_id.to_string()))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(OutcomeWrite::Recorded),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let old = match e.into_err() {
-                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+        let update = UpdateBuilder::outcome(outcome);
+        let (status, recorded) = match self.update(job_id, update, ReturnValue::None).await? {
+            Conditional::Written(_) => return Ok(OutcomeWrite::Recorded),
+            Conditional::Refused(Some(item)) => (
+                match item.get("status") {
+                    Some(AttributeValue::S(s)) => s.parse().ok(),
                     _ => None,
-                };
-                // Older DynamoDB-compatible servers do not return the item with the failure.
-                let (status, recorded) = match old {
-                    Some(item) => (
-                        match item.get("status") {
-                            Some(AttributeValue::S(s)) => s.parse().ok(),
-                            _ => None,
-                        },
-                        item.contains_key("outcomeAt"),
-                    ),
-                    None => match self.get(job_id).await? {
-                        Some(job) => (
-                            Some(job.status),
-                            self.markers(job_id).await?.outcome_at.is_some(),
-                        ),
-                        None => (None, false),
-                    },
-                };
-                Ok(match status {
-                    None => OutcomeWrite::NotFound,
-                    Some(_) if recorded => OutcomeWrite::AlreadyRecorded,
-                    Some(status) if !status.is_terminal() => OutcomeWrite::NotTerminal(status),
-                    Some(_) => OutcomeWrite::AlreadyRecorded,
-                })
-            }
-            Err(e) => Err(self.unavailable("UpdateItem", e)),
-        }
+                },
+                item.contains_key("outcomeAt"),
+            ),
+            Conditional::Refused(None) => match self.get(job_id).await? {
+                Some(job) => (
+                    Some(job.status),
+                    self.markers(job_id).await?.outcome_at.is_some(),
+                ),
+                None => (None, false),
+            },
+        };
+        Ok(match status {
+            None => OutcomeWrite::NotFound,
+            Some(_) if recorded => OutcomeWrite::AlreadyRecorded,
+            Some(status) if !status.is_terminal() => OutcomeWrite::NotTerminal(status),
+            Some(_) => OutcomeWrite::AlreadyRecorded,
+        })
     }
 
     async fn markers(&self, job_id: &JobId) -> Result<OutcomeMarkers, StoreError> {
@@ -387,29 +349,80 @@ impl JobStore for DynamoJobStore {
     }
 
     async fn mark_announced(&self, job_id: &JobId, at: Timestamp) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("jobId", AttributeValue::S(job_id.to_string()))
-            .update_expression("SET #a = :at")
-            .condition_expression("attribute_exists(#id) AND attribute_not_exists(#a)")
-            .expression_attribute_names("#a", "announcedAt")
-            .expression_attribute_names("#id", "jobId")
-            .expression_attribute_values(":at", AttributeValue::S(at.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.unavailable("UpdateItem", e)),
+        let update = Update {
+            expression: "SET #a = :at".into(),
+            condition: "attribute_exists(#id) AND attribute_not_exists(#a)".into(),
+            names: HashMap::from([
+                ("#a".to_owned(), "announcedAt".to_owned()),
+                ("#id".to_owned(), "jobId".to_owned()),
+            ]),
+            values: HashMap::from([(":at".to_owned(), AttributeValue::S(at.to_string()))]),
+        };
+        Ok(matches!(
+            self.update(job_id, update, ReturnValue::None).await?,
+            Conditional::Written(_)
+        ))
+    }
+}
+
+/// An UpdateItem's expression, its condition, and their placeholders.
+struct Update {
+    expression: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+/// What a conditional write did.
+enum Conditional<T> {
+    Written(T),
+    /// Its condition failed; the item as it was, when the server returns it (older
+    /// DynamoDB-compatible servers do not).
+    Refused(Option<Item>),
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The operation errors whose condition can fail.
+trait ConditionFailure: Sized {
+    /// The item a failed condition returned, or the error itself when it is another one.
+    fn refused_item(self) -> Result<Option<Item>, Self>;
+}
+
+impl ConditionFailure for PutItemError {
+    fn refused_item(self) -> Result<Option<Item>, Self> {
+        match self {
+            PutItemError::ConditionalCheckFailedException(c) => Ok(c.item),
+            other => Err(other),
         }
     }
 }
+
+impl ConditionFailure for UpdateItemError {
+    fn refused_item(self) -> Result<Option<Item>, Self> {
+        match self {
+            UpdateItemError::ConditionalCheckFailedException(c) => Ok(c.item),
+            other => Err(other),
+        }
+    }
+}
+
+/// A conditional write's answer: written, refused by its condition, or failed.
+fn conditional<T, E>(result: Result<T, SdkError<E>>) -> Result<Conditional<T>, BoxError>
+where
+    E: ConditionFailure + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Conditional::Written(output)),
+        Err(SdkError::ServiceError(e)) => match e.into_err().refused_item() {
+            Ok(item) => Ok(Conditional::Refused(item)),
+            Err(other) => Err(other.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// At most [`MAX_FAILED_FILES`]: an item must stay well under DynamoDB's 400 KB limit.
 fn bounded(files: &[FailedFile]) -> &[FailedFile] {
@@ -417,60 +430,6 @@ fn bounded(files: &[FailedFile]) -> &[FailedFile] {
 }
 
 /// The UpdateItem of an outcome: expression, condition, names, values.
-fn outcome_update(
-    outcome: &JobOutcome,
-) -> (
-    String,
-    String,
-    HashMap<String, String>,
-    HashMap<String, AttributeValue>,
-) {
-    let mut sets = vec!["#outcomeAt = :at".to_owned(), "#updatedAt = :at".to_owned()];
-    let mut names = HashMap::from([
-        ("#outcomeAt".to_owned(), "outcomeAt".to_owned()),
-        ("#updatedAt".to_owned(), "updatedAt".to_owned()),
-        ("#status".to_owned(), "status".to_owned()),
-        ("#jobId".to_owned(), "jobId".to_owned()),
-    ]);
-    let mut values = HashMap::from([(":at".to_owned(), AttributeValue::S(outcome.at.to_string()))]);
-    if let Some(counts) = outcome.counts {
-        sets.push("#counts = :counts".into());
-        names.insert("#counts".into(), "counts".into());
-        values.insert(":counts".into(), to_attribute(&counts));
-    }
-    if !outcome.failed_files.is_empty() {
-        sets.push("#failedFiles = :failedFiles".into());
-        names.insert("#failedFiles".into(), "failedFiles".into());
-        values.insert(
-            ":failedFiles".into(),
-            to_attribute(&bounded(&outcome.failed_files)),
-        );
-    }
-    if let Some(location) = &outcome.output_location {
-        sets.push("#outputLocation = :outputLocation".into());
-        names.insert("#outputLocation".into(), "outputLocation".into());
-        values.insert(
-            ":outputLocation".into(),
-            AttributeValue::S(location.clone()),
-        );
-    }
-    let mut terminal = Vec::new();
-    let terminal_statuses = JobStatus::ALL.into_iter().filter(|s| s.is_terminal());
-    for (i, status) in terminal_statuses.enumerate() {
-        let placeholder = format!(":t{i}");
-        values.insert(
-            placeholder.clone(),
-            AttributeValue::S(status.as_str().to_owned()),
-        );
-        terminal.push(placeholder);
-    }
-    let condition = format!(
-        "attribute_exists(#jobId) AND #status IN ({}) AND attribute_not_exists(#outcomeAt)",
-        terminal.join(", ")
-    );
-    (format!("SET {}", sets.join(", ")), condition, names, values)
-}
-
 /// The same shapes serde gives [`Job`]'s fields, so the job store reads them back.
 fn timestamp_attribute(item: &HashMap<String, AttributeValue>, name: &str) -> Option<Timestamp> {
     match item.get(name) {
@@ -479,27 +438,24 @@ fn timestamp_attribute(item: &HashMap<String, AttributeValue>, name: &str) -> Op
     }
 }
 
-/// Builds the UpdateItem expression of a transition: the fields it sets, the history entry it
-/// appends (only when the status changes), and the condition on the allowed from-statuses.
+/// Builds an UpdateItem: the attributes it sets, and the names and values its expression and
+/// condition use.
+#[derive(Default)]
 struct UpdateBuilder {
     sets: Vec<String>,
-    allowed: Vec<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
 
 impl UpdateBuilder {
-    fn new(
+    /// A transition: the status, the fields learned with it, the history entry (only when the
+    /// status is reached for the first time), conditional on the allowed from-statuses.
+    fn transition(
         change: &Transition,
         allowed: &[JobStatus],
         expires_at: impl Fn(i64) -> AttributeValue,
-    ) -> Self {
-        let mut b = UpdateBuilder {
-            sets: Vec::new(),
-            allowed: Vec::new(),
-            names: HashMap::new(),
-            values: HashMap::new(),
-        };
+    ) -> Update {
+        let mut b = UpdateBuilder::default();
         b.set("status", AttributeValue::S(change.to.as_str().to_owned()));
         // The first time a status is reached is kept; a repeated write of it adds nothing.
         b.sets
@@ -527,15 +483,32 @@ impl UpdateBuilder {
         if change.to.is_terminal() {
             b.set("expiresAt", expires_at(change.at.unix_seconds()));
         }
-        for (i, status) in allowed.iter().enumerate() {
-            let placeholder = format!(":from{i}");
-            b.values.insert(
-                placeholder.clone(),
-                AttributeValue::S(status.as_str().to_owned()),
-            );
-            b.allowed.push(placeholder);
+        let condition = b.status_in(":from", allowed.iter().copied());
+        b.build(condition)
+    }
+
+    /// A finished job's outcome: written once, and only on a terminal record. `None` fields keep
+    /// what the record holds (a running job's last progress counts, say).
+    fn outcome(outcome: &JobOutcome) -> Update {
+        let mut b = UpdateBuilder::default();
+        b.set("outcomeAt", AttributeValue::S(outcome.at.to_string()));
+        b.set("updatedAt", AttributeValue::S(outcome.at.to_string()));
+        if let Some(counts) = outcome.counts {
+            b.set("counts", to_attribute(&counts));
         }
-        b
+        if !outcome.failed_files.is_empty() {
+            b.set("failedFiles", to_attribute(&bounded(&outcome.failed_files)));
+        }
+        if let Some(location) = &outcome.output_location {
+            b.set("outputLocation", AttributeValue::S(location.clone()));
+        }
+        b.names.insert("#jobId".into(), "jobId".into());
+        let terminal = JobStatus::ALL.into_iter().filter(|s| s.is_terminal());
+        let condition = format!(
+            "attribute_exists(#jobId) AND {} AND attribute_not_exists(#outcomeAt)",
+            b.status_in(":t", terminal)
+        );
+        b.build(condition)
     }
 
     fn set(&mut self, attribute: &str, value: AttributeValue) {
@@ -545,12 +518,30 @@ impl UpdateBuilder {
         self.values.insert(placeholder, value);
     }
 
-    fn expression(&self) -> String {
-        format!("SET {}", self.sets.join(", "))
+    /// `#status IN (...)` over `statuses`, as placeholders named `prefix0`, `prefix1`, ...
+    fn status_in(&mut self, prefix: &str, statuses: impl Iterator<Item = JobStatus>) -> String {
+        self.names.insert("#status".into(), "status".into());
+        let placeholders: Vec<String> = statuses
+            .enumerate()
+            .map(|(i, status)| {
+                let placeholder = format!("{prefix}{i}");
+                self.values.insert(
+                    placeholder.clone(),
+                    AttributeValue::S(status.as_str().to_owned()),
+                );
+                placeholder
+            })
+            .collect();
+        format!("#status IN ({})", placeholders.join(", "))
     }
 
-    fn condition(&self) -> String {
-        format!("#status IN ({})", self.allowed.join(", "))
+    fn build(self, condition: String) -> Update {
+        Update {
+            expression: format!("SET {}", self.sets.join(", ")),
+            condition,
+            names: self.names,
+            values: self.values,
+        }
     }
 }
 
@@ -614,6 +605,7 @@ fn attribute_to_json(value: AttributeValue) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::types::error::{
@@ -679,13 +671,13 @@ mod tests {
         let change =
             Transition::to(JobStatus::StartFailed, Timestamp::now()).with_message("denied");
         let update =
-            UpdateBuilder::new(&change, &JobStatus::allowed_predecessors(change.to), |_| {
+            UpdateBuilder::transition(&change, &JobStatus::allowed_predecessors(change.to), |_| {
                 AttributeValue::N("0".into())
             });
-        assert_eq!(update.condition(), "#status IN (:from0)");
+        assert_eq!(update.condition, "#status IN (:from0)");
         assert_eq!(update.values[":from0"], AttributeValue::S("PENDING".into()));
-        assert!(update.expression().contains("#message = :message"));
-        assert!(update.expression().contains("#expiresAt = :expiresAt"));
+        assert!(update.expression.contains("#message = :message"));
+        assert!(update.expression.contains("#expiresAt = :expiresAt"));
     }
 
     #[tokio::test]
@@ -694,11 +686,7 @@ mod tests {
             .encode(&job())
             .unwrap();
         let rule = mock!(Client::put_item).then_error(move || {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .set_item(Some(existing.clone()))
-                    .build(),
-            )
+            PutItemError::ConditionalCheckFailedException(condition_failed(Some(existing.clone())))
         });
         let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
         assert_eq!(
@@ -732,13 +720,8 @@ mod tests {
         let old = store(mock_client!(aws_sdk_dynamodb, []))
             .encode(&completed)
             .unwrap();
-        let rule = mock!(Client::update_item).then_error(move || {
-            UpdateItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .set_item(Some(old.clone()))
-                    .build(),
-            )
-        });
+        let rule =
+            mock!(Client::update_item).then_error(move || conditional_failure(Some(old.clone())));
         let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
         let outcome = s
             .transition(
@@ -784,20 +767,6 @@ mod tests {
             .unwrap();
         assert_eq!(outcome, TransitionOutcome::Applied(Box::new(submitted)));
     }
-}
-
-#[cfg(test)]
-mod outcome_tests {
-    use super::*;
-    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use healthimport::domain::job::JobCounts;
-
-    fn store(client: Client) -> DynamoJobStore {
-        DynamoJobStore::new(client, "jobs", time::Duration::days(30))
-    }
 
     fn outcome() -> JobOutcome {
         JobOutcome {
@@ -819,17 +788,37 @@ mod outcome_tests {
         JobId::from_stored("0123456789abcdef0123456789abcdef")
     }
 
-    fn conditional_failure(item: Option<HashMap<String, AttributeValue>>) -> UpdateItemError {
-        UpdateItemError::ConditionalCheckFailedException(
-            ConditionalCheckFailedException::builder()
-                .set_item(item)
-                .build(),
-        )
+    fn condition_failed(item: Option<Item>) -> ConditionalCheckFailedException {
+        ConditionalCheckFailedException::builder()
+            .set_item(item)
+            .build()
+    }
+
+    /// An UpdateItem whose condition fails on an item holding `attributes` (strings).
+    fn refused_update(
+        attributes: &'static [(&'static str, &'static str)],
+    ) -> aws_smithy_mocks::Rule {
+        mock!(Client::update_item).then_error(|| {
+            let item = attributes
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), AttributeValue::S((*value).to_owned())))
+                .collect();
+            conditional_failure(Some(item))
+        })
+    }
+
+    fn conditional_failure(item: Option<Item>) -> UpdateItemError {
+        UpdateItemError::ConditionalCheckFailedException(condition_failed(item))
     }
 
     #[test]
     fn the_outcome_is_written_once_and_only_on_a_terminal_record() {
-        let (expression, condition, names, values) = outcome_update(&outcome());
+        let Update {
+            expression,
+            condition,
+            names,
+            values,
+        } = UpdateBuilder::outcome(&outcome());
         assert!(
             condition.contains("attribute_not_exists(#outcomeAt)"),
             "{condition}"
@@ -851,21 +840,16 @@ mod outcome_tests {
             output_location: None,
             ..outcome()
         };
-        let (expression, _, _, _) = outcome_update(&bare);
+        let expression = UpdateBuilder::outcome(&bare).expression;
         assert!(!expression.contains("#counts"), "progress counts are kept");
     }
 
     #[tokio::test]
     async fn a_second_outcome_is_already_recorded() {
-        let rule = mock!(Client::update_item).then_error(|| {
-            conditional_failure(Some(HashMap::from([
-                ("status".into(), AttributeValue::S("COMPLETED".into())),
-                (
-                    "outcomeAt".into(),
-                    AttributeValue::S("2026-11-23T10:00:00.000Z".into()),
-                ),
-            ])))
-        });
+        let rule = refused_update(&[
+            ("status", "COMPLETED"),
+            ("outcomeAt", "2026-11-23T10:00:00.000Z"),
+        ]);
         let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
         assert_eq!(
             s.record_outcome(&job_id(), &outcome()).await.unwrap(),
@@ -875,12 +859,7 @@ mod outcome_tests {
 
     #[tokio::test]
     async fn an_outcome_for_a_running_job_is_refused() {
-        let rule = mock!(Client::update_item).then_error(|| {
-            conditional_failure(Some(HashMap::from([(
-                "status".into(),
-                AttributeValue::S("IN_PROGRESS".into()),
-            )])))
-        });
+        let rule = refused_update(&[("status", "IN_PROGRESS")]);
         let s = store(mock_client!(aws_sdk_dynamodb, [&rule]));
         assert_eq!(
             s.record_outcome(&job_id(), &outcome()).await.unwrap(),

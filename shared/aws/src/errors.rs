@@ -4,8 +4,10 @@
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use healthimport::domain::job::{JobStatus, Service};
-use healthimport::ports::service_jobs::{Retry, ServiceError, StartedJob};
+use std::future::Future;
+
+use healthimport::domain::job::{JobCounts, JobStatus, Service};
+use healthimport::ports::service_jobs::{JobReport, Retry, ServiceError, StartedJob};
 
 /// The error codes that say "not now" rather than "never": throttling, a quota that frees up as
 /// jobs finish, the service's own failures. The services document ThrottlingException and
@@ -71,6 +73,35 @@ fn transport(code: &str, message: &str) -> (String, String, Retry) {
     (code.to_owned(), message.to_owned(), Retry::Later)
 }
 
+/// Sends an SDK call of `service`'s `operation`, classifying its failure.
+pub(crate) async fn call<T, E>(
+    service: Service,
+    operation: &'static str,
+    request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<T, ServiceError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    request
+        .await
+        .map_err(|e| service_error(service, operation, e))
+}
+
+/// What a Describe/Get call says of a job, as the port reports it.
+pub(crate) fn job_report(
+    service: Service,
+    operation: &'static str,
+    raw_status: &str,
+    message: Option<&str>,
+    progress: Option<JobCounts>,
+) -> Result<JobReport, ServiceError> {
+    Ok(JobReport {
+        status: job_status(service, operation, raw_status)?,
+        message: message.map(str::to_owned),
+        progress,
+    })
+}
+
 /// A status string from a service response, or a malformed-response error naming the call.
 pub(crate) fn job_status(
     service: Service,
@@ -98,3 +129,29 @@ pub(crate) fn started_job(
 pub(crate) fn count(value: Option<i64>) -> u64 {
     value.map_or(0, |v| u64::try_from(v).unwrap_or(0))
 }
+
+/// What every Start call carries: the job id as ClientToken and job name (so a retried start is
+/// the same job at the service, and the job's events can be matched before the start returns),
+/// the data store, and the role the service assumes. One macro because each operation has its
+/// own builder type.
+macro_rules! with_job_identity {
+    ($builder:expr, $request:expr, $role:expr) => {
+        $builder
+            .client_token($request.job_id.client_token())
+            .job_name($request.job_id.as_str())
+            .datastore_id(&$request.datastore_id)
+            .data_access_role_arn($role)
+    };
+}
+
+/// Names the job a Describe/Get call asks about.
+macro_rules! of_job {
+    ($builder:expr, $job:expr) => {
+        $builder
+            .datastore_id($job.datastore_id)
+            .job_id($job.service_job_id)
+    };
+}
+
+pub(crate) use of_job;
+pub(crate) use with_job_identity;

@@ -10,7 +10,7 @@ use healthimport::ports::service_jobs::{
     JobReport, JobService, ServiceError, ServiceJob, StartRequest, StartWork, StartedJob,
 };
 
-use crate::errors::{count, job_status, service_error, started_job};
+use crate::errors::{call, count, job_report, of_job, started_job, with_job_identity};
 use crate::healthlake_rest::{ExportDestination, RestExports};
 
 #[derive(Debug, Clone)]
@@ -79,39 +79,25 @@ impl HealthLakeJobs {
             return settings.rest.start_since(request, since, destination).await;
         }
         let output = output_config(OP, &request.output_s3_uri, &settings.kms_key_id)?;
-        let started = self
-            .client
-            .start_fhir_export_job()
-            .job_name(request.job_id.as_str())
-            .datastore_id(&request.datastore_id)
-            .output_data_config(output)
-            .data_access_role_arn(&settings.data_access_role_arn)
-            .client_token(request.job_id.client_token())
-            .send()
-            .await
-            .map_err(|e| service_error(SERVICE, OP, e))?;
+        let builder = with_job_identity!(
+            self.client.start_fhir_export_job(),
+            request,
+            &settings.data_access_role_arn
+        );
+        let started = call(SERVICE, OP, builder.output_data_config(output).send()).await?;
         started_job(SERVICE, OP, started.job_id(), started.job_status().as_str())
     }
 
     async fn describe_export(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         const OP: &str = "DescribeFHIRExportJob";
-        let output = self
-            .client
-            .describe_fhir_export_job()
-            .datastore_id(job.datastore_id)
-            .job_id(job.service_job_id)
-            .send()
-            .await
-            .map_err(|e| service_error(SERVICE, OP, e))?;
+        let read = of_job!(self.client.describe_fhir_export_job(), job);
+        let output = call(SERVICE, OP, read.send()).await?;
         let properties = output
             .export_job_properties()
             .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "ExportJobProperties"))?;
-        Ok(JobReport {
-            status: job_status(SERVICE, OP, properties.job_status().as_str())?,
-            message: properties.message().map(str::to_owned),
-            // An export reports no progress; its files are counted when it ends.
-            progress: None,
-        })
+        // An export reports no progress; its files are counted when it ends.
+        let (status, message) = (properties.job_status().as_str(), properties.message());
+        job_report(SERVICE, OP, status, message, None)
     }
 }
 
@@ -126,18 +112,15 @@ impl JobService for HealthLakeJobs {
             StartWork::Export { since } => return self.start_export(request, *since).await,
         };
         let output = output_config(OP, &request.output_s3_uri, &self.output_kms_key_id)?;
-        let started = self
-            .client
-            .start_fhir_import_job()
-            .job_name(request.job_id.as_str())
-            .datastore_id(&request.datastore_id)
+        let builder = with_job_identity!(
+            self.client.start_fhir_import_job(),
+            request,
+            &self.data_access_role_arn
+        );
+        let input = builder
             .input_data_config(InputDataConfig::S3Uri(input_s3_uri.clone()))
-            .job_output_data_config(output)
-            .data_access_role_arn(&self.data_access_role_arn)
-            .client_token(request.job_id.client_token())
-            .send()
-            .await
-            .map_err(|e| service_error(SERVICE, OP, e))?;
+            .job_output_data_config(output);
+        let started = call(SERVICE, OP, input.send()).await?;
         started_job(SERVICE, OP, started.job_id(), started.job_status().as_str())
     }
 
@@ -146,14 +129,8 @@ impl JobService for HealthLakeJobs {
         if job.kind == JobKind::Export {
             return self.describe_export(job).await;
         }
-        let output = self
-            .client
-            .describe_fhir_import_job()
-            .datastore_id(job.datastore_id)
-            .job_id(job.service_job_id)
-            .send()
-            .await
-            .map_err(|e| service_error(SERVICE, OP, e))?;
+        let read = of_job!(self.client.describe_fhir_import_job(), job);
+        let output = call(SERVICE, OP, read.send()).await?;
         let properties = output
             .import_job_properties()
             .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "ImportJobProperties"))?;
@@ -162,11 +139,8 @@ impl JobService for HealthLakeJobs {
             imported: count(p.total_number_of_imported_files()),
             failed: count(p.total_number_of_files_read_with_customer_error()),
         });
-        Ok(JobReport {
-            status: job_status(SERVICE, OP, properties.job_status().as_str())?,
-            message: properties.message().map(str::to_owned),
-            progress,
-        })
+        let (status, message) = (properties.job_status().as_str(), properties.message());
+        job_report(SERVICE, OP, status, message, progress)
     }
 }
 

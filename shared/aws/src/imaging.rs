@@ -8,7 +8,7 @@ use healthimport::ports::service_jobs::{
     JobReport, JobService, ServiceError, ServiceJob, StartRequest, StartWork, StartedJob,
 };
 
-use crate::errors::{job_status, service_error, started_job};
+use crate::errors::{call, job_report, of_job, started_job, with_job_identity};
 
 #[derive(Debug, Clone)]
 pub struct HealthImagingJobs {
@@ -38,39 +38,27 @@ impl JobService for HealthImagingJobs {
                 "HealthImaging has no export job".to_owned(),
             ));
         };
-        let started = self
-            .client
-            .start_dicom_import_job()
-            .job_name(request.job_id.as_str())
-            .datastore_id(&request.datastore_id)
+        let builder = with_job_identity!(
+            self.client.start_dicom_import_job(),
+            request,
+            &self.data_access_role_arn
+        );
+        let input = builder
             .input_s3_uri(input_s3_uri)
-            .output_s3_uri(&request.output_s3_uri)
-            .data_access_role_arn(&self.data_access_role_arn)
-            .client_token(request.job_id.client_token())
-            .send()
-            .await
-            .map_err(|e| service_error(SERVICE, OP, e))?;
+            .output_s3_uri(&request.output_s3_uri);
+        let started = call(SERVICE, OP, input.send()).await?;
         started_job(SERVICE, OP, started.job_id(), started.job_status().as_str())
     }
 
     async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         const OP: &str = "GetDICOMImportJob";
-        let output = self
-            .client
-            .get_dicom_import_job()
-            .datastore_id(job.datastore_id)
-            .job_id(job.service_job_id)
-            .send()
-            .await
-            .map_err(|e| service_error(SERVICE, OP, e))?;
+        let read = of_job!(self.client.get_dicom_import_job(), job);
+        let output = call(SERVICE, OP, read.send()).await?;
         let properties = output
             .job_properties()
             .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "jobProperties"))?;
-        Ok(JobReport {
-            status: job_status(SERVICE, OP, properties.job_status().as_str())?,
-            message: properties.message().map(str::to_owned),
-            // HealthImaging reports no progress while running; the output manifest has the counts.
-            progress: None,
-        })
+        // HealthImaging reports no progress while running; the output manifest has the counts.
+        let (status, message) = (properties.job_status().as_str(), properties.message());
+        job_report(SERVICE, OP, status, message, None)
     }
 }

@@ -153,6 +153,12 @@ mod tests {
     #[derive(Default)]
     struct Objects(Mutex<BTreeMap<String, String>>);
 
+    impl Objects {
+        fn put(&self, uri: String, text: String) {
+            self.0.lock().unwrap().insert(uri, text);
+        }
+    }
+
     #[async_trait]
     impl OutputReader for Objects {
         async fn read(
@@ -190,13 +196,13 @@ mod tests {
     async fn healthlake_output_reads_every_failure_file_up_to_the_bound() {
         let objects = Objects::default();
         let location = "s3://o/ds-FHIR_IMPORT-j/";
-        objects.0.lock().unwrap().insert(
+        objects.put(
             format!("{location}manifest.json"),
             fixture("manifests/healthlake-manifest.json")
                 .replace("s3://healthimport-output/fhir/32839038a2f47f17c2fe0f53f0c3a0ba-FHIR_IMPORT-19dd7bb7bcc8ee12a09bf6d322744a3d/", location),
         );
         for name in ["a.ndjson", "b.ndjson"] {
-            objects.0.lock().unwrap().insert(
+            objects.put(
                 format!("{location}FAILURE/{name}"),
                 fixture("manifests/healthlake-failure.ndjson"),
             );
@@ -212,7 +218,7 @@ mod tests {
     async fn a_clean_imaging_job_reads_no_failure_file() {
         let objects = Objects::default();
         let location = "s3://o/ds-DicomImport-j/";
-        objects.0.lock().unwrap().insert(
+        objects.put(
             format!("{location}job-output-manifest.json"),
             r#"{"jobSummary":{"numberOfScannedFiles":2,"numberOfImportedFiles":2,
                 "numberOfFilesWithCustomerError":0,"numberOfFilesWithServerError":0}}"#

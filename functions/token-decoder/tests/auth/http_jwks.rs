@@ -18,7 +18,7 @@ use healthimport_auth::{
 };
 use healthimport_auth_testing::{hmac_token, jwks, unsigned_token, ManualClock, TestKey};
 use serde_json::{json, Value};
-use token_decoder::handler;
+use token_decoder::{handler, wiring};
 
 const NOW: i64 = 1_750_000_000;
 const ISSUER: &str = "https://idp.example.com/oauth2/default";
@@ -110,7 +110,7 @@ async fn decoder_for(
 ) {
     let clock = ManualClock::at(NOW);
     let config = TokenDecoderConfig::from_env(env).expect("valid configuration");
-    let decoder = handler::init_with(config, Arc::clone(&clock), TIMEOUT)
+    let decoder = wiring::init_with(config, Arc::clone(&clock), TIMEOUT)
         .await
         .expect("init");
     (decoder, clock)
@@ -143,6 +143,17 @@ async fn reason<F: healthimport_auth::JwksFetcher>(
     token: &str,
 ) -> Option<DenyReason> {
     decoder.decide(&event(token)).await.deny_reason
+}
+
+/// With no key set loaded, even a well-signed token is denied for want of keys.
+async fn assert_denied_for_want_of_keys<F: healthimport_auth::JwksFetcher>(
+    decoder: &TokenDecoder<F, Arc<ManualClock>>,
+) {
+    let token = TestKey::rsa("rsa-1").token(&claims());
+    assert_eq!(
+        reason(decoder, &token).await,
+        Some(DenyReason::JwksUnavailable)
+    );
 }
 
 #[tokio::test]
@@ -319,17 +330,13 @@ async fn identity_provider_down_then_back() {
     let key = TestKey::rsa("rsa-1");
     let idp = Idp::start(Serve::Status(StatusCode::SERVICE_UNAVAILABLE)).await;
     let (decoder, clock) = decoder_for(&env(&idp.url(), &[])).await;
-    let token = key.token(&claims());
 
-    assert_eq!(
-        reason(&decoder, &token).await,
-        Some(DenyReason::JwksUnavailable)
-    );
+    assert_denied_for_want_of_keys(&decoder).await;
     assert_eq!(idp.hits(), 1, "no retry within the retry interval");
 
     idp.set(Serve::Jwks(jwks(&[&key])));
     clock.advance(Duration::from_secs(5));
-    assert_eq!(reason(&decoder, &token).await, None);
+    assert_eq!(reason(&decoder, &key.token(&claims())).await, None);
     assert_eq!(idp.hits(), 2);
 }
 
@@ -341,11 +348,7 @@ async fn unreachable_identity_provider_does_not_stop_init() {
         listener.local_addr().expect("addr")
     };
     let (decoder, _) = decoder_for(&env(&format!("http://{addr}/jwks"), &[])).await;
-    let token = TestKey::rsa("rsa-1").token(&claims());
-    assert_eq!(
-        reason(&decoder, &token).await,
-        Some(DenyReason::JwksUnavailable)
-    );
+    assert_denied_for_want_of_keys(&decoder).await;
 }
 
 #[tokio::test]
@@ -358,16 +361,11 @@ async fn a_hanging_identity_provider_costs_at_most_the_timeout() {
     // The deadline is 400 ms; the bound leaves room for a loaded CI machine but would catch a
     // missing timeout (the server never answers).
     assert!(elapsed < Duration::from_secs(3), "init took {elapsed:?}");
-    let token = TestKey::rsa("rsa-1").token(&claims());
-    assert_eq!(
-        reason(&decoder, &token).await,
-        Some(DenyReason::JwksUnavailable)
-    );
+    assert_denied_for_want_of_keys(&decoder).await;
 }
 
 #[tokio::test]
 async fn garbage_or_oversized_jwks_is_not_loaded() {
-    let key = TestKey::rsa("rsa-1");
     for serve in [
         Serve::Body("<html>login</html>".into()),
         Serve::Body(format!(
@@ -377,10 +375,7 @@ async fn garbage_or_oversized_jwks_is_not_loaded() {
     ] {
         let idp = Idp::start(serve).await;
         let (decoder, _) = decoder_for(&env(&idp.url(), &[])).await;
-        assert_eq!(
-            reason(&decoder, &key.token(&claims())).await,
-            Some(DenyReason::JwksUnavailable)
-        );
+        assert_denied_for_want_of_keys(&decoder).await;
     }
 }
 

@@ -13,7 +13,8 @@ use healthimport_auth::TokenDecoderConfig;
 use healthimport_auth_testing::{jwks, ManualClock, TestKey};
 use lambda_runtime::Diagnostic;
 use serde_json::{json, Value};
-use token_decoder::handler::{self, InitError};
+use token_decoder::config::{self, InitError};
+use token_decoder::{handler, wiring};
 
 const ISSUER: &str = "https://idp.example.com";
 const ENDPOINT: &str = "https://healthlake.us-east-1.amazonaws.com/datastore/abc/r4/";
@@ -58,7 +59,7 @@ async fn missing_or_invalid_variables_stop_init_naming_them() {
         ),
     ];
     for (env, name) in cases {
-        let error = match handler::init(&env).await {
+        let error = match wiring::init(&env).await {
             Err(error) => error,
             Ok(_) => panic!("init should fail without a valid {name}"),
         };
@@ -102,13 +103,13 @@ async fn init_errors_are_reported_to_the_runtime_api() {
     let api = listener.local_addr().expect("addr").to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.expect("fake runtime API") });
 
-    let error = match handler::init(&env(&[("TOKEN_ISSUER", ISSUER)])).await {
+    let error = match wiring::init(&env(&[("TOKEN_ISSUER", ISSUER)])).await {
         Err(error) => error,
         Ok(_) => panic!("init should fail"),
     };
     // Lambda's `host:port` form, then the `http://` base URL local emulators set.
-    handler::report_init_error(&api, &Diagnostic::from(&error)).await;
-    handler::report_init_error(&format!("http://{api}/"), &Diagnostic::from(&error)).await;
+    config::report_init_error(&api, &Diagnostic::from(&error)).await;
+    config::report_init_error(&format!("http://{api}/"), &Diagnostic::from(&error)).await;
 
     let reports = captured.0.lock().expect("lock").clone();
     assert_eq!(reports.len(), 2);
@@ -165,7 +166,7 @@ async fn decisions_log_codes_and_context_but_never_the_token_or_claims() {
     ]))
     .expect("config");
     let clock = ManualClock::at(NOW);
-    let decoder = handler::init_with(config, clock, std::time::Duration::from_millis(100))
+    let decoder = wiring::init_with(config, clock, std::time::Duration::from_millis(100))
         .await
         .expect("init");
 

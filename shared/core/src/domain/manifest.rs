@@ -261,38 +261,33 @@ mod tests {
 
     #[test]
     fn output_locations_follow_the_documented_layout() {
-        let dicom = output_location(
-            Service::HealthImaging,
-            JobKind::Import,
-            "s3://out/dicom/",
-            "ds1",
-            "job9",
-        );
-        assert_eq!(dicom, "s3://out/dicom/ds1-DicomImport-job9/");
-        assert_eq!(
-            manifest_uri(Service::HealthImaging, &dicom),
-            "s3://out/dicom/ds1-DicomImport-job9/job-output-manifest.json"
-        );
-        let fhir = output_location(
-            Service::HealthLake,
-            JobKind::Import,
-            "s3://out/fhir",
-            "ds2",
-            "j",
-        );
-        assert_eq!(fhir, "s3://out/fhir/ds2-FHIR_IMPORT-j/");
-        assert_eq!(
-            manifest_uri(Service::HealthLake, &fhir),
-            "s3://out/fhir/ds2-FHIR_IMPORT-j/manifest.json"
-        );
-        let export = output_location(
-            Service::HealthLake,
-            JobKind::Export,
-            "s3://exports/",
-            "ds2",
-            "e",
-        );
-        assert_eq!(export, "s3://exports/ds2-FHIR_EXPORT-e/");
+        use JobKind::{Export, Import};
+        use Service::{HealthImaging, HealthLake};
+        // (service, kind, output URI, data store, job) → folder, and its manifest if any.
+        let cases = [
+            (
+                (HealthImaging, Import, "s3://out/dicom/", "ds1", "job9"),
+                "s3://out/dicom/ds1-DicomImport-job9/",
+                Some("s3://out/dicom/ds1-DicomImport-job9/job-output-manifest.json"),
+            ),
+            (
+                (HealthLake, Import, "s3://out/fhir", "ds2", "j"),
+                "s3://out/fhir/ds2-FHIR_IMPORT-j/",
+                Some("s3://out/fhir/ds2-FHIR_IMPORT-j/manifest.json"),
+            ),
+            (
+                (HealthLake, Export, "s3://exports/", "ds2", "e"),
+                "s3://exports/ds2-FHIR_EXPORT-e/",
+                None,
+            ),
+        ];
+        for ((service, kind, out, datastore, job), folder, manifest) in cases {
+            let location = output_location(service, kind, out, datastore, job);
+            assert_eq!(location, folder);
+            if let Some(manifest) = manifest {
+                assert_eq!(manifest_uri(service, &location), manifest);
+            }
+        }
     }
 
     #[test]

@@ -405,24 +405,16 @@ mod tests {
 
     #[test]
     fn decodes_plus_as_space_and_percent_escapes() {
-        assert_eq!(
-            decode_event_key("fhir/my+file.ndjson").unwrap(),
-            "fhir/my file.ndjson"
-        );
-        assert_eq!(
-            decode_event_key("fhir/a%2Bb.ndjson").unwrap(),
-            "fhir/a+b.ndjson"
-        );
-        assert_eq!(
-            decode_event_key("fhir/a%20b+c%2B.ndjson").unwrap(),
-            "fhir/a b c+.ndjson"
-        );
-        // moto percent-encodes '/', real S3 does not: both decode the same.
-        assert_eq!(
-            decode_event_key("fhir%2Fx.ndjson").unwrap(),
-            "fhir/x.ndjson"
-        );
-        assert_eq!(decode_event_key("plain/key.dcm").unwrap(), "plain/key.dcm");
+        for (raw, decoded) in [
+            ("fhir/my+file.ndjson", "fhir/my file.ndjson"),
+            ("fhir/a%2Bb.ndjson", "fhir/a+b.ndjson"),
+            ("fhir/a%20b+c%2B.ndjson", "fhir/a b c+.ndjson"),
+            // moto percent-encodes '/', real S3 does not: both decode the same.
+            ("fhir%2Fx.ndjson", "fhir/x.ndjson"),
+            ("plain/key.dcm", "plain/key.dcm"),
+        ] {
+            assert_eq!(decode_event_key(raw).unwrap(), decoded, "{raw}");
+        }
     }
 
     #[test]

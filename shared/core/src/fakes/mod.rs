@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::domain::job::{Job, JobId, JobStatus, Transition};
+use crate::domain::job::{Job, JobId, JobStatus, Service, Transition};
 use crate::ports::objects::{ListError, ListedObject, ObjectLister};
 use crate::ports::service_jobs::{
     JobReport, JobService, Retry, ServiceError, ServiceJob, StartRequest, StartedJob,
@@ -17,6 +17,18 @@ use crate::ports::store::{
     TransitionOutcome,
 };
 use crate::ports::workflow::{TrackingError, TrackingOutcome, TrackingWorkflow};
+
+/// The error a test queued for the next call.
+fn scripted(service: Service, operation: &'static str, code: String, retry: Retry) -> ServiceError {
+    ServiceError {
+        service,
+        operation,
+        message: format!("scripted {code}"),
+        code,
+        retry,
+        source: None,
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -201,14 +213,7 @@ impl JobService for ScriptedJobService {
     async fn start(&self, request: &StartRequest) -> Result<StartedJob, ServiceError> {
         lock(&self.start_calls).push(request.clone());
         if let Some((code, retry)) = lock(&self.errors).pop() {
-            return Err(ServiceError {
-                service: request.service,
-                operation: "Start",
-                message: format!("scripted {code}"),
-                code,
-                retry,
-                source: None,
-            });
+            return Err(scripted(request.service, "Start", code, retry));
         }
         let mut jobs = lock(&self.jobs);
         let count = jobs.len();
@@ -343,14 +348,7 @@ impl JobService for ReportedJobService {
     async fn describe(&self, job: &ServiceJob<'_>) -> Result<JobReport, ServiceError> {
         *lock(&self.describe_calls) += 1;
         if let Some((code, retry)) = lock(&self.describe_errors).pop() {
-            return Err(ServiceError {
-                service: job.service,
-                operation: "Describe",
-                message: format!("scripted {code}"),
-                code,
-                retry,
-                source: None,
-            });
+            return Err(scripted(job.service, "Describe", code, retry));
         }
         Ok(lock(&self.report).clone())
     }
