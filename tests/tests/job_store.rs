@@ -2,12 +2,10 @@
 //! created from `template.yaml`'s `JobsTable`.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use healthimport::domain::export::{
-    last_completed_until, ExportMode, ExportRequest, ExportTrigger,
-};
+use healthimport::domain::export::{ExportMode, ExportRequest, ExportTrigger};
 use healthimport::domain::job::{
-    FailedFile, Job, JobCounts, JobId, JobStatus, Service, SourceObject, Target, Timestamp,
-    Transition,
+    last_completed_until, FailedFile, Job, JobCounts, JobId, JobStatus, Service, SourceObject,
+    Target, Timestamp, Transition,
 };
 use healthimport::ports::store::{CreateOutcome, JobStore, TransitionOutcome};
 use healthimport_aws::dynamodb::DynamoJobStore;

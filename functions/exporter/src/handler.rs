@@ -1,10 +1,8 @@
 //! The exporter's behaviour: read the trigger, then record, start and track one export job through
 //! the same launch path as an upload's import ([`healthimport::launch::launch`]).
 
-use healthimport::domain::export::{
-    last_completed_until, ExportEventError, ExportMode, ExportRequest, ExportTrigger,
-};
-use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp};
+use healthimport::domain::export::{ExportEventError, ExportMode, ExportRequest, ExportTrigger};
+use healthimport::domain::job::{last_completed_until, Job, JobId, JobStatus, Timestamp};
 use healthimport::launch::{launch, LaunchError, Launched, StartError};
 use healthimport::ports::service_jobs::JobService;
 use healthimport::ports::store::JobStore;

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::job::{Job, JobId, JobStatus, Timestamp};
+use crate::domain::ids::{JobId, Timestamp};
 
 /// Whether an export writes the whole data store or only what changed since the last export that
 /// completed.
@@ -70,16 +70,6 @@ impl ExportRequest {
             until: now,
         }
     }
-}
-
-/// Where the next incremental export of a data store starts: the window end of its latest export
-/// that completed (`COMPLETED`; an export with errors or a failure left changes unexported).
-pub fn last_completed_until(exports: &[Job]) -> Option<Timestamp> {
-    exports
-        .iter()
-        .filter(|job| job.status == JobStatus::Completed)
-        .filter_map(|job| job.export_request().map(|e| e.until))
-        .max()
 }
 
 /// What an exporter invocation asks for: its trigger, and the mode when the event names one.
@@ -266,36 +256,5 @@ mod tests {
             serde_json::from_value::<ExportTrigger>(json).unwrap(),
             trigger
         );
-    }
-
-    #[test]
-    fn the_next_window_starts_at_the_latest_completed_export_only() {
-        let at = |text: &str| text.parse::<Timestamp>().unwrap();
-        let export = |id: &str, until: &str, status: JobStatus| {
-            let request = ExportRequest::new(
-                ExportTrigger::OnDemand {
-                    request_id: id.into(),
-                },
-                ExportMode::Full,
-                None,
-                at(until),
-            );
-            let mut job = Job::export(request, DATASTORE, "s3://out/", at(until));
-            job.status = status;
-            job
-        };
-        let exports = [
-            export("a", "2026-11-25T02:00:00Z", JobStatus::Completed),
-            export("b", "2026-11-26T02:00:00Z", JobStatus::Completed),
-            // Later, but not a clean completion: its window is exported again next time.
-            export("c", "2026-11-27T02:00:00Z", JobStatus::Failed),
-            export("d", "2026-11-27T03:00:00Z", JobStatus::CompletedWithErrors),
-            export("e", "2026-11-28T02:00:00Z", JobStatus::InProgress),
-        ];
-        assert_eq!(
-            last_completed_until(&exports),
-            Some(at("2026-11-26T02:00:00Z"))
-        );
-        assert_eq!(last_completed_until(&exports[2..]), None);
     }
 }

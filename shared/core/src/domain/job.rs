@@ -1,378 +1,20 @@
-//! The import job domain: what a job is, the statuses it can be in, and which way a status may
-//! move. Pure: no AWS types, no I/O. The DynamoDB adapter in [`crate::ports::store`] turns the transition
-//! rules into conditional writes, so the rules here are the ones the table enforces.
+//! The job record: what a job is (an upload's import, or a data store's export), what it has
+//! learned from its service, and how a status change is applied to it. Pure: no AWS types, no I/O.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use time::format_description::FormatItem;
-use time::macros::format_description;
-use time::{Duration, OffsetDateTime};
 
 use crate::domain::export::ExportRequest;
-
-/// The AWS service a job runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Service {
-    /// Amazon HealthLake (FHIR R4 NDJSON).
-    #[serde(rename = "HEALTHLAKE")]
-    HealthLake,
-    /// AWS HealthImaging (DICOM P10).
-    #[serde(rename = "HEALTHIMAGING")]
-    HealthImaging,
-}
-
-/// `as_str`, the name a fieldless enum is stored and sent under (the same as its serde name), and
-/// `Display` as that name.
-macro_rules! wire_names {
-    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name),+
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-wire_names!(Service {
-    HealthLake => "HEALTHLAKE",
-    HealthImaging => "HEALTHIMAGING",
-});
-
-/// What a job does at its service. Both kinds share the record, statuses, workflow and event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobKind {
-    /// An upload imported into a data store (HealthLake or HealthImaging).
-    #[default]
-    Import,
-    /// A HealthLake data store exported to S3 (`StartFHIRExportJob`).
-    Export,
-}
-
-wire_names!(JobKind {
-    Import => "IMPORT",
-    Export => "EXPORT",
-});
-
-/// Every status a job record can hold: the union of both services' documented job statuses, plus
-/// our own `Pending` (recorded, not started yet), `StartFailed` (the service refused the start for
-/// good) and `Skipped` (the upload is not importable; the record says why).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobStatus {
-    Pending,
-    Submitted,
-    /// HealthLake only: waiting behind the data store's one running import.
-    Queued,
-    InProgress,
-    /// HealthLake only.
-    CancelSubmitted,
-    /// HealthLake only.
-    CancelInProgress,
-    Completed,
-    /// HealthLake only. HealthImaging reports per-file failures only in its output manifest.
-    CompletedWithErrors,
-    Failed,
-    /// HealthLake only.
-    CancelCompleted,
-    /// HealthLake only.
-    CancelFailed,
-    StartFailed,
-    Skipped,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {service} job status {status:?}")]
-pub struct UnknownStatus {
-    pub service: &'static str,
-    pub status: String,
-}
-
-impl JobStatus {
-    pub const ALL: [JobStatus; 13] = [
-        JobStatus::Pending,
-        JobStatus::Submitted,
-        JobStatus::Queued,
-        JobStatus::InProgress,
-        JobStatus::CancelSubmitted,
-        JobStatus::CancelInProgress,
-        JobStatus::Completed,
-        JobStatus::CompletedWithErrors,
-        JobStatus::Failed,
-        JobStatus::CancelCompleted,
-        JobStatus::CancelFailed,
-        JobStatus::StartFailed,
-        JobStatus::Skipped,
-    ];
-
-    /// Maps a status string reported by `service` (`DescribeFHIRImportJob` /
-    /// `GetDICOMImportJob`). Only the statuses that service documents are accepted: a HealthImaging
-    /// job reported as `QUEUED` is an unknown status, not a silent guess.
-    pub fn from_service(service: Service, status: &str) -> Result<JobStatus, UnknownStatus> {
-        use JobStatus::*;
-        let documented: &[JobStatus] = match service {
-            Service::HealthLake => &[
-                Submitted,
-                Queued,
-                InProgress,
-                CompletedWithErrors,
-                Completed,
-                Failed,
-                CancelSubmitted,
-                CancelInProgress,
-                CancelCompleted,
-                CancelFailed,
-            ],
-            Service::HealthImaging => &[Submitted, InProgress, Completed, Failed],
-        };
-        documented
-            .iter()
-            .copied()
-            .find(|s| s.as_str() == status)
-            .ok_or_else(|| UnknownStatus {
-                service: service.as_str(),
-                status: status.to_owned(),
-            })
-    }
-
-    /// A terminal status is final: no write may move a job out of it.
-    pub fn is_terminal(self) -> bool {
-        self.stage() == Stage::Terminal
-    }
-
-    /// Whether a record in `self` may be moved to `next`.
-    ///
-    /// Status only moves forward through the stages Pending → Submitted → Queued → InProgress →
-    /// Cancel* → terminal; a stage may be skipped (a first poll can already see a finished job).
-    /// A non-terminal status may be re-written with itself so that a poll can store fresh progress
-    /// counters; a terminal status cannot, so a repeated or late poll changes nothing.
-    /// `StartFailed` is reachable only from `Pending` (the service never accepted the job), and
-    /// `Skipped` only at creation.
-    pub fn can_transition_to(self, next: JobStatus) -> bool {
-        if self.is_terminal() {
-            return false;
-        }
-        match next {
-            JobStatus::Skipped => false,
-            JobStatus::StartFailed => self == JobStatus::Pending,
-            _ if next == self => true,
-            _ => next.stage() > self.stage(),
-        }
-    }
-
-    /// The statuses from which `next` may be reached: the condition of the store's conditional
-    /// write. Empty when nothing may move to `next`.
-    pub fn allowed_predecessors(next: JobStatus) -> Vec<JobStatus> {
-        JobStatus::ALL
-            .into_iter()
-            .filter(|from| from.can_transition_to(next))
-            .collect()
-    }
-
-    /// Whether the job ended with everything imported. `Completed` of a job whose manifest lists
-    /// failed files is still recorded as `Completed`; callers check [`Job::has_failures`].
-    pub fn is_success(self) -> bool {
-        self == JobStatus::Completed
-    }
-
-    fn stage(self) -> Stage {
-        match self {
-            JobStatus::Pending => Stage::Recorded,
-            JobStatus::Submitted => Stage::Submitted,
-            JobStatus::Queued => Stage::Queued,
-            JobStatus::InProgress => Stage::Running,
-            JobStatus::CancelSubmitted => Stage::CancelRequested,
-            JobStatus::CancelInProgress => Stage::Cancelling,
-            JobStatus::Completed
-            | JobStatus::CompletedWithErrors
-            | JobStatus::Failed
-            | JobStatus::CancelCompleted
-            | JobStatus::CancelFailed
-            | JobStatus::StartFailed
-            | JobStatus::Skipped => Stage::Terminal,
-        }
-    }
-}
-
-/// The order in which statuses may follow each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    Recorded,
-    Submitted,
-    Queued,
-    Running,
-    CancelRequested,
-    Cancelling,
-    Terminal,
-}
-
-wire_names!(JobStatus {
-    Pending => "PENDING",
-    Submitted => "SUBMITTED",
-    Queued => "QUEUED",
-    InProgress => "IN_PROGRESS",
-    CancelSubmitted => "CANCEL_SUBMITTED",
-    CancelInProgress => "CANCEL_IN_PROGRESS",
-    Completed => "COMPLETED",
-    CompletedWithErrors => "COMPLETED_WITH_ERRORS",
-    Failed => "FAILED",
-    CancelCompleted => "CANCEL_COMPLETED",
-    CancelFailed => "CANCEL_FAILED",
-    StartFailed => "START_FAILED",
-    Skipped => "SKIPPED",
-});
-
-impl FromStr for JobStatus {
-    type Err = UnknownStatus;
-
-    /// Parses our own record's status (any of [`JobStatus::ALL`]).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus {
-                service: "healthimport",
-                status: s.to_owned(),
-            })
-    }
-}
-
-/// A job's id: derived from what was uploaded, so every delivery of the same upload event maps to
-/// the same id. 32 lowercase hex characters, which is valid as a HealthLake ClientToken
-/// (`[a-zA-Z0-9-]{1,64}`), a HealthImaging clientToken (`[A-Za-z0-9._-]{1,64}`) and a Step
-/// Functions execution name (≤ 80 characters of `[A-Za-z0-9_-]`) alike.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(String);
-
-impl JobId {
-    /// The id of the upload of `key` in `bucket` with content identity `content` (the object's
-    /// versionId when the bucket is versioned, else its eTag). Fields are length-prefixed so that
-    /// no two different triples hash the same input.
-    pub fn for_upload(bucket: &str, key: &str, content: &str) -> JobId {
-        let mut hasher = Sha256::new();
-        for part in [bucket, key, content] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        let digest = hasher.finalize();
-        JobId(hex::encode(&digest[..16]))
-    }
-
-    /// Wraps an id read back from the store or an event; the caller vouches for its origin.
-    pub fn from_stored(id: impl Into<String>) -> JobId {
-        JobId(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The idempotency token passed to the service's Start call.
-    pub fn client_token(&self) -> &str {
-        &self.0
-    }
-
-    /// The name of the job's Step Functions execution.
-    pub fn execution_name(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A UTC instant with millisecond precision, written in one fixed-width format
-/// (`2026-11-23T23:05:01.123Z`) so that stored timestamps sort as strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(OffsetDateTime);
-
-const TIMESTAMP_FORMAT: &[FormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-
-impl Timestamp {
-    pub fn now() -> Timestamp {
-        Timestamp::from_datetime(OffsetDateTime::now_utc())
-    }
-
-    pub fn from_datetime(at: OffsetDateTime) -> Timestamp {
-        let at = at.to_offset(time::UtcOffset::UTC);
-        // Truncate to what the text form keeps, so a value survives a store round trip unchanged.
-        let millis = at.millisecond();
-        Timestamp(at.replace_millisecond(millis).unwrap_or(at))
-    }
-
-    pub fn from_unix_seconds(secs: i64) -> Option<Timestamp> {
-        OffsetDateTime::from_unix_timestamp(secs)
-            .ok()
-            .map(Timestamp)
-    }
-
-    pub fn unix_seconds(self) -> i64 {
-        self.0.unix_timestamp()
-    }
-
-    pub fn plus(self, by: Duration) -> Timestamp {
-        Timestamp(self.0 + by)
-    }
-
-    pub fn datetime(self) -> OffsetDateTime {
-        self.0
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.format(TIMESTAMP_FORMAT) {
-            Ok(text) => f.write_str(&text),
-            Err(_) => Err(fmt::Error),
-        }
-    }
-}
-
-impl FromStr for Timestamp {
-    type Err = time::error::Parse;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(Timestamp::from_datetime)
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use crate::domain::ids::{JobId, Timestamp};
+pub use crate::domain::status::{JobKind, JobStatus, Service, UnknownStatus};
 
 /// The uploaded object a job was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceObject {
     pub bucket: String,
-    /// The decoded key (see [`crate::domain::routing::decode_event_key`]).
+    /// The decoded key (S3 event keys are URL-encoded; routing decodes them).
     pub key: String,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -892,9 +534,20 @@ impl Transition {
 /// How many failed files a record keeps (see [`Transition::with_failed_files`]).
 pub const MAX_FAILED_FILES: usize = 100;
 
+/// Where the next incremental export of a data store starts: the window end of its latest export
+/// that completed (`COMPLETED`; an export with errors or a failure left changes unexported).
+pub fn last_completed_until(exports: &[Job]) -> Option<Timestamp> {
+    exports
+        .iter()
+        .filter(|job| job.status == JobStatus::Completed)
+        .filter_map(|job| job.export_request().map(|e| e.until))
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::export::{ExportMode, ExportTrigger};
     use JobStatus::*;
 
     fn at(secs: i64) -> Timestamp {
@@ -926,165 +579,12 @@ mod tests {
     }
 
     #[test]
-    fn every_status_round_trips_through_its_name() {
-        for status in JobStatus::ALL {
-            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
-            let json = serde_json::to_string(&status).unwrap();
-            assert_eq!(json, format!("\"{}\"", status.as_str()));
-        }
-        assert!("RUNNING".parse::<JobStatus>().is_err());
-    }
-
-    #[test]
-    fn every_documented_healthlake_status_maps() {
-        for name in [
-            "SUBMITTED",
-            "QUEUED",
-            "IN_PROGRESS",
-            "COMPLETED_WITH_ERRORS",
-            "COMPLETED",
-            "FAILED",
-            "CANCEL_SUBMITTED",
-            "CANCEL_IN_PROGRESS",
-            "CANCEL_COMPLETED",
-            "CANCEL_FAILED",
-        ] {
-            let status = JobStatus::from_service(Service::HealthLake, name).unwrap();
-            assert_eq!(status.as_str(), name);
-        }
-    }
-
-    #[test]
-    fn healthimaging_statuses_map_and_foreign_ones_are_refused() {
-        for name in ["SUBMITTED", "IN_PROGRESS", "COMPLETED", "FAILED"] {
-            assert_eq!(
-                JobStatus::from_service(Service::HealthImaging, name)
-                    .unwrap()
-                    .as_str(),
-                name
-            );
-        }
-        for foreign in ["QUEUED", "COMPLETED_WITH_ERRORS", "PENDING", "SKIPPED", ""] {
-            let err = JobStatus::from_service(Service::HealthImaging, foreign).unwrap_err();
-            assert_eq!(err.status, foreign);
-        }
-        // Our own statuses are never something a service reports.
-        for ours in ["PENDING", "START_FAILED", "SKIPPED"] {
-            assert!(JobStatus::from_service(Service::HealthLake, ours).is_err());
-        }
-    }
-
-    #[test]
-    fn terminal_statuses_are_exactly_the_documented_ends_plus_ours() {
-        let terminal: Vec<_> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect();
-        let documented = [
-            Completed,
-            CompletedWithErrors,
-            Failed,
-            CancelCompleted,
-            CancelFailed,
-        ];
-        let ours = [StartFailed, Skipped];
-        assert_eq!(terminal, [documented.as_slice(), &ours].concat());
-    }
-
-    #[test]
-    fn status_only_moves_forward() {
-        assert!(Pending.can_transition_to(Submitted));
-        assert!(Pending.can_transition_to(InProgress));
-        assert!(Pending.can_transition_to(Completed));
-        assert!(Submitted.can_transition_to(Queued));
-        assert!(Queued.can_transition_to(InProgress));
-        assert!(InProgress.can_transition_to(CompletedWithErrors));
-        assert!(InProgress.can_transition_to(CancelSubmitted));
-        assert!(CancelInProgress.can_transition_to(CancelCompleted));
-
-        assert!(!InProgress.can_transition_to(Queued));
-        assert!(!Queued.can_transition_to(Submitted));
-        assert!(!Submitted.can_transition_to(Pending));
-        assert!(!CancelSubmitted.can_transition_to(InProgress));
-    }
-
-    #[test]
-    fn terminal_is_final_even_for_the_same_status() {
-        for from in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
-            for to in JobStatus::ALL {
-                assert!(!from.can_transition_to(to), "{from} -> {to}");
-            }
-        }
-    }
-
-    #[test]
-    fn running_statuses_may_be_rewritten_for_progress() {
-        for status in [Pending, Submitted, Queued, InProgress] {
-            assert!(status.can_transition_to(status));
-        }
-    }
-
-    #[test]
-    fn start_failed_only_from_pending_and_skipped_never() {
-        assert_eq!(JobStatus::allowed_predecessors(StartFailed), vec![Pending]);
-        assert!(JobStatus::allowed_predecessors(Skipped).is_empty());
-    }
-
-    #[test]
-    fn predecessors_of_completed_are_all_non_terminal_statuses() {
-        assert_eq!(
-            JobStatus::allowed_predecessors(Completed),
-            vec![
-                Pending,
-                Submitted,
-                Queued,
-                InProgress,
-                CancelSubmitted,
-                CancelInProgress
-            ]
-        );
-        assert_eq!(
-            JobStatus::allowed_predecessors(Queued),
-            vec![Pending, Submitted, Queued]
-        );
-    }
-
-    #[test]
-    fn job_id_is_deterministic_and_valid_as_every_token() {
-        let a = JobId::for_upload("ingest", "fhir/a.ndjson", "\"etag1\"");
-        assert_eq!(a, JobId::for_upload("ingest", "fhir/a.ndjson", "\"etag1\""));
-        assert_ne!(a, JobId::for_upload("ingest", "fhir/a.ndjson", "\"etag2\""));
-        assert_ne!(a, JobId::for_upload("ingest", "fhir/b.ndjson", "\"etag1\""));
-        // Length-prefixing keeps field boundaries: ("ab","c") and ("a","bc") differ.
-        assert_ne!(
-            JobId::for_upload("ingest", "ab", "c"),
-            JobId::for_upload("ingest", "a", "bc")
-        );
-        let id = a.as_str();
-        assert_eq!(id.len(), 32);
-        assert!(id
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
-        assert_eq!(a.client_token(), id);
-        assert_eq!(a.execution_name(), id);
-    }
-
-    #[test]
     fn version_id_identifies_content_before_etag() {
         let mut s = source();
         let by_etag = s.job_id();
         s.version_id = Some("v2".into());
         assert_eq!(s.content_identity(), "v2");
         assert_ne!(s.job_id(), by_etag);
-    }
-
-    #[test]
-    fn timestamps_have_one_sortable_text_form() {
-        let t: Timestamp = "2026-11-23T23:05:01.123456+01:00".parse().unwrap();
-        assert_eq!(t.to_string(), "2026-11-23T22:05:01.123Z");
-        assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
-        assert!(at(1).to_string() > at(0).to_string());
-        assert!(at(100_000).to_string() > at(99_999).to_string());
     }
 
     #[test]
@@ -1183,5 +683,41 @@ mod tests {
         assert_eq!(back.kind(), JobKind::Import);
         assert_eq!(back.target(), None);
         assert_eq!(back.skip_reason(), Some("not NDJSON"));
+    }
+
+    #[test]
+    fn the_next_window_starts_at_the_latest_completed_export_only() {
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let export = |id: &str, until: &str, status: JobStatus| {
+            let request = ExportRequest::new(
+                ExportTrigger::OnDemand {
+                    request_id: id.into(),
+                },
+                ExportMode::Full,
+                None,
+                at(until),
+            );
+            let mut job = Job::export(
+                request,
+                "0123456789abcdef0123456789abcdef",
+                "s3://out/",
+                at(until),
+            );
+            job.status = status;
+            job
+        };
+        let exports = [
+            export("a", "2026-11-25T02:00:00Z", JobStatus::Completed),
+            export("b", "2026-11-26T02:00:00Z", JobStatus::Completed),
+            // Later, but not a clean completion: its window is exported again next time.
+            export("c", "2026-11-27T02:00:00Z", JobStatus::Failed),
+            export("d", "2026-11-27T03:00:00Z", JobStatus::CompletedWithErrors),
+            export("e", "2026-11-28T02:00:00Z", JobStatus::InProgress),
+        ];
+        assert_eq!(
+            last_completed_until(&exports),
+            Some(at("2026-11-26T02:00:00Z"))
+        );
+        assert_eq!(last_completed_until(&exports[2..]), None);
     }
 }

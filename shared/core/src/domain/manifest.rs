@@ -1,6 +1,6 @@
 //! What a finished job wrote, and what it means: the services' output layout, their manifests and
 //! failure files, parsed. Pure: no I/O (reading goes through the `OutputReader` port, in
-//! [`crate::job_output`]).
+//! the crate's `job_output`).
 //!
 //! Where each service writes (SERVICE-FACTS.md):
 //! - HealthImaging: `<outputS3Uri>/<datastoreId>-DicomImport-<jobId>/job-output-manifest.json`, with

@@ -2,8 +2,10 @@
 
 pub mod export;
 pub mod finished;
+pub mod ids;
 pub mod job;
 pub mod manifest;
 pub mod outcome;
 pub mod routing;
 pub mod s3_uri;
+pub mod status;
