@@ -5,6 +5,7 @@
 //! `cargo test -p healthimport-auth -p token-decoder` runs both.
 
 mod auth {
+    mod binary_logs;
     mod http_jwks;
     mod init_and_logs;
 }

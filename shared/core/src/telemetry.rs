@@ -30,16 +30,44 @@ impl LogSettings {
     }
 }
 
+/// The libraries that log what passes through them at DEBUG or TRACE: the Lambda runtime prints
+/// every raw event (a bearer token, a file's key), the HTTP and TLS stacks and the SDK's runtime
+/// print requests and bodies. However verbose a function is set to be, these stay at INFO.
+const CLAMPED: [&str; 10] = [
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "aws_sigv4",
+    "aws_config",
+];
+
+/// The filter for `settings`: their level, `RUST_LOG`'s directives, and the clamps, which are
+/// added last so that no directive of `RUST_LOG` can lift them.
+pub fn filter(settings: LogSettings, rust_log: Option<&str>) -> EnvFilter {
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(settings.level.into())
+        .parse_lossy(rust_log.unwrap_or_default());
+    for target in CLAMPED {
+        if let Ok(clamp) = format!("{target}=info").parse() {
+            filter = filter.add_directive(clamp);
+        }
+    }
+    filter
+}
+
 /// Initialises tracing once per process with [`LogSettings`]. Spans carry the ids a line is
 /// about (the job, the batch), so JSON lines include the current span's fields: CloudWatch Logs
 /// Insights can query every line of one job by `span.job_id`.
 pub fn init() {
     let settings = LogSettings::from_env(&ProcessEnv);
-    let filter = EnvFilter::builder()
-        .with_default_directive(settings.level.into())
-        .from_env_lossy();
+    let rust_log = optional(&ProcessEnv, "RUST_LOG");
     let builder = fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(settings, rust_log.as_deref()))
         .with_target(false)
         .without_time();
     // `try_init` so a second call (tests, benches) is harmless rather than a panic.
@@ -86,6 +114,16 @@ mod tests {
         assert_eq!(LogSettings::from_env(&none).level, LevelFilter::INFO);
         let nonsense = [("AWS_LAMBDA_LOG_LEVEL", "loud")];
         assert_eq!(LogSettings::from_env(&nonsense).level, LevelFilter::INFO);
+    }
+
+    #[test]
+    fn the_chatty_libraries_stay_at_info_whatever_rust_log_says() {
+        let settings = LogSettings::from_env(&[("AWS_LAMBDA_LOG_LEVEL", "TRACE")]);
+        let text = filter(settings, Some("trace,lambda_runtime=trace,hyper=trace")).to_string();
+        for target in CLAMPED {
+            assert!(text.contains(&format!("{target}=info")), "{text}");
+        }
+        assert!(!text.contains("lambda_runtime=trace"), "{text}");
     }
 
     #[test]
