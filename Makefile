@@ -48,6 +48,8 @@ lint: venv deploy-tools $(ASL_VALIDATOR)
 	$(ASL_VALIDATOR) --json-path .local/import-job.asl.json
 
 # Build everything before the stack starts, so the services are not kept waiting on the compiler.
+# scripts/local-stack.sh builds with exactly this command (then a no-op) and runs what it built:
+# any other selection (-p, --bin, cargo run) resolves other features and rebuilds the AWS SDK.
 test: lint
 	cargo build --workspace --all-targets
 	mkdir -p .local; set -o pipefail; scripts/local-stack.sh run -- cargo test --workspace --no-fail-fast 2>&1 | tee .local/test.log
@@ -65,7 +67,7 @@ local-stack-down:
 # The whole pipeline on the local stack: uploads → starter → service double → tracking workflow →
 # poller → job records and events, then the token decoder. The stack is stopped afterwards.
 demo: venv
-	cargo build --quiet -p healthimport-tests --bin demo
+	cargo build --quiet --workspace --all-targets
 	scripts/local-stack.sh run -- target/debug/demo
 
 # --- deploy path ---------------------------------------------------------------------------
@@ -89,10 +91,11 @@ clean:
 # Figures (benchmarks, not tests): tracking cost per job duration, starter and poller cold start,
 # memory and size, the token decoder's decision latency and cold start.
 bench: venv
-	cargo run --quiet -p poller --example tracking-cost
+	cargo build --quiet --workspace --all-targets
+	target/debug/examples/tracking-cost
 	scripts/local-stack.sh run -- scripts/bench-functions.sh
 	# Requests per upload and the DICOM burst's start rate, printed by the starter's load tests.
-	scripts/local-stack.sh run -- cargo test --quiet -p healthimport-tests --test starter_load -- --nocapture
+	scripts/local-stack.sh run -- cargo test --quiet --workspace --test starter_load -- --nocapture
 	$(MAKE) bench-token-decoder
 
 # Token decoder figures: criterion warm decision, then cold start / memory / binary size.

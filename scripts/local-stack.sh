@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The local AWS stack: moto's server (DynamoDB, S3, Step Functions, EventBridge, SQS), the
 # HealthLake/HealthImaging service double, and the real function binaries behind a Lambda Invoke API
-# (`cargo lambda watch`, which moto's Step Functions reaches through scripts/moto_stack.py), all on
-# 127.0.0.1 only. No Docker, no AWS account. The functions' configuration: scripts/local-functions.env.
+# (`cargo lambda watch --only-lambda-apis`, which moto's Step Functions reaches through
+# scripts/moto_stack.py), all on 127.0.0.1 only. No Docker, no AWS account. The functions'
+# configuration: scripts/local-functions.env.
 #
 #   scripts/local-stack.sh start            start them all, write .local/env (source it to use them)
 #   scripts/local-stack.sh stop             stop them all
 #   scripts/local-stack.sh run -- CMD ...   start, run CMD with the stack's variables, stop (always)
 #
+# Everything it runs comes from one `cargo build --workspace --all-targets`, the build `make test`
+# does: any other cargo invocation (`-p`, `--bin`, `cargo run`) resolves other features (the
+# dev-dependencies' test-util) and compiles the AWS SDK crates a second time.
+#
 # Ports: MOTO_PORT (default 5155), DOUBLE_PORT (default 5156), LAMBDA_PORT (default 5157); state,
 # logs and the env file in LOCAL_STACK_DIR (default .local). Several stacks can run side by side.
+# FUNCTION_INSTANCES (default 4): instances of each function, i.e. its concurrency.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +24,10 @@ venv="${VENV:-$root/.venv}"
 moto_port="${MOTO_PORT:-5155}"
 double_port="${DOUBLE_PORT:-5156}"
 lambda_port="${LAMBDA_PORT:-5157}"
+instances="${FUNCTION_INSTANCES:-4}"
 functions_env="$root/scripts/local-functions.env"
+# The functions behind the Lambda Invoke API: the ones the tests, the demo and Step Functions invoke.
+functions=(starter poller exporter token-decoder)
 mkdir -p "$state"
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }
@@ -68,6 +77,9 @@ start() {
     log "moto or cargo-lambda is not installed in $venv (run: make venv)"
     return 1
   fi
+  # `make test`'s own build, so a no-op after it; before anything starts, so nothing waits on it.
+  log "building (cargo build --workspace --all-targets)"
+  (cd "$root" && cargo build --quiet --workspace --all-targets)
   stack_env >"$state/env"
   # shellcheck disable=SC1091
   source "$state/env"
@@ -83,44 +95,66 @@ start() {
     -H 'Content-Type: application/json' \
     -d '{"stepfunctions": {"execute_state_machine": true}}' >/dev/null
 
-  log "building and starting the service double on 127.0.0.1:$double_port"
-  (cd "$root" && cargo build --quiet -p healthimport-tests --bin service-double)
+  log "starting the service double on 127.0.0.1:$double_port"
   DOUBLE_FHIR_DATASTORE_IDS=$(function_setting FHIR_DATASTORE_ID) \
     DOUBLE_IMAGING_DATASTORE_IDS=$(function_setting IMAGING_DATASTORE_ID) \
     "$root/target/debug/service-double" --port "$double_port" >"$state/double.log" 2>&1 &
   echo $! >"$state/double.pid"
   wait_for double "grep -q 'service-double listening' '$state/double.log'"
 
-  # The functions, built the way `cargo lambda watch` runs them (`cargo run --bin NAME`), so that
-  # no invocation waits for the compiler.
-  log "building the functions and starting cargo lambda watch on 127.0.0.1:$lambda_port"
-  for function in starter poller token-decoder; do
-    (cd "$root" && cargo build --quiet --bin "$function")
-  done
-  grep -v '^#' "$functions_env" | grep . >"$state/functions.env"
+  # The Lambda Invoke and Runtime APIs only: cargo lambda watch would otherwise `cargo run` each
+  # function at its first invocation (one instance at a time), a build with other features.
+  log "starting the Lambda APIs on 127.0.0.1:$lambda_port and $instances instance(s) of each function"
   (cd "$root" && PATH="$venv/bin:$PATH" exec setsid "$venv/bin/cargo-lambda" lambda watch --quiet \
-    --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$lambda_port" \
-    --env-file "$state/functions.env") >"$state/lambda.log" 2>&1 &
+    --only-lambda-apis --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$lambda_port") \
+    >"$state/lambda.log" 2>&1 &
   echo $! >"$state/lambda.pid"
   wait_for lambda "port_in_use $lambda_port"
+  # Each instance takes one invocation at a time from its function's queue, as a Lambda execution
+  # environment does; one that exits (a crash, an init error) is replaced, as Lambda would.
+  local settings function i
+  mapfile -t settings < <(grep -v '^#' "$functions_env" | grep .)
+  for function in "${functions[@]}"; do
+    : >"$state/$function.log"
+    for ((i = 1; i <= instances; i++)); do
+      # shellcheck disable=SC2016 # the loop's own variables, expanded by its shell
+      setsid bash -c 'while :; do
+          "$@" || true
+          echo "local-stack: an instance of $0 exited; starting another" >&2
+          sleep 1
+        done' "$function" env "${settings[@]}" \
+        AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$lambda_port/.rt/$function" \
+        AWS_LAMBDA_FUNCTION_NAME="$function" AWS_LAMBDA_FUNCTION_VERSION=1 \
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096 \
+        "$root/target/debug/$function" >>"$state/$function.log" 2>&1 &
+      echo $! >"$state/fn-$function-$i.pid"
+    done
+  done
   log "ready (variables in $state/env)"
 }
 
 stop() {
-  for name in lambda double moto; do
-    local pidfile="$state/$name.pid"
-    if [[ -f "$pidfile" ]]; then
-      local pid
-      pid=$(cat "$pidfile")
-      # cargo lambda watch runs in its own process group with the function processes it spawned.
-      if kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; then
-        # Give it a moment to exit cleanly, then make sure.
-        for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-      fi
-      rm -f "$pidfile"
+  local pidfile pid pids=()
+  shopt -s nullglob
+  # The function instances first (their supervising shells with them: each instance is its own
+  # process group), then the Lambda APIs, the double and moto.
+  for pidfile in "$state"/fn-*.pid "$state"/{lambda,double,moto}.pid; do
+    [[ -f "$pidfile" ]] || continue
+    pid=$(cat "$pidfile")
+    rm -f "$pidfile"
+    if kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null; then
+      pids+=("$pid")
     fi
   done
+  # Give them a moment to exit cleanly, then make sure.
+  for _ in $(seq 1 25); do
+    local alive=()
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    pids=("${alive[@]}")
+    ((${#pids[@]})) || break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true; done
   log "stopped"
 }
 

@@ -74,7 +74,8 @@ def _forwarded_invoke(self, function_name, qualifier, body, headers, response_he
         headers={"Content-Type": "application/json"},
     )
     try:
-        # A function's first invocation may wait for its build; Lambda's own ceiling is 15 minutes.
+        # The functions run prebuilt, but a step may wait on a slow service; Lambda's own ceiling is
+        # 15 minutes.
         with urllib.request.urlopen(request, timeout=900) as response:
             payload = response.read()
         outcome = "ok"

@@ -499,10 +499,19 @@ mod tests {
             "the service's reason travels with the error: {}",
             diagnostic.error_message
         );
-        assert_eq!(record(&p, &id).await.status, JobStatus::Pending);
+        let pending = record(&p, &id).await;
+        assert_eq!(pending.status, JobStatus::Pending);
+        assert!(pending
+            .message
+            .is_some_and(|m| m.contains("start will be retried")));
         // The workflow's retry starts it, as the same job at the service.
         assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
         assert_eq!(p.services.starts.jobs_started(), 1);
+        assert_eq!(
+            record(&p, &id).await.message,
+            None,
+            "the retry message no longer holds once the job has started"
+        );
     }
 
     #[tokio::test]

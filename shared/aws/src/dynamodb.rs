@@ -23,7 +23,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use healthimport::domain::job::{
-    FailedFile, Job, JobId, JobKind, JobStatus, Timestamp, Transition, MAX_FAILED_FILES,
+    FailedFile, Job, JobId, JobKind, JobStatus, MessageChange, Timestamp, Transition,
+    MAX_FAILED_FILES,
 };
 use healthimport::domain::s3_uri::s3_uri;
 use healthimport::ports::store::{
@@ -443,6 +444,7 @@ fn timestamp_attribute(item: &HashMap<String, AttributeValue>, name: &str) -> Op
 #[derive(Default)]
 struct UpdateBuilder {
     sets: Vec<String>,
+    removes: Vec<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
@@ -468,8 +470,10 @@ impl UpdateBuilder {
         if let Some(id) = &fields.service_job_id {
             b.set("serviceJobId", AttributeValue::S(id.clone()));
         }
-        if let Some(message) = &fields.message {
-            b.set("message", AttributeValue::S(message.clone()));
+        match &fields.message {
+            MessageChange::Keep => {}
+            MessageChange::Set(message) => b.set("message", AttributeValue::S(message.clone())),
+            MessageChange::Clear => b.remove("message"),
         }
         if let Some(counts) = &fields.counts {
             b.set("counts", to_attribute(counts));
@@ -518,6 +522,12 @@ impl UpdateBuilder {
         self.values.insert(placeholder, value);
     }
 
+    fn remove(&mut self, attribute: &str) {
+        let name = format!("#{attribute}");
+        self.removes.push(name.clone());
+        self.names.insert(name, attribute.to_owned());
+    }
+
     /// `#status IN (...)` over `statuses`, as placeholders named `prefix0`, `prefix1`, ...
     fn status_in(&mut self, prefix: &str, statuses: impl Iterator<Item = JobStatus>) -> String {
         self.names.insert("#status".into(), "status".into());
@@ -536,8 +546,12 @@ impl UpdateBuilder {
     }
 
     fn build(self, condition: String) -> Update {
+        let mut expression = format!("SET {}", self.sets.join(", "));
+        if !self.removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
+        }
         Update {
-            expression: format!("SET {}", self.sets.join(", ")),
+            expression,
             condition,
             names: self.names,
             values: self.values,
@@ -678,6 +692,19 @@ mod tests {
         assert_eq!(update.values[":from0"], AttributeValue::S("PENDING".into()));
         assert!(update.expression.contains("#message = :message"));
         assert!(update.expression.contains("#expiresAt = :expiresAt"));
+
+        let started = Transition::to(JobStatus::Submitted, Timestamp::now()).clearing_message();
+        let update = UpdateBuilder::transition(
+            &started,
+            &JobStatus::allowed_predecessors(started.to),
+            |_| AttributeValue::N("0".into()),
+        );
+        assert!(
+            update.expression.ends_with(" REMOVE #message"),
+            "{}",
+            update.expression
+        );
+        assert_eq!(update.names["#message"], "message");
     }
 
     #[tokio::test]

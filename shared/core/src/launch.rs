@@ -82,8 +82,9 @@ pub async fn start_job(
     let (change, outcome_of) = match imports.start(&request).await {
         Ok(started) => {
             tracing::info!(service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "job started");
-            let change =
-                Transition::to(started.status, now()).with_service_job_id(started.service_job_id);
+            let change = Transition::to(started.status, now())
+                .with_service_job_id(started.service_job_id)
+                .clearing_message();
             (change, Ok(()))
         }
         Err(error) if error.is_retryable() => {

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Generous: the double's jobs take about a second; the first invocations wait for `cargo run`.
+/// Generous: the double's jobs take about a second, and a 2-core machine may be busy.
 const DEADLINE: Duration = Duration::from_secs(300);
 
 #[tokio::main]

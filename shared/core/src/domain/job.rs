@@ -310,7 +310,11 @@ impl Job {
             output_location,
         } = change.fields.clone();
         self.service_job_id = service_job_id.or(self.service_job_id.take());
-        self.message = message.or(self.message.take());
+        match message {
+            MessageChange::Keep => {}
+            MessageChange::Set(message) => self.message = Some(message),
+            MessageChange::Clear => self.message = None,
+        }
         self.counts = counts.or(self.counts);
         if let Some(files) = failed_files {
             self.failed_files = files;
@@ -476,7 +480,17 @@ pub struct IllegalTransition {
     pub to: JobStatus,
 }
 
-/// A status change with what was learned along with it. Fields left `None` keep their value.
+/// What a transition does to the record's message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MessageChange {
+    #[default]
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// A status change with what was learned along with it. Fields left `None` (and a message left
+/// [`MessageChange::Keep`]) keep their value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub to: JobStatus,
@@ -487,7 +501,7 @@ pub struct Transition {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransitionFields {
     pub service_job_id: Option<String>,
-    pub message: Option<String>,
+    pub message: MessageChange,
     pub counts: Option<JobCounts>,
     pub failed_files: Option<Vec<FailedFile>>,
     pub output_location: Option<String>,
@@ -508,7 +522,14 @@ impl Transition {
     }
 
     pub fn with_message(mut self, message: impl Into<String>) -> Transition {
-        self.fields.message = Some(message.into());
+        self.fields.message = MessageChange::Set(message.into());
+        self
+    }
+
+    /// Removes the record's message: one that no longer holds (why a start was being retried,
+    /// once the job has started) must not stay on the record or reach the Finished event.
+    pub fn clearing_message(mut self) -> Transition {
+        self.fields.message = MessageChange::Clear;
         self
     }
 
