@@ -863,7 +863,7 @@ mod tests {
         let job = record(&p, &id).await;
         assert_eq!(job.counts, None);
         let event = &p.announcer.events()[0];
-        assert!(event.has_failures && !event.succeeded);
+        assert!(event.has_failures == Some(true) && !event.succeeded);
         assert_eq!(p.outputs.reads(), 0);
     }
 
@@ -886,6 +886,12 @@ mod tests {
         assert_eq!(out["manifestFound"], false);
         let event = &p.announcer.events()[0];
         assert!(event.message.as_deref().unwrap().contains("did not appear"));
+        assert!(
+            !event.succeeded && !event.outcome_verified && event.has_failures.is_none(),
+            "an outcome nobody checked is not announced as clean: {event:?}"
+        );
+        assert_eq!(event.counts, None, "counts unknown");
+        assert_eq!(record(&p, &id).await.outcome_verified, Some(false));
         assert_eq!(
             event.output_location.as_deref(),
             Some(format!("s3://out/fhir/{DATASTORE}-FHIR_IMPORT-{SERVICE_JOB}/").as_str())
@@ -910,7 +916,7 @@ mod tests {
         let job = record(&p, &id).await;
         assert_eq!(job.counts.unwrap().scanned, 1);
         assert_eq!(job.failed_files.len(), 3);
-        assert!(finished.summary.has_failures);
+        assert_eq!(finished.summary.has_failures, Some(true));
         assert!(finished
             .summary
             .message
@@ -947,7 +953,7 @@ mod tests {
         p.start(&id).await.unwrap();
         let finished = p.finish(&id, true).await.unwrap();
         assert_eq!(finished.status, JobStatus::StartFailed);
-        assert!(finished.announced && finished.summary.has_failures);
+        assert!(finished.announced && finished.summary.has_failures == Some(true));
         assert_eq!(p.outputs.reads(), 0);
     }
 

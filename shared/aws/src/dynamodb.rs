@@ -496,6 +496,7 @@ impl UpdateBuilder {
     fn outcome(outcome: &JobOutcome) -> Update {
         let mut b = UpdateBuilder::default();
         b.set("outcomeAt", AttributeValue::S(outcome.at.to_string()));
+        b.set("outcomeVerified", AttributeValue::Bool(outcome.verified));
         b.set("updatedAt", AttributeValue::S(outcome.at.to_string()));
         if let Some(counts) = outcome.counts {
             b.set("counts", to_attribute(&counts));
@@ -807,6 +808,7 @@ mod tests {
                 message: "bad".into(),
             }],
             output_location: Some("s3://out/ds-DicomImport-j/".into()),
+            verified: true,
             at: Timestamp::from_unix_seconds(1_790_000_000).unwrap(),
         }
     }
@@ -852,7 +854,13 @@ mod tests {
         );
         assert!(condition.contains("#status IN (:t0, :t1, :t2, :t3, :t4, :t5, :t6)"));
         assert_eq!(values[":t0"], AttributeValue::S("COMPLETED".into()));
-        for field in ["counts", "failedFiles", "outputLocation", "outcomeAt"] {
+        for field in [
+            "counts",
+            "failedFiles",
+            "outputLocation",
+            "outcomeAt",
+            "outcomeVerified",
+        ] {
             assert!(expression.contains(&format!("#{field} = ")), "{expression}");
             assert_eq!(names[&format!("#{field}")], field);
         }

@@ -82,6 +82,7 @@ mod tests {
         };
         let mut job = Job::import(source, target, "s3://ingest/fhir/a.ndjson".into(), at);
         job.apply(&Transition::to(status, at)).unwrap();
+        job.outcome_verified = Some(true);
         JobFinished::from_job(&job, None)
     }
 

@@ -59,9 +59,13 @@ pub struct JobFinished {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// True for every job that did not import everything: failed, cancelled, never started, or
-    /// COMPLETED with failed files.
-    pub has_failures: bool,
+    /// COMPLETED with failed files. `null` when nobody knows: a completed job whose output was
+    /// never read (its manifest did not appear), which is never announced as clean.
+    pub has_failures: Option<bool>,
+    /// True only for a job that ended with everything imported and whose outcome was checked.
     pub succeeded: bool,
+    /// Whether the counts were read from what the service wrote.
+    pub outcome_verified: bool,
     pub submitted_at: Option<String>,
     pub finished_at: String,
 }
@@ -87,7 +91,14 @@ impl JobFinished {
             (None, Some(n)) => Some(n.to_owned()),
             (None, None) => None,
         };
-        let has_failures = job.has_failures() || !job.status.is_success();
+        let outcome_verified = job.outcome_verified == Some(true);
+        let has_failures = if job.has_failures() || !job.status.is_success() {
+            Some(true)
+        } else if outcome_verified {
+            Some(false)
+        } else {
+            None
+        };
         JobFinished {
             job_id: job.job_id.clone(),
             kind: job.kind(),
@@ -117,7 +128,8 @@ impl JobFinished {
             output_location: job.output_location.clone(),
             message,
             has_failures,
-            succeeded: !has_failures,
+            succeeded: has_failures == Some(false),
+            outcome_verified,
             submitted_at,
             finished_at: finished_at.to_string(),
         }
@@ -188,7 +200,7 @@ mod tests {
             None,
         );
         assert_eq!(detail.status, JobStatus::Completed);
-        assert!(detail.has_failures && !detail.succeeded);
+        assert!(detail.has_failures == Some(true) && !detail.succeeded);
         assert_eq!(detail.failed_file_count, 1);
         assert_eq!(detail.finished_at, at(60).to_string());
         assert_eq!(detail.submitted_at, Some(at(1).to_string()));
@@ -205,10 +217,27 @@ mod tests {
 
     #[test]
     fn a_clean_completion_succeeds_and_other_ends_do_not() {
-        let clean = JobFinished::from_job(&finished_job(JobStatus::Completed, vec![]), None);
-        assert!(clean.succeeded && !clean.has_failures);
+        let mut checked = finished_job(JobStatus::Completed, vec![]);
+        checked.outcome_verified = Some(true);
+        let clean = JobFinished::from_job(&checked, None);
+        assert!(clean.succeeded && clean.has_failures == Some(false) && clean.outcome_verified);
         let failed = JobFinished::from_job(&finished_job(JobStatus::Failed, vec![]), None);
-        assert!(failed.has_failures && !failed.succeeded);
+        assert!(failed.has_failures == Some(true) && !failed.succeeded);
+    }
+
+    #[test]
+    fn a_completion_whose_outcome_was_never_checked_is_not_announced_as_clean() {
+        for verified in [None, Some(false)] {
+            let mut unchecked = finished_job(JobStatus::Completed, vec![]);
+            unchecked.counts = None;
+            unchecked.outcome_verified = verified;
+            let detail = JobFinished::from_job(&unchecked, Some("the manifest did not appear"));
+            assert!(!detail.succeeded && !detail.outcome_verified);
+            assert_eq!(detail.has_failures, None);
+            let json = serde_json::to_value(&detail).unwrap();
+            assert_eq!(json["hasFailures"], serde_json::Value::Null);
+            assert_eq!(json["outcomeVerified"], false);
+        }
     }
 
     #[test]

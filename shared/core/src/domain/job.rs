@@ -116,6 +116,8 @@ pub struct Job {
     pub failed_files: Vec<FailedFile>,
     /// Where the service wrote its manifest and result files.
     pub output_location: Option<String>,
+    /// Once the outcome is recorded: whether its counts were read from what the service wrote.
+    pub outcome_verified: Option<bool>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// When the job first reached each status it went through. A map rather than a list so that
@@ -195,6 +197,7 @@ impl Job {
             counts: None,
             failed_files: Vec::new(),
             output_location: None,
+            outcome_verified: None,
             created_at: at,
             updated_at: at,
             history: BTreeMap::from([(status, at)]),
@@ -359,6 +362,8 @@ struct JobRecord {
     failed_files: Vec<FailedFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output_location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome_verified: Option<bool>,
     created_at: Timestamp,
     updated_at: Timestamp,
     history: BTreeMap<JobStatus, Timestamp>,
@@ -398,6 +403,7 @@ impl From<Job> for JobRecord {
             counts: job.counts,
             failed_files: job.failed_files,
             output_location: job.output_location,
+            outcome_verified: job.outcome_verified,
             created_at: job.created_at,
             updated_at: job.updated_at,
             history: job.history,
@@ -466,6 +472,7 @@ impl TryFrom<JobRecord> for Job {
             counts: record.counts,
             failed_files: record.failed_files,
             output_location: record.output_location,
+            outcome_verified: record.outcome_verified,
             created_at: record.created_at,
             updated_at: record.updated_at,
             history: record.history,

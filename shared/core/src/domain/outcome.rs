@@ -13,16 +13,20 @@ pub struct JobOutcome {
     /// Bounded by [`crate::domain::job::MAX_FAILED_FILES`] on write.
     pub failed_files: Vec<FailedFile>,
     pub output_location: Option<String>,
+    /// Whether the counts were read from what the service wrote (its manifest, or an export's
+    /// files). An unverified outcome is never announced as clean.
+    pub verified: bool,
     pub at: Timestamp,
 }
 
 impl JobOutcome {
-    /// An outcome with nothing read: only where the output is, if anywhere.
+    /// An outcome with nothing read: only where the output is, if anywhere. Unverified.
     pub fn unread(output_location: Option<String>, at: Timestamp) -> JobOutcome {
         JobOutcome {
             counts: None,
             failed_files: Vec::new(),
             output_location,
+            verified: false,
             at,
         }
     }
@@ -32,6 +36,7 @@ impl JobOutcome {
             counts: Some(output.manifest.counts),
             failed_files: output.failed_files,
             output_location: Some(output.location),
+            verified: true,
             at,
         }
     }
@@ -210,6 +215,7 @@ mod tests {
             panic!("a found manifest is recorded")
         };
         assert_eq!(decided.manifest_found, Some(true));
+        assert!(decided.outcome.verified);
         assert_eq!(decided.outcome.counts.unwrap().failed, 1);
         assert_eq!(decided.note, None);
     }
@@ -256,6 +262,10 @@ mod tests {
         };
         assert_eq!(decided.manifest_found, Some(false));
         assert_eq!(decided.outcome.counts, None);
+        assert!(
+            !decided.outcome.verified,
+            "counts never read are not verified"
+        );
         assert_eq!(
             decided.outcome.output_location.as_deref(),
             Some("s3://out/x/")

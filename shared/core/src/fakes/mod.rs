@@ -157,6 +157,7 @@ impl JobStore for MemoryJobStore {
         if let Some(location) = &outcome.output_location {
             job.output_location = Some(location.clone());
         }
+        job.outcome_verified = Some(outcome.verified);
         job.updated_at = outcome.at;
         marker.outcome_at = Some(outcome.at);
         Ok(OutcomeWrite::Recorded)
