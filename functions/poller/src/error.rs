@@ -39,6 +39,8 @@ pub enum PollerError {
         #[source]
         source: ManifestError,
     },
+    #[error("job {job_id} was not finished when its tracking time ({timeout_seconds} s) ran out")]
+    TrackingTimedOut { job_id: JobId, timeout_seconds: u64 },
     #[error("job {job_id} is {status}, not finished")]
     NotTerminal { job_id: JobId, status: JobStatus },
     #[error("the Finished event of job {job_id} could not be put")]
@@ -64,6 +66,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "OutputUnavailable",
     "ManifestUnreadable",
     "NotTerminal",
+    "TrackingTimedOut",
     "AnnounceFailed",
 ];
 
@@ -89,6 +92,7 @@ impl PollerError {
             } => "OutputUnavailable",
             PollerError::Manifest { .. } => "ManifestUnreadable",
             PollerError::NotTerminal { .. } => "NotTerminal",
+            PollerError::TrackingTimedOut { .. } => "TrackingTimedOut",
             PollerError::Announce { .. } => "AnnounceFailed",
         }
     }

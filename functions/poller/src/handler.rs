@@ -39,7 +39,7 @@ use tracing::Instrument;
 
 use crate::error::PollerError;
 use crate::schedule::PollSchedule;
-use crate::steps::{FailureRecorded, Finished, PollerInput, StepError, TrackingState};
+use crate::steps::{Deadline, FailureRecorded, Finished, PollerInput, StepError, TrackingState};
 
 pub struct Poller<S, I, R, A> {
     pub store: S,
@@ -67,7 +67,14 @@ where
     async fn step(&self, input: PollerInput) -> Result<Value, PollerError> {
         let result = match input {
             PollerInput::Start { job_id } => self.start(&job_id).await.map(to_json),
-            PollerInput::Poll { job_id, polls } => self.poll(&job_id, polls).await.map(to_json),
+            PollerInput::Poll {
+                job_id,
+                polls,
+                deadline,
+            } => self
+                .poll(&job_id, polls, deadline.as_ref())
+                .await
+                .map(to_json),
             PollerInput::Finish {
                 job_id,
                 require_manifest,
@@ -115,7 +122,12 @@ where
     }
 
     /// Reads the job's status at its service and moves the record forward.
-    pub async fn poll(&self, job_id: &JobId, polls: u32) -> Result<TrackingState, PollerError> {
+    pub async fn poll(
+        &self,
+        job_id: &JobId,
+        polls: u32,
+        deadline: Option<&Deadline>,
+    ) -> Result<TrackingState, PollerError> {
         let polls = polls.saturating_add(1);
         let job = self.load(job_id).await?;
         if job.status.is_terminal() {
@@ -149,7 +161,19 @@ where
             }
             TransitionOutcome::NotFound => return Err(PollerError::JobNotFound(job_id.clone())),
         };
-        Ok(self.state(job_id, status, polls))
+        let state = self.state(job_id, status, polls);
+        if let Some(deadline) = deadline {
+            // The workflow's own TimeoutSeconds cannot be caught: give up while there is time to
+            // record why, rather than wait past it.
+            if !state.terminal && deadline.passed_before(Timestamp::now(), state.next_wait_seconds)
+            {
+                return Err(PollerError::TrackingTimedOut {
+                    job_id: job_id.clone(),
+                    timeout_seconds: deadline.timeout_seconds,
+                });
+            }
+        }
+        Ok(state)
     }
 
     /// Records the outcome of a terminal job from its output manifest, then announces it.
@@ -222,15 +246,21 @@ where
             // Terminal is final: the record keeps what the service said; the event says more.
             (job.status, false)
         } else {
-            // A job that never started is over; a started one runs on at its service, so only
-            // the reason tracking stopped is written, and its status stays what was last seen.
+            // A job that never started is over. A started one may run on at its service, but
+            // nothing follows it any more: its record must not look alive.
             let (to, message) = if job.status == JobStatus::Pending {
                 (
                     JobStatus::StartFailed,
                     format!("the start did not succeed: {reason}"),
                 )
             } else {
-                (job.status, format!("tracking stopped: {reason}"))
+                (
+                    JobStatus::TrackingStopped,
+                    format!(
+                        "tracking stopped while the job was {}: {reason}",
+                        job.status
+                    ),
+                )
             };
             let change = Transition::to(to, Timestamp::now()).with_message(message);
             match self.store.transition(job_id, &change).await? {
@@ -566,7 +596,7 @@ mod tests {
             let p = poller();
             let id = job(&p, service, JobStatus::Submitted).await;
             p.services.report_status(reported);
-            let state = p.poll(&id, 2).await.unwrap();
+            let state = p.poll(&id, 2, None).await.unwrap();
             assert_eq!(state.status, reported, "{service} {reported}");
             assert_eq!(state.terminal, reported.is_terminal(), "{reported}");
             assert_eq!(state.polls, 3);
@@ -588,7 +618,7 @@ mod tests {
             message: Some("importing".into()),
             progress: Some(progress),
         });
-        p.poll(&id, 0).await.unwrap();
+        p.poll(&id, 0, None).await.unwrap();
         let job = record(&p, &id).await;
         assert_eq!(job.counts, Some(progress));
         assert_eq!(job.message.as_deref(), Some("importing"));
@@ -601,7 +631,7 @@ mod tests {
                 ..progress
             }),
         });
-        p.poll(&id, 1).await.unwrap();
+        p.poll(&id, 1, None).await.unwrap();
         assert_eq!(record(&p, &id).await.counts.unwrap().scanned, 8);
     }
 
@@ -611,7 +641,7 @@ mod tests {
         let id = job(&p, Service::HealthImaging, JobStatus::Completed).await;
         let before = record(&p, &id).await;
         p.services.report_status(JobStatus::InProgress);
-        let state = p.poll(&id, 7).await.unwrap();
+        let state = p.poll(&id, 7, None).await.unwrap();
         assert_eq!((state.status, state.terminal), (JobStatus::Completed, true));
         assert_eq!(record(&p, &id).await, before);
         assert_eq!(
@@ -627,7 +657,7 @@ mod tests {
         let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
         let before = record(&p, &id).await;
         p.services.report_status(JobStatus::Queued);
-        let state = p.poll(&id, 0).await.unwrap();
+        let state = p.poll(&id, 0, None).await.unwrap();
         assert_eq!(state.status, JobStatus::InProgress);
         assert_eq!(record(&p, &id).await, before);
     }
@@ -646,7 +676,7 @@ mod tests {
             ),
         ] {
             p.services.fail_next_describe(code, retry);
-            let err = p.poll(&id, 0).await.unwrap_err();
+            let err = p.poll(&id, 0, None).await.unwrap_err();
             assert_eq!(err.error_type(), error_type, "{code}");
         }
     }
@@ -665,7 +695,7 @@ mod tests {
             if clock >= duration {
                 p.services.report_status(JobStatus::Completed);
             }
-            state = p.poll(&id, state.polls).await.unwrap();
+            state = p.poll(&id, state.polls, None).await.unwrap();
             transitions += 3; // Wait, Poll, Choice
         }
         p.finish(&id, true).await.unwrap();
@@ -1002,7 +1032,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tracking_failure_of_a_running_job_is_noted_without_ending_it() {
+    async fn a_running_job_whose_tracking_failed_is_left_terminal_with_the_reason_and_announced() {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
         let error = StepError {
@@ -1010,15 +1040,62 @@ mod tests {
             cause: Some("not json".into()),
         };
         let out = p.record_failure(&id, Some(error)).await.unwrap();
-        assert_eq!(out.status, Some(JobStatus::InProgress));
-        assert!(out.recorded && !out.announced);
+        assert_eq!(out.status, Some(JobStatus::TrackingStopped));
+        assert!(out.recorded && out.announced);
         let job = record(&p, &id).await;
-        assert_eq!(job.status, JobStatus::InProgress);
+        assert_eq!(job.status, JobStatus::TrackingStopped);
         assert_eq!(
             job.message.as_deref(),
-            Some("tracking stopped: ServiceRejected: not json")
+            Some("tracking stopped while the job was IN_PROGRESS: ServiceRejected: not json")
         );
-        assert!(p.announcer.events().is_empty());
+        let events = p.announcer.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].status, JobStatus::TrackingStopped);
+        assert!(!events[0].succeeded && events[0].has_failures == Some(true));
+        assert!(events[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("ServiceRejected")));
+    }
+
+    #[tokio::test]
+    async fn a_job_the_service_no_longer_knows_ends_tracking_stopped() {
+        let p = poller();
+        let id = job(&p, Service::HealthImaging, JobStatus::Submitted).await;
+        p.services
+            .fail_next_describe("ResourceNotFoundException", Retry::Never);
+        let err = p.poll(&id, 0, None).await.unwrap_err();
+        assert_eq!(err.error_type(), "ServiceRejected");
+        // What the workflow's Catch sends next.
+        let out = p
+            .handle(json!({"action": "recordFailure", "jobId": id,
+                           "error": {"Error": err.error_type(), "Cause": err.to_string()}}))
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "TRACKING_STOPPED");
+        assert_eq!(p.announcer.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_poll_gives_up_while_there_is_time_to_record_why() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
+        let now = Timestamp::now().unix_seconds();
+        let deadline = |started_ago: i64| Deadline {
+            execution_started_at: Timestamp::from_unix_seconds(now - started_ago).unwrap(),
+            timeout_seconds: 3600,
+        };
+        // Early on, the loop goes on.
+        let state = p.poll(&id, 0, Some(&deadline(60))).await.unwrap();
+        assert!(!state.terminal);
+        // Near the end it stops: the next wait would reach into the last five minutes, kept to
+        // record the end.
+        let err = p.poll(&id, 1, Some(&deadline(3100))).await.unwrap_err();
+        assert_eq!(err.error_type(), "TrackingTimedOut");
+        // A job that has finished is finished, deadline or not.
+        p.services.report_status(JobStatus::Completed);
+        let state = p.poll(&id, 2, Some(&deadline(3590))).await.unwrap();
+        assert!(state.terminal);
     }
 
     #[tokio::test]
@@ -1074,7 +1151,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.error_type(), "JobNotFound");
         let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
-        let err = p.poll(&id, 0).await.unwrap_err();
+        let err = p.poll(&id, 0, None).await.unwrap_err();
         assert_eq!(err.error_type(), "JobNotStarted");
         let store = PollerError::Store(StoreError::Unavailable {
             operation: "GetItem",
@@ -1107,6 +1184,10 @@ mod tests {
                 PollerInput::Poll {
                     job_id: id.clone(),
                     polls: 3,
+                    deadline: Some(Deadline {
+                        execution_started_at: "2026-11-24T10:00:00.000Z".parse().unwrap(),
+                        timeout_seconds: 86400,
+                    }),
                 },
             ),
             (

@@ -3,7 +3,7 @@
 //! contract with `statemachine/import-job.asl.json` is tested in `workflow_definition`.
 
 use healthimport::domain::finished::JobFinished;
-use healthimport::domain::job::{JobId, JobStatus};
+use healthimport::domain::job::{JobId, JobStatus, Timestamp};
 use healthimport::domain::manifest::MAX_MESSAGE_CHARS;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +23,9 @@ pub enum PollerInput {
         job_id: JobId,
         #[serde(default)]
         polls: u32,
+        /// When the execution started and how long it may track (absent: no deadline).
+        #[serde(default, flatten)]
+        deadline: Option<Deadline>,
     },
     Finish {
         job_id: JobId,
@@ -54,6 +57,29 @@ impl PollerInput {
             PollerInput::Finish { .. } => "finish",
             PollerInput::RecordFailure { .. } => "recordFailure",
         }
+    }
+}
+
+/// The tracking execution's deadline: its start (`$$.Execution.StartTime`) and the template's
+/// `TrackingTimeoutSeconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deadline {
+    pub execution_started_at: Timestamp,
+    pub timeout_seconds: u64,
+}
+
+impl Deadline {
+    /// Whether, waiting `next_wait_seconds` more from `now`, the workflow would leave too little
+    /// of its time to record the end: a fifth of it, at most five minutes.
+    pub fn passed_before(&self, now: Timestamp, next_wait_seconds: u64) -> bool {
+        let allowance = (self.timeout_seconds / 5).min(300);
+        let budget = self.timeout_seconds.saturating_sub(allowance);
+        let elapsed = now
+            .unix_seconds()
+            .saturating_sub(self.execution_started_at.unix_seconds())
+            .max(0) as u64;
+        elapsed.saturating_add(next_wait_seconds) >= budget
     }
 }
 

@@ -2,11 +2,10 @@
 //! fetcher and the system clock. The binary and the integration tests build it here, so they run
 //! the same wiring.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use healthimport::config::Env;
 use healthimport_auth::cache::{error_chain, log_skipped};
-use healthimport_auth::fetch::FETCH_TIMEOUT;
 use healthimport_auth::{
     CachePolicy, Clock, HttpJwksFetcher, JwksCache, KeySource, SystemClock, TokenDecoder,
     TokenDecoderConfig,
@@ -22,14 +21,14 @@ pub type Decoder = TokenDecoder<HttpJwksFetcher, SystemClock>;
 /// init: the function starts and denies (`jwks_unavailable`) until a retry succeeds.
 pub async fn init(env: &impl Env) -> Result<Decoder, InitError> {
     let config = TokenDecoderConfig::from_env(env)?;
-    init_with(config, SystemClock::new(), FETCH_TIMEOUT).await
+    init_with(config, SystemClock::new()).await
 }
 
-/// [`init`] with an injected clock and fetch timeout (tests).
+/// [`init`] with an injected clock (tests). The fetch deadline is the configuration's
+/// (`JWKS_TIMEOUT_MS`).
 pub async fn init_with<C: Clock>(
     config: TokenDecoderConfig,
     clock: C,
-    fetch_timeout: Duration,
 ) -> Result<TokenDecoder<HttpJwksFetcher, C>, InitError> {
     let policy = config.claim_policy();
     let algorithms = config.algorithms.clone();
@@ -39,7 +38,7 @@ pub async fn init_with<C: Clock>(
             (JwksCache::fixed(keys, clock), "inline")
         }
         KeySource::Url(url) => {
-            let fetcher = HttpJwksFetcher::new(url, fetch_timeout)?;
+            let fetcher = HttpJwksFetcher::new(url, config.jwks_timeout)?;
             let cache_policy = CachePolicy {
                 refresh_after: config.refresh_after,
                 ..CachePolicy::default()
@@ -62,6 +61,7 @@ pub async fn init_with<C: Clock>(
         jwks = source,
         algorithms = %algorithms,
         audiences = config.audiences.len(),
+        jwks_timeout_ms = u64::try_from(config.jwks_timeout.as_millis()).unwrap_or(u64::MAX),
         "token decoder ready"
     );
     Ok(TokenDecoder::new(

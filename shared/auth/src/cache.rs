@@ -5,7 +5,9 @@
 //! The warm path is a read lock and a hash lookup. The network is touched only when a refresh is
 //! due, and then by one caller at a time; a failed refresh keeps the previous keys (an identity
 //! provider outage must not lock every user out once the TTL passes) and is retried no sooner
-//! than the refetch interval.
+//! than the refetch interval. A JWK Set with no usable key (empty, symmetric keys only, key types
+//! or algorithms we do not accept) counts as a failed refresh: swapping it in would deny every
+//! token until the next refresh, so it is never allowed to replace keys that work.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -68,6 +70,11 @@ pub enum RefreshError {
     Fetch(#[from] FetchError),
     #[error("the fetched document is not a JWK Set")]
     Parse(#[from] JwksError),
+    /// The document parsed, but none of its keys is usable (with these allowed algorithms).
+    #[error(
+        "the JWK Set has no usable signing key ({skipped} skipped; allowed algorithms: {allowed})"
+    )]
+    NoUsableKey { skipped: usize, allowed: String },
 }
 
 struct State {
@@ -229,10 +236,12 @@ impl<F: JwksFetcher, C: Clock> JwksCache<F, C> {
         log_skipped(&skipped);
         let count = keys.len();
         if count == 0 {
-            warn!(
-                cause = cause.as_str(),
-                "the JWK Set has no usable signing key; every token will be denied"
-            );
+            // Not stored: the previous keys (if any) stay, and the attempt time set above makes
+            // the next try wait like any failed refresh. The caller logs the decision.
+            return Err(RefreshError::NoUsableKey {
+                skipped: skipped.len(),
+                allowed: self.allowed.to_string(),
+            });
         }
         info!(
             cause = cause.as_str(),

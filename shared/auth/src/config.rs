@@ -8,7 +8,7 @@ use healthimport::config::{self as env_config, ConfigError, Env};
 
 use super::alg::AllowedAlgorithms;
 use super::claims::ClaimPolicy;
-use super::fetch::JwksUrl;
+use super::fetch::{JwksUrl, DEFAULT_FETCH_TIMEOUT};
 use super::keys::{KeySet, SkippedKey};
 
 pub const TOKEN_ISSUER: &str = "TOKEN_ISSUER";
@@ -19,6 +19,7 @@ pub const HEALTHLAKE_ROLE_ARN: &str = "HEALTHLAKE_ROLE_ARN";
 pub const ALLOWED_ALGORITHMS: &str = "ALLOWED_ALGORITHMS";
 pub const CLOCK_SKEW_SECONDS: &str = "CLOCK_SKEW_SECONDS";
 pub const JWKS_REFRESH_SECONDS: &str = "JWKS_REFRESH_SECONDS";
+pub const JWKS_TIMEOUT_MS: &str = "JWKS_TIMEOUT_MS";
 
 const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 60;
 /// More skew than this would keep an expired token valid for long: a typo, not a setting.
@@ -26,6 +27,11 @@ const MAX_CLOCK_SKEW_SECONDS: u32 = 300;
 const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 3600;
 const MIN_JWKS_REFRESH_SECONDS: u64 = 60;
 const MAX_JWKS_REFRESH_SECONDS: u64 = 7 * 24 * 3600;
+/// Below this, even a nearby identity provider cannot answer over TLS: every fetch would fail.
+const MIN_JWKS_TIMEOUT_MS: u64 = 50;
+/// HealthLake gives the whole invocation one second, cold start included; a fetch allowed more
+/// than this would leave no time for init and the decision.
+const MAX_JWKS_TIMEOUT_MS: u64 = 900;
 
 /// Where the keys come from.
 #[derive(Debug)]
@@ -48,6 +54,8 @@ pub struct TokenDecoderConfig {
     pub algorithms: AllowedAlgorithms,
     pub clock_skew_seconds: u32,
     pub refresh_after: Duration,
+    /// `JWKS_TIMEOUT_MS`: the whole-request deadline of a JWK Set fetch.
+    pub jwks_timeout: Duration,
 }
 
 impl TokenDecoderConfig {
@@ -109,6 +117,19 @@ impl TokenDecoderConfig {
             ));
         }
 
+        let default_timeout_ms =
+            u64::try_from(DEFAULT_FETCH_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms = env_config::parsed_or(env, JWKS_TIMEOUT_MS, default_timeout_ms)?;
+        if !(MIN_JWKS_TIMEOUT_MS..=MAX_JWKS_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(invalid(
+                JWKS_TIMEOUT_MS,
+                format!(
+                    "{timeout_ms} is outside {MIN_JWKS_TIMEOUT_MS}..={MAX_JWKS_TIMEOUT_MS} \
+                     (HealthLake allows the decoder one second in all)"
+                ),
+            ));
+        }
+
         Ok(TokenDecoderConfig {
             issuer,
             keys,
@@ -117,6 +138,7 @@ impl TokenDecoderConfig {
             algorithms,
             clock_skew_seconds,
             refresh_after: Duration::from_secs(refresh),
+            jwks_timeout: Duration::from_millis(timeout_ms),
         })
     }
 

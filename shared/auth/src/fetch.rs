@@ -14,9 +14,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// Whole-request deadline: DNS, connect, TLS, response and body. HealthLake gives the function
-/// one second per request, cold start included; this leaves room for init and the decision.
-pub const FETCH_TIMEOUT: Duration = Duration::from_millis(400);
+/// Default whole-request deadline (`JWKS_TIMEOUT_MS` overrides it): DNS, connect, TLS, response
+/// and body. HealthLake gives the function one second per request, cold start included; this
+/// leaves room for init and the decision.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_millis(400);
 
 /// Largest JWK Set accepted. Real ones are a few KB; the cap bounds memory if the URL serves
 /// something else.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use healthimport::config::ConfigError;
 use healthimport_auth::config::{
     ALLOWED_ALGORITHMS, CLOCK_SKEW_SECONDS, HEALTHLAKE_ROLE_ARN, JWKS_JSON, JWKS_REFRESH_SECONDS,
-    JWKS_URL, TOKEN_AUDIENCE, TOKEN_ISSUER,
+    JWKS_TIMEOUT_MS, JWKS_URL, TOKEN_AUDIENCE, TOKEN_ISSUER,
 };
 use healthimport_auth::{AllowedAlgorithms, KeySource, TokenDecoderConfig};
 use healthimport_auth_testing::TestKey;
@@ -65,6 +65,7 @@ fn defaults() {
     assert_eq!(c.algorithms, AllowedAlgorithms::default());
     assert_eq!(c.clock_skew_seconds, 60);
     assert_eq!(c.refresh_after, Duration::from_secs(3600));
+    assert_eq!(c.jwks_timeout, Duration::from_millis(400));
 }
 
 #[test]
@@ -74,11 +75,28 @@ fn every_variable_is_read() {
     let pairs = with(pairs, ALLOWED_ALGORITHMS, "ES256");
     let pairs = with(pairs, CLOCK_SKEW_SECONDS, "5");
     let pairs = with(pairs, JWKS_REFRESH_SECONDS, "600");
+    let pairs = with(pairs, JWKS_TIMEOUT_MS, "250");
     let c = load(&pairs).expect("valid");
     assert_eq!(c.audiences, vec!["api://fhir", "fhir-client"]);
     assert_eq!(c.algorithms, "ES256".parse().expect("valid"));
     assert_eq!(c.clock_skew_seconds, 5);
     assert_eq!(c.refresh_after, Duration::from_secs(600));
+    assert_eq!(c.jwks_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn jwks_timeout_ms_fits_healthlakes_one_second_budget() {
+    // Blank is unset (CloudFormation renders an empty parameter as ""): the default.
+    for (raw, ms) in [("50", 50), ("900", 900), (" 120 ", 120), ("", 400)] {
+        let c = load(&with(minimal(), JWKS_TIMEOUT_MS, raw)).expect("valid");
+        assert_eq!(c.jwks_timeout, Duration::from_millis(ms), "{raw:?}");
+    }
+    for raw in ["0", "49", "901", "1000", "-1", "0.5", "fast", "400ms"] {
+        error_names(
+            load(&with(minimal(), JWKS_TIMEOUT_MS, raw)),
+            JWKS_TIMEOUT_MS,
+        );
+    }
 }
 
 #[test]
@@ -102,6 +120,8 @@ fn invalid_variables_are_named() {
         (CLOCK_SKEW_SECONDS, "3600"),
         (JWKS_REFRESH_SECONDS, "10"),
         (JWKS_REFRESH_SECONDS, "soon"),
+        (JWKS_TIMEOUT_MS, "10"),
+        (JWKS_TIMEOUT_MS, "2000"),
     ];
     for (name, value) in cases {
         error_names(load(&with(minimal(), name, value)), name);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use healthimport_auth::cache::RefreshError;
 use healthimport_auth::{
     keys, token, AllowedAlgorithms, CachePolicy, ClaimPolicy, Decision, DenyReason, JwksCache,
     NoFetch, TokenDecoder,
@@ -431,6 +432,155 @@ async fn an_unparsable_jwks_is_a_failed_refresh() {
         f.reason(&rsa().token(&claims())).await,
         Some(DenyReason::JwksUnavailable)
     );
+}
+
+/// A JWK Set serving `keys` only.
+fn jwk_set(keys: Vec<Value>) -> Value {
+    json!({ "keys": keys })
+}
+
+/// The RSA test key's public JWK under another kid, with `alg` pinned.
+fn rsa_jwk_with_alg(kid: &str, alg: &str) -> Value {
+    let mut jwk = rsa().jwk();
+    jwk["kid"] = json!(kid);
+    jwk["alg"] = json!(alg);
+    jwk
+}
+
+/// The shared secret of the symmetric key below: must never reach a log or an error message.
+const HMAC_SECRET_B64: &str = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LW11c3Qtbm90LWxlYWs";
+
+/// JWK Sets that parse but hold no key we can verify with: each must count as a failed refresh.
+fn unusable_jwk_sets() -> Vec<(&'static str, Value)> {
+    vec![
+        ("an empty keys array", jwk_set(vec![])),
+        (
+            "a symmetric (oct, HS256) key only",
+            jwk_set(vec![json!({
+                "kty": "oct", "kid": "hmac-1", "alg": "HS256", "use": "sig", "k": HMAC_SECRET_B64,
+            })]),
+        ),
+        (
+            "an RSA key pinned to HS256",
+            jwk_set(vec![rsa_jwk_with_alg("rsa-hs", "HS256")]),
+        ),
+        (
+            "an RSA key with an unknown alg",
+            jwk_set(vec![rsa_jwk_with_alg("rsa-x", "RS1")]),
+        ),
+        (
+            "unsupported key types and curves",
+            jwk_set(vec![
+                json!({"kty": "XYZ", "kid": "x-1"}),
+                json!({"kty": "EC", "kid": "ec-521", "crv": "P-521", "x": b64(&[1; 66]), "y": b64(&[2; 66])}),
+                json!({"kty": "OKP", "kid": "x25519", "crv": "X25519", "x": b64(&[3; 32])}),
+            ]),
+        ),
+    ]
+}
+
+/// `claims()` issued `at` seconds after `NOW`, so they are still valid once the clock has moved.
+fn claims_at(at: i64) -> Value {
+    let mut c = claims();
+    c["iat"] = json!(NOW + at - 30);
+    c["exp"] = json!(NOW + at + 3600);
+    c
+}
+
+#[tokio::test]
+async fn a_refresh_without_usable_keys_keeps_the_cached_keys_and_backs_off() {
+    for (what, set) in unusable_jwk_sets() {
+        let f = fixture().await;
+        assert_eq!(f.fetcher.calls(), 1, "{what}");
+        f.fetcher.serve(&set);
+
+        // Unknown-kid refetch a minute after init: fails, so the cached keys stay.
+        f.clock.advance(Duration::from_secs(60));
+        let rotated = TestKey::rsa("rsa-2").token(&claims());
+        assert_eq!(
+            f.reason(&rotated).await,
+            Some(DenyReason::UnknownKid),
+            "{what}"
+        );
+        assert_eq!(f.fetcher.calls(), 2, "{what}");
+        assert_eq!(f.reason(&rsa().token(&claims())).await, None, "{what}");
+        assert_eq!(f.reason(&ec().token(&claims())).await, None, "{what}");
+        // Backed off like any failed refresh: no refetch within the minute.
+        assert_eq!(f.reason(&rotated).await, Some(DenyReason::UnknownKid));
+        assert_eq!(f.fetcher.calls(), 2, "{what}");
+
+        // TTL refresh (an hour after the init load): fails too, keys stay, next try a minute on.
+        f.clock.advance(Duration::from_secs(3540));
+        let token = rsa().token(&claims_at(3600));
+        assert_eq!(f.reason(&token).await, None, "{what}");
+        assert_eq!(f.fetcher.calls(), 3, "{what}");
+        f.clock.advance(Duration::from_secs(59));
+        assert_eq!(f.reason(&token).await, None, "{what}");
+        assert_eq!(f.fetcher.calls(), 3, "{what}");
+        f.clock.advance(Duration::from_secs(1));
+        assert_eq!(f.reason(&token).await, None, "{what}");
+        assert_eq!(f.fetcher.calls(), 4, "{what}");
+
+        // A usable set replaces the keys as usual, even a smaller one (revocation still works).
+        f.fetcher.serve(&jwks(&[&ec()]));
+        f.clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            f.reason(&rsa().token(&claims_at(3720))).await,
+            Some(DenyReason::UnknownKid),
+            "{what}"
+        );
+        assert_eq!(f.fetcher.calls(), 5, "{what}");
+        assert_eq!(f.reason(&ec().token(&claims_at(3720))).await, None);
+    }
+}
+
+#[tokio::test]
+async fn a_jwks_without_usable_keys_at_init_is_unavailable_and_retried_soon() {
+    for (what, set) in unusable_jwk_sets() {
+        let fetcher = ScriptedFetcher::serving(&set);
+        let f = fixture_with(Arc::clone(&fetcher), AllowedAlgorithms::default()).await;
+        let token = rsa().token(&claims());
+        // Never loaded, not "loaded with no keys": the operator's reason, and the short retry.
+        assert_eq!(
+            f.reason(&token).await,
+            Some(DenyReason::JwksUnavailable),
+            "{what}"
+        );
+        assert_eq!(fetcher.calls(), 1, "{what}");
+        f.clock.advance(Duration::from_secs(4));
+        assert_eq!(f.reason(&token).await, Some(DenyReason::JwksUnavailable));
+        assert_eq!(fetcher.calls(), 1, "{what}");
+
+        fetcher.serve(&jwks(&[&rsa()]));
+        f.clock.advance(Duration::from_secs(1));
+        assert_eq!(f.reason(&token).await, None, "{what}");
+        assert_eq!(fetcher.calls(), 2, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_load_without_usable_keys_is_an_error_without_key_material() {
+    for (what, set) in unusable_jwk_sets() {
+        let cache = JwksCache::remote(
+            ScriptedFetcher::serving(&set),
+            ManualClock::at(NOW),
+            AllowedAlgorithms::default(),
+            CachePolicy::default(),
+        );
+        let error = cache.load().await.expect_err(what);
+        let skipped = set["keys"].as_array().map_or(0, Vec::len);
+        assert!(
+            matches!(error, RefreshError::NoUsableKey { skipped: s, .. } if s == skipped),
+            "{what}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("no usable signing key"), "{message}");
+        assert!(
+            message.contains("RS256"),
+            "names the allowed algorithms: {message}"
+        );
+        assert!(!message.contains(HMAC_SECRET_B64), "{message}");
+    }
 }
 
 #[tokio::test]

@@ -852,7 +852,7 @@ mod tests {
             condition.contains("attribute_not_exists(#outcomeAt)"),
             "{condition}"
         );
-        assert!(condition.contains("#status IN (:t0, :t1, :t2, :t3, :t4, :t5, :t6)"));
+        assert!(condition.contains("#status IN (:t0, :t1, :t2, :t3, :t4, :t5, :t6, :t7)"));
         assert_eq!(values[":t0"], AttributeValue::S("COMPLETED".into()));
         for field in [
             "counts",

@@ -4,11 +4,16 @@
 //! decides where it goes, locally as on AWS). The job it creates is an ordinary export job:
 //! `DescribeFHIRExportJob` follows it like any other.
 //!
+//! The endpoint must be `https`: plain `http` is accepted only to a loopback host (the local
+//! service double), since the request carries a SigV4 signature and names the output bucket and
+//! role. Anything else is refused before any credential is read.
+//!
 //! `$export` takes no ClientToken. The job is named after our job id and looked up by that name
 //! (`ListFHIRExportJobs`) before a new one is requested, so a retried start adopts the job an
 //! earlier attempt created instead of starting a second one.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -194,6 +199,7 @@ impl RestExports {
             .map(|p| p.datastore_endpoint().to_owned())
             .filter(|e| !e.is_empty())
             .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "DatastoreEndpoint"))?;
+        check_endpoint(&endpoint)?;
         self.endpoints
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -257,6 +263,47 @@ impl RestExports {
         instructions.apply_to_request_http1x(&mut request);
         Ok(request)
     }
+}
+
+/// Refuses a data store endpoint a signed `$export` must not go to: anything but `https`, except
+/// plain `http` to 127.0.0.0/8, ::1 or localhost. Not retryable: describing the data store again
+/// yields the same endpoint. (The token decoder's JWKS URL follows the same rule; this crate does
+/// not depend on it, hence this small copy.)
+fn check_endpoint(endpoint: &str) -> Result<(), ServiceError> {
+    let refuse = |code: &str, why: &str| ServiceError {
+        service: SERVICE,
+        operation: OPERATION,
+        code: code.to_owned(),
+        message: format!("the data store endpoint {endpoint:?} {why}"),
+        retry: Retry::Never,
+        source: None,
+    };
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|_| refuse("InvalidEndpoint", "is not a URL"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| refuse("InvalidEndpoint", "has no host"))?;
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Ok(()),
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") && is_loopback(host) => Ok(()),
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Err(refuse(
+            "InsecureEndpoint",
+            "uses plain http to a host that is not loopback; a SigV4-signed $export is sent over \
+             https only (http only to 127.0.0.0/8, ::1 or localhost)",
+        )),
+        _ => Err(refuse("InvalidEndpoint", "is not an https URL")),
+    }
+}
+
+/// `localhost`, or an IPv4 address in 127.0.0.0/8, or `::1` (bracketed, as a URL host is).
+fn is_loopback(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `<endpoint>$export?_since=<instant>`: the system-level export of the data store.
@@ -350,6 +397,52 @@ mod tests {
         );
         assert!(export_url("http://127.0.0.1:5156/datastore/abc/r4", since)
             .starts_with("http://127.0.0.1:5156/datastore/abc/r4/$export?"));
+    }
+
+    #[test]
+    fn plain_http_endpoints_are_refused_except_on_loopback() {
+        for ok in [
+            "https://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/",
+            "HTTPS://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/",
+            "http://127.0.0.1:5156/datastore/abc/r4/",
+            "http://127.10.20.30/datastore/abc/r4/",
+            "http://[::1]:5156/datastore/abc/r4/",
+            "http://localhost:5156/datastore/abc/r4/",
+            "http://LocalHost/datastore/abc/r4/",
+        ] {
+            assert!(check_endpoint(ok).is_ok(), "{ok}");
+        }
+        for (insecure, code) in [
+            (
+                "http://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/",
+                "InsecureEndpoint",
+            ),
+            ("http://10.0.0.5/datastore/abc/r4/", "InsecureEndpoint"),
+            ("http://128.0.0.1/datastore/abc/r4/", "InsecureEndpoint"),
+            ("http://127.0.0.1.evil.example/r4/", "InsecureEndpoint"),
+            ("http://localhost.evil.example/r4/", "InsecureEndpoint"),
+            ("http://[::2]/datastore/abc/r4/", "InsecureEndpoint"),
+            ("http://[::ffff:8.8.8.8]/r4/", "InsecureEndpoint"),
+            ("ftp://127.0.0.1/datastore/abc/r4/", "InvalidEndpoint"),
+            (
+                "healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/",
+                "InvalidEndpoint",
+            ),
+            ("/datastore/abc/r4/", "InvalidEndpoint"),
+            ("not a url", "InvalidEndpoint"),
+        ] {
+            let error = check_endpoint(insecure).expect_err(insecure);
+            assert_eq!(error.code, code, "{insecure}");
+            assert_eq!(error.retry, Retry::Never, "{insecure}");
+            assert_eq!(error.operation, OPERATION);
+            assert!(error.message.contains(insecure), "{}", error.message);
+        }
+        let refused = check_endpoint("http://healthlake.example.com/r4/").unwrap_err();
+        assert!(
+            refused.message.contains("plain http"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Faults {
     pub internal_error_share: f64,
     /// Share of jobs that end FAILED with a message instead of reading their input.
     pub job_failure_share: f64,
+    /// Share of jobs that, once running, stay IN_PROGRESS and never end: a job whose tracking
+    /// must give up.
+    pub stall_share: f64,
     pub scope: FaultScope,
 }
 
@@ -70,12 +73,21 @@ impl Faults {
         }
     }
 
+    /// Every job that starts running stays IN_PROGRESS for good.
+    pub fn stalling_every_job() -> Faults {
+        Faults {
+            stall_share: 1.0,
+            ..Faults::default()
+        }
+    }
+
     /// Checks every share is a probability and the two per-call shares fit in one draw.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let shares = [
             ("throttle_share", self.throttle_share),
             ("internal_error_share", self.internal_error_share),
             ("job_failure_share", self.job_failure_share),
+            ("stall_share", self.stall_share),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -216,6 +228,10 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
         "share of jobs that end FAILED (default 0)",
     ),
     (
+        "DOUBLE_STALL_SHARE",
+        "share of jobs that stay IN_PROGRESS for good (default 0)",
+    ),
+    (
         "DOUBLE_FAULT_SCOPE",
         "`all` operations (default) or `start` operations only",
     ),
@@ -300,6 +316,7 @@ impl DoubleConfig {
                 throttle_share: env.parse("DOUBLE_THROTTLE_SHARE")?.unwrap_or(0.0),
                 internal_error_share: env.parse("DOUBLE_INTERNAL_ERROR_SHARE")?.unwrap_or(0.0),
                 job_failure_share: env.parse("DOUBLE_JOB_FAILURE_SHARE")?.unwrap_or(0.0),
+                stall_share: env.parse("DOUBLE_STALL_SHARE")?.unwrap_or(0.0),
                 scope: match env.string("DOUBLE_FAULT_SCOPE").as_deref() {
                     None | Some("all") => FaultScope::AllOperations,
                     Some("start") => FaultScope::StartOnly,

@@ -97,6 +97,7 @@ fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(Job, Instan
     if injected_failure {
         state.stats.injected_job_failures += 1;
     }
+    let stalled = state.roll_stall();
     let job = state.job_mut(service, job_id)?;
     let started = match job.phase {
         JobPhase::InProgress { started } => started,
@@ -107,12 +108,17 @@ fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(Job, Instan
         }
     };
     job.injected_failure = injected_failure;
+    job.stalled = stalled;
     Some((job.clone(), started))
 }
 
 /// Reads and judges the input, waits out the run, writes the output. `Err` is the FAILED
 /// message.
 async fn execute(shared: &Shared, job: &Job, started: Instant) -> Result<Finished, String> {
+    if job.stalled {
+        // IN_PROGRESS for good: nothing ever ends it.
+        std::future::pending::<()>().await;
+    }
     let timings = shared.config.timings(job.service);
     let run_ends = started + timings.run_duration;
     if job.injected_failure {
@@ -191,6 +197,10 @@ async fn execute(shared: &Shared, job: &Job, started: Instant) -> Result<Finishe
 /// resource type under `<output>/<datastoreId>-FHIR_EXPORT-<jobId>/<Type>/`. The lines are
 /// synthetic stand-ins (`resourceType` and `id` only): the double keeps no resource bodies.
 async fn export(shared: &Shared, job: &Job, started: Instant) -> Result<Finished, String> {
+    if job.stalled {
+        // IN_PROGRESS for good: nothing ever ends it.
+        std::future::pending::<()>().await;
+    }
     let timings = shared.config.timings(job.service);
     let run_ends = started + timings.run_duration;
     if job.injected_failure {

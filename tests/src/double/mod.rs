@@ -35,7 +35,8 @@
 //!   COMPLETED_WITH_ERRORS when anything failed. A job ends FAILED with a `Message` when the input
 //!   holds no files (`No files found under s3://…`), has more files than a job may
 //!   (5,000 / 10,000), cannot be listed or its output cannot be written (the S3 error), or by
-//!   `job_failure_share`. FAILED jobs write no output.
+//!   `job_failure_share`. FAILED jobs write no output. A job drawn by `stall_share` stays
+//!   IN_PROGRESS for good.
 //! - StartDICOMImportJob: token bucket (1/s, burst 2 by default) → ThrottlingException 429;
 //!   more than `imaging_max_running_jobs_per_datastore` unfinished jobs →
 //!   ServiceQuotaExceededException 402. A refused start creates no job. Order of checks:
@@ -84,7 +85,7 @@
 //! - `GET /_double/stats` → [`DoubleStats`] as JSON.
 //! - `GET /_double/faults` → the current [`Faults`]; `POST /_double/faults` with a [`Faults`]
 //!   JSON body (`{"throttle_share": 0.3, "internal_error_share": 0.0, "job_failure_share": 0.0,
-//!   "scope": "all_operations" | "start_only"}`, missing members = 0 / all operations) replaces
+//!   "stall_share": 0.0, "scope": "all_operations" | "start_only"}`, missing members = 0 / all operations) replaces
 //!   them: 204, or 400 with a reason.
 
 mod config;
@@ -216,6 +217,7 @@ impl ServiceDouble {
             throttle_share: clamp(faults.throttle_share),
             internal_error_share: clamp(faults.internal_error_share),
             job_failure_share: clamp(faults.job_failure_share),
+            stall_share: clamp(faults.stall_share),
             scope: faults.scope,
         };
         self.shared.state.lock().set_faults(faults);

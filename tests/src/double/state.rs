@@ -180,6 +180,8 @@ pub struct Job {
     pub counts: Option<JobCounts>,
     /// Decided when the job starts running, from `job_failure_share`.
     pub injected_failure: bool,
+    /// Decided when the job starts running, from `stall_share`: it never ends.
+    pub stalled: bool,
 }
 
 impl Job {
@@ -394,6 +396,12 @@ impl State {
         share > 0.0 && self.fault_rng.f64() < share
     }
 
+    /// Draws whether a job that starts running stalls for good.
+    pub fn roll_stall(&mut self) -> bool {
+        let share = self.faults.stall_share;
+        share > 0.0 && self.fault_rng.f64() < share
+    }
+
     /// Keeps the statistics of error answers in one place.
     pub fn record_error(&mut self, error: &ApiError) {
         if error.is_validation() {
@@ -559,6 +567,7 @@ impl State {
             phase: JobPhase::Submitted,
             counts: None,
             injected_failure: false,
+            stalled: false,
         };
         self.jobs.insert((service, id.clone()), job);
         id

@@ -25,7 +25,6 @@ const ISSUER: &str = "https://idp.example.com/oauth2/default";
 const ENDPOINT: &str =
     "https://healthlake.us-east-1.amazonaws.com/datastore/0123456789abcdef0123456789abcdef/r4/";
 const ROLE: &str = "arn:aws:iam::123456789012:role/healthlake-smart";
-const TIMEOUT: Duration = Duration::from_millis(400);
 
 /// What the fake identity provider serves at `/jwks`.
 #[derive(Clone)]
@@ -110,7 +109,7 @@ async fn decoder_for(
 ) {
     let clock = ManualClock::at(NOW);
     let config = TokenDecoderConfig::from_env(env).expect("valid configuration");
-    let decoder = wiring::init_with(config, Arc::clone(&clock), TIMEOUT)
+    let decoder = wiring::init_with(config, Arc::clone(&clock))
         .await
         .expect("init");
     (decoder, clock)

@@ -57,6 +57,15 @@ async fn missing_or_invalid_variables_stop_init_naming_them() {
             ]),
             "ALLOWED_ALGORITHMS",
         ),
+        (
+            env(&[
+                ("TOKEN_ISSUER", ISSUER),
+                ("JWKS_URL", "https://idp/jwks"),
+                ("HEALTHLAKE_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+                ("JWKS_TIMEOUT_MS", "1000"),
+            ]),
+            "JWKS_TIMEOUT_MS",
+        ),
     ];
     for (env, name) in cases {
         let error = match wiring::init(&env).await {
@@ -149,13 +158,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
 
 #[tokio::test]
 async fn decisions_log_codes_and_context_but_never_the_token_or_claims() {
-    let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let key = TestKey::rsa("rsa-1");
     let inline = jwks(&[&key]).to_string();
@@ -166,9 +169,7 @@ async fn decisions_log_codes_and_context_but_never_the_token_or_claims() {
     ]))
     .expect("config");
     let clock = ManualClock::at(NOW);
-    let decoder = wiring::init_with(config, clock, std::time::Duration::from_millis(100))
-        .await
-        .expect("init");
+    let decoder = wiring::init_with(config, clock).await.expect("init");
 
     let claims = json!({
         "iss": ISSUER, "sub": "secret-subject-4711", "aud": ENDPOINT, "iat": NOW, "exp": NOW + 60,
@@ -210,4 +211,143 @@ async fn decisions_log_codes_and_context_but_never_the_token_or_claims() {
     ] {
         assert!(!text.contains(secret), "logs contain {secret:?}:\n{text}");
     }
+}
+
+/// The JSON lines of a captured log.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn capture_logs() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (logs, guard)
+}
+
+#[tokio::test]
+async fn a_refresh_without_usable_keys_is_logged_and_keeps_the_keys() {
+    use healthimport_auth::{AllowedAlgorithms, CachePolicy, ClaimPolicy, JwksCache, TokenDecoder};
+    use healthimport_auth_testing::ScriptedFetcher;
+    use std::time::Duration;
+
+    const SECRET: &str = "c3ltbWV0cmljLXNlY3JldC1tdXN0LW5vdC1iZS1sb2dnZWQ";
+    let (logs, _guard) = capture_logs();
+    let key = TestKey::rsa("rsa-1");
+    let fetcher = ScriptedFetcher::serving(&jwks(&[&key]));
+    let clock = ManualClock::at(NOW);
+    let cache = JwksCache::remote(
+        Arc::clone(&fetcher),
+        Arc::clone(&clock),
+        AllowedAlgorithms::default(),
+        CachePolicy::default(),
+    );
+    cache.load().await.expect("init load");
+    let decoder = TokenDecoder::new(
+        ClaimPolicy {
+            issuer: ISSUER.into(),
+            audiences: vec![],
+            clock_skew_seconds: 60,
+        },
+        AllowedAlgorithms::default(),
+        "arn:aws:iam::123456789012:role/r".into(),
+        cache,
+    );
+
+    // The TTL passes and the provider now serves a symmetric key only.
+    fetcher.serve(&json!({"keys": [{"kty": "oct", "kid": "hmac-1", "alg": "HS256", "k": SECRET}]}));
+    clock.advance(Duration::from_secs(3600));
+    let claims = json!({
+        "iss": ISSUER, "sub": "s", "aud": ENDPOINT, "iat": NOW + 3590, "exp": NOW + 7200,
+        "scope": "patient/Observation.rs",
+    });
+    let event = json!({"datastoreEndpoint": ENDPOINT, "bearerToken": key.token(&claims), "operationName": "ReadResource"});
+    let response = handler::handle(&decoder, event)
+        .await
+        .unwrap_or_else(|never| match never {});
+    assert!(response.is_authorized(), "the cached key still verifies");
+    assert_eq!(fetcher.calls(), 2);
+
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8 logs");
+    let lines = json_lines(&text);
+    let refused: Vec<&Value> = lines
+        .iter()
+        .filter(|v| {
+            v["fields"]["message"] == json!("JWKS refresh failed; keeping the previous keys")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert_eq!(refused[0]["level"], json!("WARN"));
+    assert_eq!(refused[0]["fields"]["cause"], json!("expired"));
+    assert_eq!(refused[0]["fields"]["kept_keys"], json!(1));
+    let error = refused[0]["fields"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no usable signing key"), "{error}");
+    // The skipped key is logged by kid and reason only.
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["fields"]["message"] == json!("JWK skipped")
+                && v["fields"]["kid"] == json!("hmac-1")),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET), "logs contain key material:\n{text}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|v| v["fields"]["message"] == json!("JWKS loaded"))
+            .count(),
+        1,
+        "only the init load succeeded:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn jwks_timeout_ms_is_the_fetch_deadline() {
+    // An identity provider that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+
+    let (logs, _guard) = capture_logs();
+    let url = format!("http://{addr}/jwks");
+    let decoder = wiring::init(&env(&[
+        ("TOKEN_ISSUER", ISSUER),
+        ("JWKS_URL", &url),
+        ("HEALTHLAKE_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+        ("JWKS_TIMEOUT_MS", "60"),
+    ]))
+    .await;
+    assert!(decoder.is_ok(), "a slow provider does not stop init");
+
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8 logs");
+    let lines = json_lines(&text);
+    let failed = lines
+        .iter()
+        .find(|v| {
+            v["fields"]["message"] == json!("JWKS not loaded at init; denying until it loads")
+        })
+        .unwrap_or_else(|| panic!("no init failure logged:\n{text}"));
+    assert_eq!(
+        failed["fields"]["source"],
+        json!("no response within 60ms"),
+        "{text}"
+    );
+    let ready = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == json!("token decoder ready"))
+        .unwrap_or_else(|| panic!("no ready line:\n{text}"));
+    assert_eq!(ready["fields"]["jwks_timeout_ms"], json!(60));
 }

@@ -61,7 +61,8 @@ wire_names!(JobKind {
 
 /// Every status a job record can hold: the union of both services' documented job statuses, plus
 /// our own `Pending` (recorded, not started yet), `StartFailed` (the service refused the start for
-/// good) and `Skipped` (the upload is not importable; the record says why).
+/// good), `Skipped` (the upload is not importable; the record says why) and `TrackingStopped`
+/// (nothing follows the job any more; the record says why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
@@ -84,6 +85,10 @@ pub enum JobStatus {
     CancelFailed,
     StartFailed,
     Skipped,
+    /// Nothing follows the job any more: its tracking gave up (its deadline passed, the service
+    /// no longer knows the job, or the workflow failed). Terminal, so that no record looks alive
+    /// when nothing is tracking it; the message says why.
+    TrackingStopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,7 +99,7 @@ pub struct UnknownStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 13] = [
+    pub const ALL: [JobStatus; 14] = [
         JobStatus::Pending,
         JobStatus::Submitted,
         JobStatus::Queued,
@@ -108,6 +113,7 @@ impl JobStatus {
         JobStatus::CancelFailed,
         JobStatus::StartFailed,
         JobStatus::Skipped,
+        JobStatus::TrackingStopped,
     ];
 
     /// Maps a status string reported by `service` (`DescribeFHIRImportJob` /
@@ -194,7 +200,8 @@ impl JobStatus {
             | JobStatus::CancelCompleted
             | JobStatus::CancelFailed
             | JobStatus::StartFailed
-            | JobStatus::Skipped => Stage::Terminal,
+            | JobStatus::Skipped
+            | JobStatus::TrackingStopped => Stage::Terminal,
         }
     }
 }
@@ -225,6 +232,7 @@ wire_names!(JobStatus {
     CancelFailed => "CANCEL_FAILED",
     StartFailed => "START_FAILED",
     Skipped => "SKIPPED",
+    TrackingStopped => "TRACKING_STOPPED",
 });
 
 impl FromStr for JobStatus {
@@ -291,7 +299,7 @@ mod tests {
             assert_eq!(err.status, foreign);
         }
         // Our own statuses are never something a service reports.
-        for ours in ["PENDING", "START_FAILED", "SKIPPED"] {
+        for ours in ["PENDING", "START_FAILED", "SKIPPED", "TRACKING_STOPPED"] {
             assert!(JobStatus::from_service(Service::HealthLake, ours).is_err());
         }
     }
@@ -309,7 +317,7 @@ mod tests {
             CancelCompleted,
             CancelFailed,
         ];
-        let ours = [StartFailed, Skipped];
+        let ours = [StartFailed, Skipped, TrackingStopped];
         assert_eq!(terminal, [documented.as_slice(), &ours].concat());
     }
 
