@@ -6,7 +6,7 @@ VENV := .venv
 DEPLOY_VENV := .venv-deploy
 PYTHON ?= python3
 
-.PHONY: help test demo build deploy bench venv deploy-tools lint fmt local-stack-up local-stack-down clean
+.PHONY: help test demo build deploy bench venv deploy-tools lint supply-chain fmt local-stack-up local-stack-down clean
 
 help:
 	@echo "make test    install what is needed, start the local stack, run every check and test"
@@ -35,7 +35,29 @@ ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
 $(ASL_VALIDATOR):
 	npm install --silent --no-audit --no-fund --prefix .tools asl-validator@4.0.0
 
-lint: venv deploy-tools $(ASL_VALIDATOR)
+# Crates that must stay out of the build (every target, dev and build dependencies included), as
+# cargo-tree-spec=advisories: the AWS SDK's legacy hyper 0.14 / rustls 0.21 client (its crates'
+# default `rustls` feature) brought both; Cargo.toml builds the SDK without default features.
+# `cargo tree -i` fails when the crate is absent: only that failure passes, any other one fails.
+BANNED_CRATES := rustls-webpki@0.101=RUSTSEC-2026-0098,RUSTSEC-2026-0099,RUSTSEC-2026-0104 \
+                 h2@0.3=RUSTSEC-2026-0258
+supply-chain:
+	@status=0; for entry in $(BANNED_CRATES); do \
+	  spec=$${entry%%=*}; advisories=$${entry#*=}; \
+	  if out=$$(cargo tree --workspace --target=all -e all -i "$$spec" 2>&1); then \
+	    printf '%s\n' "$$out" >&2; \
+	    echo "supply-chain: FAIL: $$spec ($$advisories) is in the build again, through the paths above" >&2; \
+	    status=1; \
+	  elif grep -q 'did not match any packages' <<<"$$out"; then \
+	    echo "supply-chain: ok: no $$spec ($$advisories)"; \
+	  else \
+	    printf '%s\n' "$$out" >&2; \
+	    echo "supply-chain: FAIL: cargo tree could not check $$spec ($$advisories)" >&2; \
+	    status=1; \
+	  fi; \
+	done; exit $$status
+
+lint: supply-chain venv deploy-tools $(ASL_VALIDATOR)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml

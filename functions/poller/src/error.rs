@@ -62,6 +62,7 @@ pub const ERROR_TYPES: &[&str] = &[
     "ServiceRejected",
     "StoreUnavailable",
     "RecordMalformed",
+    "RecordRejected",
     "ManifestNotReady",
     "OutputUnavailable",
     "ManifestUnreadable",
@@ -85,6 +86,7 @@ impl PollerError {
             PollerError::Service { .. } => "ServiceRejected",
             PollerError::Store(StoreError::Unavailable { .. }) => "StoreUnavailable",
             PollerError::Store(StoreError::Malformed { .. }) => "RecordMalformed",
+            PollerError::Store(StoreError::Rejected { .. }) => "RecordRejected",
             PollerError::ManifestNotReady { .. } => "ManifestNotReady",
             PollerError::Manifest {
                 source: ManifestError::Read(_),

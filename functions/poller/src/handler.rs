@@ -1160,6 +1160,13 @@ mod tests {
         });
         let diagnostic = lambda_runtime::Diagnostic::from(store);
         assert_eq!(diagnostic.error_type, "StoreUnavailable");
+        let too_large = PollerError::Store(StoreError::Rejected {
+            operation: "UpdateItem",
+            table: "jobs".into(),
+            reason: "Item size has exceeded the maximum allowed size".into(),
+        });
+        // Not one of the errorTypes the workflow retries: the same write would fail again.
+        assert_eq!(too_large.error_type(), "RecordRejected");
         assert_eq!(
             diagnostic.error_message,
             "job store GetItem on table jobs failed: throttled"

@@ -17,14 +17,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use healthimport::domain::job::{
-    FailedFile, Job, JobId, JobKind, JobStatus, MessageChange, Timestamp, Transition,
-    MAX_FAILED_FILES,
+    bounded_failed_files, Job, JobId, JobKind, JobStatus, MessageChange, Timestamp, Transition,
 };
 use healthimport::domain::s3_uri::s3_uri;
 use healthimport::ports::store::{
@@ -60,6 +59,45 @@ impl DynamoJobStore {
         &self.table
     }
 
+    /// A conditional write's answer: written, refused by its condition, or failed.
+    fn conditional<T, E>(
+        &self,
+        operation: &'static str,
+        result: Result<T, SdkError<E>>,
+    ) -> Result<Conditional<T>, StoreError>
+    where
+        E: ConditionFailure + ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match result {
+            Ok(output) => Ok(Conditional::Written(output)),
+            Err(SdkError::ServiceError(e)) => match e.into_err().refused_item() {
+                Ok(item) => Ok(Conditional::Refused(item)),
+                Err(other) => Err(self.failed(operation, other)),
+            },
+            Err(e) => Err(self.failed(operation, e)),
+        }
+    }
+
+    /// A failed request: refused for good when DynamoDB says the item is too large (retrying the
+    /// same write cannot help), else unavailable (throttling, access, network).
+    fn failed<E>(&self, operation: &'static str, error: E) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let too_large = error.code() == Some("ValidationException")
+            && error
+                .message()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("size"));
+        if too_large {
+            return StoreError::Rejected {
+                operation,
+                table: self.table.clone(),
+                reason: error.message().unwrap_or_default().to_owned(),
+            };
+        }
+        self.unavailable(operation, error)
+    }
+
     fn unavailable(&self, operation: &'static str, source: impl Into<BoxError>) -> StoreError {
         StoreError::Unavailable {
             operation,
@@ -89,12 +127,10 @@ impl DynamoJobStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        Ok(
-            match conditional(result).map_err(|e| self.unavailable("UpdateItem", e))? {
-                Conditional::Written(output) => Conditional::Written(output.attributes),
-                Conditional::Refused(item) => Conditional::Refused(item),
-            },
-        )
+        Ok(match self.conditional("UpdateItem", result)? {
+            Conditional::Written(output) => Conditional::Written(output.attributes),
+            Conditional::Refused(item) => Conditional::Refused(item),
+        })
     }
 
     fn decode(&self, item: HashMap<String, AttributeValue>) -> Result<Job, StoreError> {
@@ -193,7 +229,7 @@ impl JobStore for DynamoJobStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let existing = match conditional(result).map_err(|e| self.unavailable("PutItem", e))? {
+        let existing = match self.conditional("PutItem", result)? {
             Conditional::Written(_) => return Ok(CreateOutcome::Created),
             Conditional::Refused(Some(item)) => self.decode(item)?,
             Conditional::Refused(None) => {
@@ -408,27 +444,7 @@ impl ConditionFailure for UpdateItemError {
     }
 }
 
-/// A conditional write's answer: written, refused by its condition, or failed.
-fn conditional<T, E>(result: Result<T, SdkError<E>>) -> Result<Conditional<T>, BoxError>
-where
-    E: ConditionFailure + std::error::Error + Send + Sync + 'static,
-{
-    match result {
-        Ok(output) => Ok(Conditional::Written(output)),
-        Err(SdkError::ServiceError(e)) => match e.into_err().refused_item() {
-            Ok(item) => Ok(Conditional::Refused(item)),
-            Err(other) => Err(other.into()),
-        },
-        Err(e) => Err(e.into()),
-    }
-}
-
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// At most [`MAX_FAILED_FILES`]: an item must stay well under DynamoDB's 400 KB limit.
-fn bounded(files: &[FailedFile]) -> &[FailedFile] {
-    &files[..files.len().min(MAX_FAILED_FILES)]
-}
 
 /// The UpdateItem of an outcome: expression, condition, names, values.
 /// The same shapes serde gives [`Job`]'s fields, so the job store reads them back.
@@ -502,7 +518,10 @@ impl UpdateBuilder {
             b.set("counts", to_attribute(&counts));
         }
         if !outcome.failed_files.is_empty() {
-            b.set("failedFiles", to_attribute(&bounded(&outcome.failed_files)));
+            b.set(
+                "failedFiles",
+                to_attribute(&bounded_failed_files(&outcome.failed_files)),
+            );
         }
         if let Some(location) = &outcome.output_location {
             b.set("outputLocation", AttributeValue::S(location.clone()));
@@ -627,7 +646,7 @@ mod tests {
         ConditionalCheckFailedException, ProvisionedThroughputExceededException,
     };
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use healthimport::domain::job::{JobCounts, Service, SourceObject, Target};
+    use healthimport::domain::job::{FailedFile, JobCounts, Service, SourceObject, Target};
 
     fn job() -> Job {
         let target = Target {
@@ -738,6 +757,26 @@ mod tests {
         assert!(
             std::error::Error::source(&err).is_some(),
             "the SDK error is kept as the source"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_item_over_the_size_limit_is_refused_for_good_not_unavailable() {
+        let rule = mock!(Client::update_item).then_error(|| {
+            UpdateItemError::generic(
+                aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                    .code("ValidationException")
+                    .message("Item size has exceeded the maximum allowed size")
+                    .build(),
+            )
+        });
+        let s = store(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]));
+        let change = Transition::to(JobStatus::Completed, Timestamp::now());
+        let err = s.transition(&job().job_id, &change).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Rejected { operation: "UpdateItem", reason, .. }
+                if reason.contains("maximum allowed size")),
+            "{err}"
         );
     }
 

@@ -545,11 +545,9 @@ impl Transition {
         self
     }
 
-    /// At most [`MAX_FAILED_FILES`] are kept: a record must stay well under DynamoDB's 400 KB
-    /// item limit even when a batch of 5,000 files fails whole; the manifest has the rest.
-    pub fn with_failed_files(mut self, mut files: Vec<FailedFile>) -> Transition {
-        files.truncate(MAX_FAILED_FILES);
-        self.fields.failed_files = Some(files);
+    /// Bounded by [`bounded_failed_files`]; the manifest has the rest.
+    pub fn with_failed_files(mut self, files: Vec<FailedFile>) -> Transition {
+        self.fields.failed_files = Some(bounded_failed_files(&files));
         self
     }
 
@@ -559,8 +557,27 @@ impl Transition {
     }
 }
 
-/// How many failed files a record keeps (see [`Transition::with_failed_files`]).
+/// How many failed files a record keeps (see [`bounded_failed_files`]).
 pub const MAX_FAILED_FILES: usize = 100;
+/// How many bytes of failed files (names and messages) a record keeps: a record must stay well
+/// under DynamoDB's 400 KB item limit whatever the messages hold (a thousand 4-byte characters
+/// each, next to a 1 KB key, would pass it a hundred times over).
+pub const MAX_FAILED_FILES_BYTES: usize = 64 * 1024;
+
+/// The first failed files that fit both [`MAX_FAILED_FILES`] and [`MAX_FAILED_FILES_BYTES`]: what
+/// a record and its Finished event may carry, even when a batch of 5,000 files fails whole.
+pub fn bounded_failed_files(files: &[FailedFile]) -> Vec<FailedFile> {
+    let mut bytes = 0;
+    files
+        .iter()
+        .take(MAX_FAILED_FILES)
+        .take_while(|file| {
+            bytes += file.input_file.len() + file.message.len();
+            bytes <= MAX_FAILED_FILES_BYTES
+        })
+        .cloned()
+        .collect()
+}
 
 /// Where the next incremental export of a data store starts: the window end of its latest export
 /// that completed (`COMPLETED`; an export with errors or a failure left changes unexported).
@@ -663,6 +680,27 @@ mod tests {
         .unwrap();
         assert!(job.status.is_success());
         assert!(job.has_failures());
+    }
+
+    #[test]
+    fn failed_files_with_huge_messages_are_bounded_by_bytes() {
+        let huge = |i: usize| FailedFile {
+            input_file: format!("s3://ingest/dicom/{i:04}/{}", "k".repeat(1000)),
+            message: "€".repeat(1000),
+        };
+        let files: Vec<_> = (0..100).map(huge).collect();
+        let kept = bounded_failed_files(&files);
+        assert!(!kept.is_empty() && kept.len() < files.len());
+        let bytes: usize = kept
+            .iter()
+            .map(|f| f.input_file.len() + f.message.len())
+            .sum();
+        assert!(bytes <= MAX_FAILED_FILES_BYTES, "{bytes}");
+        let mut job = import(at(0));
+        job.apply(&Transition::to(Completed, at(1)).with_failed_files(files))
+            .unwrap();
+        let item = serde_json::to_vec(&job).unwrap();
+        assert!(item.len() < 100 * 1024, "a record of {} bytes", item.len());
     }
 
     #[test]

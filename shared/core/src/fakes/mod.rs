@@ -147,12 +147,7 @@ impl JobStore for MemoryJobStore {
             job.counts = Some(counts);
         }
         if !outcome.failed_files.is_empty() {
-            job.failed_files = outcome
-                .failed_files
-                .iter()
-                .take(crate::domain::job::MAX_FAILED_FILES)
-                .cloned()
-                .collect();
+            job.failed_files = crate::domain::job::bounded_failed_files(&outcome.failed_files);
         }
         if let Some(location) = &outcome.output_location {
             job.output_location = Some(location.clone());

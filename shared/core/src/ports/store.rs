@@ -64,6 +64,14 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store refused the write for good (an item over its size limit): retrying the same
+    /// write cannot succeed.
+    #[error("job store {operation} on table {table} was refused: {reason}")]
+    Rejected {
+        operation: &'static str,
+        table: String,
+        reason: String,
+    },
     #[error("job record {job_id} in table {table} is malformed: {reason}")]
     Malformed {
         job_id: String,
