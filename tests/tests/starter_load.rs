@@ -83,6 +83,7 @@ impl Rig {
             env.insert(name.into(), functions.setting(name).unwrap());
         }
         env.insert("JOBS_TABLE".into(), table.clone());
+        env.insert("INGEST_BUCKET".into(), bucket.clone());
         env.insert("STATE_MACHINE_ARN".into(), state_machine_arn.clone());
         let requests = RequestCount::default();
         let starter = wiring::starter(

@@ -12,6 +12,9 @@ pub struct StarterConfig {
     pub targets: ServiceTargets,
     pub routing: RoutingConfig,
     pub record_retention_days: u32,
+    /// `INGEST_BUCKET`: events for any other bucket are recorded as skipped. Unset, every bucket
+    /// is accepted (the template always sets it).
+    pub ingest_bucket: Option<String>,
 }
 
 impl StarterConfig {
@@ -41,6 +44,7 @@ impl StarterConfig {
             targets,
             routing,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+            ingest_bucket: config::optional(env, "INGEST_BUCKET"),
         })
     }
 }

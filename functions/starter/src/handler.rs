@@ -103,6 +103,8 @@ pub struct Starter<S, I, W, L> {
     pub lister: L,
     pub targets: ServiceTargets,
     pub routing: RoutingConfig,
+    /// The bucket uploads come from; `None` accepts every bucket.
+    pub ingest_bucket: Option<String>,
 }
 
 impl<S, I, W, L> Starter<S, I, W, L>
@@ -229,11 +231,23 @@ where
         let source = SourceObject {
             bucket,
             key: decode_event_key(&raw_key)?,
-            size: object.size.map_or(0, |s| u64::try_from(s).unwrap_or(0)),
+            // Never read as a zero-byte file (which is skipped): a record without its size fails.
+            size: object
+                .size
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| RecordError::Malformed("the record carries no object size".into()))?,
             e_tag: object.e_tag.filter(|e| !e.is_empty()),
             version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
         };
         tracing::Span::current().record("job_id", tracing::field::display(source.job_id()));
+        if let Some(ingest) = self.ingest_bucket.as_deref() {
+            if source.bucket != ingest {
+                let reason = SkipReason::NotTheIngestBucket {
+                    bucket: source.bucket.clone(),
+                };
+                return self.record_skip(source, None, reason).await;
+            }
+        }
 
         let request = match routing::route(&source, &self.routing) {
             Route::PartOfBatch { prefix } => return Ok(RecordOutcome::PartOfBatch { prefix }),
@@ -345,6 +359,7 @@ mod tests {
                 }),
             },
             routing: RoutingConfig::default(),
+            ingest_bucket: Some("ingest-bucket".into()),
         }
     }
 
@@ -702,6 +717,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_upload_to_another_bucket_is_recorded_as_skipped() {
+        let s = starter();
+        let mut elsewhere = record_json("ObjectCreated:Put", "fhir/a.ndjson", 10, "e");
+        elsewhere["s3"]["bucket"]["name"] = json!("someone-elses-bucket");
+        let outcome = s
+            .handle_s3_record(serde_json::from_value(elsewhere).unwrap())
+            .await
+            .unwrap();
+        let RecordOutcome::Skipped { reason, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.contains("someone-elses-bucket"), "{reason}");
+        assert_eq!(s.services.start_call_count(), 0);
+        assert_eq!(s.store.all()[0].status, JobStatus::Skipped);
+    }
+
+    #[tokio::test]
+    async fn a_record_without_a_size_fails_rather_than_being_skipped_as_empty() {
+        let s = starter();
+        let mut sizeless = record_json("ObjectCreated:Put", "fhir/a.ndjson", 10, "e");
+        sizeless["s3"]["object"]
+            .as_object_mut()
+            .unwrap()
+            .remove("size");
+        let err = s
+            .handle_s3_record(serde_json::from_value(sizeless).unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no object size"), "{err}");
+        assert!(s.store.all().is_empty(), "no record says it was skipped");
+    }
+
+    #[tokio::test]
     async fn an_unconfigured_service_skips_its_uploads() {
         let mut s = starter();
         s.targets.imaging = None;
@@ -733,7 +781,9 @@ mod tests {
                 size: 0,
             },
         ];
-        let s = starter_with(batch);
+        let mut s = starter_with(batch);
+        // The samples' bucket, as the template sets INGEST_BUCKET for a deployed stack.
+        s.ingest_bucket = Some("healthimport-ingest-example".into());
         for name in [
             "starter-fhir-upload.json",
             "starter-dicom-batch-marker.json",

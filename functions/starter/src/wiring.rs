@@ -20,5 +20,6 @@ pub fn starter(aws: &SdkConfig, config: StarterConfig) -> AwsStarter {
         lister: healthimport_aws::s3_objects(aws),
         targets: config.targets,
         routing: config.routing,
+        ingest_bucket: config.ingest_bucket,
     }
 }

@@ -143,6 +143,9 @@ pub enum SkipReason {
     BatchTooManyFiles { files: u64, limit: u64 },
     BatchTooLarge { bytes: u64, limit: u64 },
     BatchEmpty,
+    /// The event names another bucket than the one the starter imports from (a notification
+    /// configured by hand elsewhere).
+    NotTheIngestBucket { bucket: String },
 }
 
 impl fmt::Display for SkipReason {
@@ -185,6 +188,10 @@ impl fmt::Display for SkipReason {
                 "batch holds {bytes} bytes, over the per-job limit of {limit} bytes; split it into several batch folders"
             ),
             SkipReason::BatchEmpty => write!(f, "batch folder holds no files besides its marker"),
+            SkipReason::NotTheIngestBucket { bucket } => write!(
+                f,
+                "the object is in bucket {bucket}, not in the ingest bucket this starter imports from"
+            ),
         }
     }
 }
