@@ -235,7 +235,9 @@ where
             size: object
                 .size
                 .and_then(|s| u64::try_from(s).ok())
-                .ok_or_else(|| RecordError::Malformed("the record carries no object size".into()))?,
+                .ok_or_else(|| {
+                    RecordError::Malformed("the record carries no object size".into())
+                })?,
             e_tag: object.e_tag.filter(|e| !e.is_empty()),
             version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
         };

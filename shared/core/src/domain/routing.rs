@@ -132,20 +132,37 @@ pub enum ImportScope {
 pub enum SkipReason {
     FolderMarker,
     EmptyObject,
-    KeyTooLong { bytes: usize },
-    S3UriTooLong { chars: usize },
+    KeyTooLong {
+        bytes: usize,
+    },
+    S3UriTooLong {
+        chars: usize,
+    },
     BucketNameNotAccepted,
     OutsidePrefixes,
-    UnsupportedType { expected: &'static str },
-    ObjectTooLarge { bytes: u64, limit: u64 },
+    UnsupportedType {
+        expected: &'static str,
+    },
+    ObjectTooLarge {
+        bytes: u64,
+        limit: u64,
+    },
     MarkerOutsideBatchFolder,
     ServiceNotConfigured(Service),
-    BatchTooManyFiles { files: u64, limit: u64 },
-    BatchTooLarge { bytes: u64, limit: u64 },
+    BatchTooManyFiles {
+        files: u64,
+        limit: u64,
+    },
+    BatchTooLarge {
+        bytes: u64,
+        limit: u64,
+    },
     BatchEmpty,
     /// The event names another bucket than the one the starter imports from (a notification
     /// configured by hand elsewhere).
-    NotTheIngestBucket { bucket: String },
+    NotTheIngestBucket {
+        bucket: String,
+    },
 }
 
 impl fmt::Display for SkipReason {
