@@ -380,11 +380,17 @@ impl DoubleConfig {
 
 struct Lookup<'a, F>(&'a F);
 
+/// The functions' own reading of variables (trimmed, blank as unset, comma lists), so the double
+/// reads its knobs the way the functions read theirs.
+impl<F: Fn(&str) -> Option<String>> healthimport::config::Env for Lookup<'_, F> {
+    fn var(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+}
+
 impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     fn string(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|value| value.trim().to_owned())
-            .filter(|value| !value.is_empty())
+        healthimport::config::optional(self, name)
     }
 
     fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError>
@@ -407,16 +413,7 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     }
 
     fn list(&self, name: &str) -> Vec<String> {
-        self.string(name)
-            .map(|value| {
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|id| !id.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
+        healthimport::config::list(self, name)
     }
 }
 

@@ -34,7 +34,7 @@ async fn next_invocation(State(runtime): State<FakeRuntime>) -> (HeaderMap, Stri
     loop {
         let next = runtime.events.lock().expect("lock").pop_front();
         if let Some(event) = next {
-            let id = format!("req-{}", fastrand_id());
+            let id = format!("req-{}", next_request_id());
             let mut headers = HeaderMap::new();
             let deadline = now() * 1000 + 60_000;
             for (name, value) in [
@@ -71,7 +71,8 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn fastrand_id() -> u64 {
+/// A distinct request id per invocation, as Lambda gives.
+fn next_request_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
