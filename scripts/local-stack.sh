@@ -16,6 +16,8 @@
 # Ports: MOTO_PORT (default 5155), DOUBLE_PORT (default 5156), LAMBDA_PORT (default 5157); state,
 # logs and the env file in LOCAL_STACK_DIR (default .local). Several stacks can run side by side.
 # FUNCTION_INSTANCES (default 4): instances of each function, i.e. its concurrency.
+# FUNCTION_ENV_OVERRIDES: a file of VAR=value lines that replace or add to local-functions.env for
+# this stack (the bench runs the pipeline with the service's real pacing this way).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +28,13 @@ double_port="${DOUBLE_PORT:-5156}"
 lambda_port="${LAMBDA_PORT:-5157}"
 instances="${FUNCTION_INSTANCES:-4}"
 functions_env="$root/scripts/local-functions.env"
+if [[ -n "${FUNCTION_ENV_OVERRIDES:-}" ]]; then
+  mkdir -p "$state"
+  merged="$state/functions.env"
+  # Later lines win: `env` applies them in order.
+  cat "$functions_env" "$FUNCTION_ENV_OVERRIDES" >"$merged"
+  functions_env="$merged"
+fi
 # The functions behind the Lambda Invoke API: the ones the tests, the demo and Step Functions invoke.
 functions=(starter poller exporter token-decoder)
 mkdir -p "$state"
@@ -64,7 +73,7 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 VARS
 }
 
-function_setting() { sed -n "s/^$1=//p" "$functions_env"; }
+function_setting() { sed -n "s/^$1=//p" "$functions_env" | tail -n 1; }
 
 start() {
   for port in "$moto_port" "$double_port" "$lambda_port"; do
@@ -78,8 +87,11 @@ start() {
     return 1
   fi
   # `make test`'s own build, so a no-op after it; before anything starts, so nothing waits on it.
+  # --keep-going: one test target that does not compile must not keep the stack from starting
+  # (the test run itself then reports it).
   log "building (cargo build --workspace --all-targets)"
-  (cd "$root" && cargo build --quiet --workspace --all-targets)
+  (cd "$root" && cargo build --quiet --workspace --all-targets --keep-going) ||
+    log "some targets did not build; starting with what did"
   stack_env >"$state/env"
   # shellcheck disable=SC1091
   source "$state/env"

@@ -159,15 +159,17 @@ impl LocalPipeline {
     }
 
     /// Whether the record is terminal and, unless it was never tracked (a skipped upload), its
-    /// tracking execution has ended, so its outcome is recorded and announced.
+    /// tracking execution (its batch's, for an upload) has ended, so its outcome is recorded and
+    /// announced.
     async fn has_finished(&self, record: &Job) -> Result<bool, BoxError> {
         if !record.status.is_terminal() {
             return Ok(false);
         }
-        if record.service().is_none() {
+        if record.skip_reason().is_some() {
             return Ok(true);
         }
-        let execution = self.execution_status(&record.job_id).await?;
+        let tracked = record.batch_id().unwrap_or(&record.job_id);
+        let execution = self.execution_status(tracked).await?;
         Ok(!matches!(execution.as_deref(), None | Some("RUNNING")))
     }
 

@@ -1,7 +1,8 @@
 //! The synthetic sample set the demo and the end-to-end tests upload: small FHIR R4 NDJSON files
-//! (one with a broken line), a DICOM batch of generated P10 files with one broken file and its
-//! batch marker, and a lone DICOM file. No real patient data: every name, id and UID is made up.
+//! (one with a broken line) in one folder, a DICOM study of generated P10 files with one broken
+//! file and its batch marker, and a lone DICOM file. No real patient data: every name, id and UID is made up.
 
+use healthimport::domain::job::JobStatus;
 use serde_json::json;
 
 /// One object to upload, in upload order (a batch marker comes after its batch).
@@ -11,28 +12,45 @@ pub struct SampleObject {
     pub body: Vec<u8>,
 }
 
-/// What the sample set should turn into: one job per entry.
+/// What one upload of the sample set should end as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedJob {
-    /// The key whose upload starts the job (the file, or the batch marker).
-    pub trigger_key: String,
+pub struct ExpectedUpload {
+    pub key: String,
     pub service: &'static str,
-    /// Input files of the job (an NDJSON file is one, however many resources it holds).
-    pub files: u64,
-    /// Whether some of its input must be reported failed (a broken line or file).
-    pub has_failures: bool,
+    /// The upload's own final status: its file's result from its batch's output manifest
+    /// (`SKIPPED` for the batch marker, which closes its batch and is not imported itself).
+    pub status: JobStatus,
+    /// Which of the set's batches it joins (uploads with the same label share one batch).
+    pub batch: &'static str,
 }
 
-/// The whole sample set under `fhir_prefix` / `dicom_prefix` (each ending in `/`), and the jobs it
-/// should produce. `tag` keeps two runs' keys apart (the demo runs twice without a reset).
+impl ExpectedUpload {
+    pub fn is_imported(&self) -> bool {
+        self.status != JobStatus::Skipped
+    }
+}
+
+/// The whole sample set under `fhir_prefix` / `dicom_prefix` (each ending in `/`), and what each
+/// upload should end as. `tag` keeps two runs' keys apart (the demo runs twice without a reset).
+/// Three batches: the FHIR files of one folder (closed when quiet), a DICOM study with a broken
+/// file and its marker (closed by the marker), and a lone DICOM file directly under the prefix.
 pub fn sample_set(
     fhir_prefix: &str,
     dicom_prefix: &str,
     marker: &str,
     tag: &str,
-) -> (Vec<SampleObject>, Vec<ExpectedJob>) {
+) -> (Vec<SampleObject>, Vec<ExpectedUpload>) {
     let mut objects = Vec::new();
-    let mut jobs = Vec::new();
+    let mut uploads = Vec::new();
+    let mut add = |key: String, body: Vec<u8>, service, status, batch| {
+        uploads.push(ExpectedUpload {
+            key: key.clone(),
+            service,
+            status,
+            batch,
+        });
+        objects.push(SampleObject { key, body });
+    };
 
     let patients: Vec<_> = (1..=3).map(patient).collect();
     let observations: Vec<_> = (1..=4).map(|i| observation(i, (i % 3) + 1)).collect();
@@ -42,59 +60,54 @@ pub fn sample_set(
         1,
         r#"{"resourceType":"Encounter","id":"enc-broken","status":"#.to_owned(),
     );
-    for (name, lines, has_failures) in [
-        ("patients", patients, false),
-        ("observations", observations, false),
-        ("encounters-with-a-broken-line", encounters, true),
+    for (name, lines, status) in [
+        ("patients", patients, JobStatus::Completed),
+        ("observations", observations, JobStatus::Completed),
+        (
+            "encounters-with-a-broken-line",
+            encounters,
+            JobStatus::CompletedWithErrors,
+        ),
     ] {
-        let key = format!("{fhir_prefix}{tag}/{name}.ndjson");
-        jobs.push(ExpectedJob {
-            trigger_key: key.clone(),
-            service: "HEALTHLAKE",
-            files: 1,
-            has_failures,
-        });
-        objects.push(SampleObject {
-            key,
-            body: (lines.join("\n") + "\n").into_bytes(),
-        });
+        add(
+            format!("{fhir_prefix}{tag}/{name}.ndjson"),
+            (lines.join("\n") + "\n").into_bytes(),
+            "HEALTHLAKE",
+            status,
+            "fhir",
+        );
     }
 
     let batch = format!("{dicom_prefix}{tag}-study-0001/");
     let study = format!("2.25.{}", stable_number(&batch));
     for instance in 1..=4 {
-        objects.push(SampleObject {
-            key: format!("{batch}ct-{instance:04}.dcm"),
-            body: dicom_p10(&study, instance),
-        });
+        add(
+            format!("{batch}ct-{instance:04}.dcm"),
+            dicom_p10(&study, instance),
+            "HEALTHIMAGING",
+            JobStatus::Completed,
+            "study",
+        );
     }
-    objects.push(SampleObject {
-        key: format!("{batch}ct-0005.dcm"),
-        body: b"this is not a DICOM Part 10 file".to_vec(),
-    });
-    objects.push(SampleObject {
-        key: format!("{batch}{marker}"),
-        body: Vec::new(),
-    });
-    jobs.push(ExpectedJob {
-        trigger_key: format!("{batch}{marker}"),
-        service: "HEALTHIMAGING",
-        files: 5,
-        has_failures: true,
-    });
+    add(
+        format!("{batch}ct-0005.dcm"),
+        b"this is not a DICOM Part 10 file".to_vec(),
+        "HEALTHIMAGING",
+        JobStatus::Failed,
+        "study",
+    );
+    add(
+        format!("{batch}{marker}"),
+        Vec::new(),
+        "HEALTHIMAGING",
+        JobStatus::Skipped,
+        "study",
+    );
 
     let lone = format!("{dicom_prefix}{tag}-lone-xray.dcm");
-    objects.push(SampleObject {
-        key: lone.clone(),
-        body: dicom_p10(&format!("2.25.{}", stable_number(&lone)), 1),
-    });
-    jobs.push(ExpectedJob {
-        trigger_key: lone,
-        service: "HEALTHIMAGING",
-        files: 1,
-        has_failures: false,
-    });
-    (objects, jobs)
+    let body = dicom_p10(&format!("2.25.{}", stable_number(&lone)), 1);
+    add(lone, body, "HEALTHIMAGING", JobStatus::Completed, "lone");
+    (objects, uploads)
 }
 
 fn patient(i: u32) -> String {
@@ -247,12 +260,14 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_set_is_what_the_expected_jobs_say() {
-        let (objects, jobs) = sample_set("fhir/", "dicom/", "_READY", "run1");
-        assert_eq!(jobs.len(), 5);
-        for job in &jobs {
-            assert!(objects.iter().any(|o| o.key == job.trigger_key), "{job:?}");
+    fn the_sample_set_is_what_the_expected_uploads_say() {
+        let (objects, uploads) = sample_set("fhir/", "dicom/", "_READY", "run1");
+        assert_eq!(uploads.len(), objects.len());
+        for (upload, object) in uploads.iter().zip(&objects) {
+            assert_eq!(upload.key, object.key);
         }
+        let batches: std::collections::BTreeSet<_> = uploads.iter().map(|u| u.batch).collect();
+        assert_eq!(batches.len(), 3);
         let marker = objects
             .iter()
             .position(|o| o.key.ends_with("/_READY"))

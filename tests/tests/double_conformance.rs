@@ -142,6 +142,41 @@ impl Harness {
             .data_access_role_arn(ROLE)
     }
 
+    fn start_fhir_export(
+        &self,
+        datastore_id: &str,
+        output_key: &str,
+    ) -> aws_sdk_healthlake::operation::start_fhir_export_job::builders::StartFHIRExportJobFluentBuilder{
+        self.healthlake
+            .start_fhir_export_job()
+            .datastore_id(datastore_id)
+            .output_data_config(OutputDataConfig::S3Configuration(
+                S3Configuration::builder()
+                    .s3_uri(self.uri(output_key))
+                    .kms_key_id(KMS_KEY)
+                    .build()
+                    .unwrap(),
+            ))
+            .data_access_role_arn(ROLE)
+    }
+
+    async fn fhir_export_job(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+    ) -> aws_sdk_healthlake::types::ExportJobProperties {
+        self.healthlake
+            .describe_fhir_export_job()
+            .datastore_id(datastore_id)
+            .job_id(job_id)
+            .send()
+            .await
+            .unwrap()
+            .export_job_properties()
+            .cloned()
+            .expect("ExportJobProperties")
+    }
+
     fn start_dicom(
         &self,
         datastore_id: &str,
@@ -276,10 +311,12 @@ fn fast_config() -> DoubleConfig {
     }
 }
 
+/// `run_ms` of IN_PROGRESS per job, whatever its number of files.
 fn timings(run_ms: u64) -> JobTimings {
     JobTimings {
         submit_delay: Duration::from_millis(50),
-        run_duration: Duration::from_millis(run_ms),
+        run_overhead: Duration::from_millis(run_ms),
+        per_file: Duration::ZERO,
         manifest_delay: Duration::ZERO,
     }
 }
@@ -507,7 +544,6 @@ async fn fhir_jobs_of_one_datastore_run_one_at_a_time_in_submit_order() {
     })
     .await;
     let datastore = h.fhir_datastore().await;
-    let other_datastore = h.fhir_datastore().await;
     h.put("fhir/one.ndjson", "{\"resourceType\":\"Patient\"}\n")
         .await;
     let mut job_ids = Vec::new();
@@ -519,14 +555,6 @@ async fn fhir_jobs_of_one_datastore_run_one_at_a_time_in_submit_order() {
             .unwrap();
         job_ids.push(started.job_id().to_owned());
     }
-    // Another data store is not held up by this one's queue.
-    let independent = h
-        .start_fhir(&other_datastore, "fhir/one.ndjson", "out/")
-        .send()
-        .await
-        .unwrap()
-        .job_id()
-        .to_owned();
 
     // ListFHIRImportJobs answers from one consistent snapshot, so "at most one IN_PROGRESS" is
     // checked on every poll without racing the hand-over between two describe calls.
@@ -592,13 +620,6 @@ async fn fhir_jobs_of_one_datastore_run_one_at_a_time_in_submit_order() {
     assert!(
         end_times.windows(2).all(|pair| pair[0] < pair[1]),
         "FIFO: {end_times:?}"
-    );
-    // The other data store's job ran alongside the first one, not behind the queue.
-    let independent = h.wait_fhir_terminal(&other_datastore, &independent).await;
-    let independent_end = independent.end_time().unwrap().as_secs_f64();
-    assert!(
-        independent_end < end_times[1],
-        "{independent_end} vs {end_times:?}"
     );
 }
 
@@ -1419,4 +1440,294 @@ async fn a_late_manifest_appears_after_the_terminal_status() {
         h.get(&manifest_key).await
     })
     .await;
+}
+
+/// How long a job took by the double's own clock (SubmitTime / submittedAt to EndTime / endedAt).
+fn job_seconds(
+    submitted: Option<&aws_sdk_healthlake::primitives::DateTime>,
+    ended: Option<&aws_sdk_healthlake::primitives::DateTime>,
+) -> f64 {
+    ended.expect("an end time").as_secs_f64() - submitted.expect("a submit time").as_secs_f64()
+}
+
+#[tokio::test]
+async fn fhir_jobs_of_every_datastore_and_exports_share_one_lane_per_account() {
+    let h = Harness::start(DoubleConfig {
+        healthlake: timings(700),
+        ..fast_config()
+    })
+    .await;
+    let first_store = h.fhir_datastore().await;
+    let second_store = h.fhir_datastore().await;
+    h.put("fhir/lane.ndjson", "{\"resourceType\":\"Patient\"}\n")
+        .await;
+    let import = h
+        .start_fhir(&first_store, "fhir/lane.ndjson", "out/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let other_store_import = h
+        .start_fhir(&second_store, "fhir/lane.ndjson", "out/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let export = h
+        .start_fhir_export(&first_store, "exports/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+
+    // The second data store's import and the export wait while the first import runs. Statuses
+    // only move forward, so reading the waiting ones first and the running one last shows them
+    // waiting while it had not ended.
+    wait_until(
+        "the first import runs while the others are QUEUED",
+        DEADLINE,
+        || async {
+            let waiting = h.fhir_job(&second_store, &other_store_import).await;
+            let export = h.fhir_export_job(&first_store, &export).await;
+            let running = h.fhir_job(&first_store, &import).await;
+            (waiting.job_status() == &FhirStatus::Queued
+                && export.job_status() == &FhirStatus::Queued
+                && running.job_status() == &FhirStatus::InProgress)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let import = h.wait_fhir_terminal(&first_store, &import).await;
+    let other_store_import = h
+        .wait_fhir_terminal(&second_store, &other_store_import)
+        .await;
+    let export = wait_until("the export ends", DEADLINE, || async {
+        let job = h.fhir_export_job(&first_store, &export).await;
+        job.end_time().is_some().then_some(job)
+    })
+    .await;
+    assert_eq!(import.job_status(), &FhirStatus::Completed);
+    assert_eq!(other_store_import.job_status(), &FhirStatus::Completed);
+    assert_eq!(export.job_status(), &FhirStatus::Completed);
+    // One after another in submit order: each ends at least one run (700 ms) after the one
+    // before it (end times have millisecond precision).
+    let end_times = [
+        import.end_time(),
+        other_store_import.end_time(),
+        export.end_time(),
+    ]
+    .map(|end| end.unwrap().as_secs_f64());
+    assert!(
+        end_times.windows(2).all(|pair| pair[1] - pair[0] >= 0.699),
+        "one lane, FIFO: {end_times:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_fhir_queue_refuses_starts_with_throttling_and_creates_no_job() {
+    let h = Harness::start(DoubleConfig {
+        healthlake: timings(60_000),
+        healthlake_max_queued_jobs_per_datastore: 2,
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.fhir_datastore().await;
+    let other = h.fhir_datastore().await;
+    h.put("fhir/full.ndjson", "{\"resourceType\":\"Patient\"}\n")
+        .await;
+    let mut job_ids = Vec::new();
+    // One runs, two wait.
+    for n in 0..3 {
+        let started = h
+            .start_fhir(&datastore, "fhir/full.ndjson", "out/")
+            .client_token(format!("full-{n}"))
+            .send()
+            .await
+            .unwrap();
+        job_ids.push(started.job_id().to_owned());
+    }
+
+    let refused = h
+        .start_fhir(&datastore, "fhir/full.ndjson", "out/")
+        .client_token("full-3")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&refused), 400);
+    let refused = refused.into_service_error();
+    assert!(refused.is_throttling_exception(), "{refused:?}");
+    assert!(
+        refused.to_string().contains("2 jobs queued"),
+        "the message says why: {refused}"
+    );
+    // An export shares the queue.
+    let refused_export = h
+        .start_fhir_export(&datastore, "exports/")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        refused_export.is_throttling_exception(),
+        "{refused_export:?}"
+    );
+
+    let stats = h.double.stats();
+    assert_eq!(stats.fhir_jobs_created, 3, "a refused start creates no job");
+    assert_eq!(stats.fhir_export_jobs_created, 0);
+    assert_eq!(stats.fhir_queue_refusals, 2);
+    let listed = h
+        .healthlake
+        .list_fhir_import_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = listed
+        .import_job_properties_list()
+        .iter()
+        .map(|job| job.job_id())
+        .collect();
+    assert_eq!(listed, job_ids);
+
+    // A retry of an accepted start is still answered with its job.
+    let retry = h
+        .start_fhir(&datastore, "fhir/full.ndjson", "out/")
+        .client_token("full-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.job_id(), job_ids[1]);
+    // The limit is per data store: another one can still queue a job behind the same lane.
+    let queued_elsewhere = h
+        .start_fhir(&other, "fhir/full.ndjson", "out/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued_elsewhere.job_status(), &FhirStatus::Submitted);
+    assert_eq!(h.double.stats().fhir_jobs_created, 4);
+}
+
+#[tokio::test]
+async fn run_time_grows_with_the_number_of_input_files() {
+    // 50 ms SUBMITTED + 200 ms overhead + 150 ms a file.
+    let per_file = JobTimings {
+        per_file: Duration::from_millis(150),
+        ..timings(200)
+    };
+    let h = Harness::start(DoubleConfig {
+        healthlake: per_file.clone(),
+        imaging: per_file,
+        ..fast_config()
+    })
+    .await;
+    let fhir = h.fhir_datastore().await;
+    let imaging = h.imaging_datastore().await;
+    for n in 0..8 {
+        let line = format!("{{\"resourceType\":\"Patient\",\"id\":\"p{n}\"}}\n");
+        h.put(&format!("fhir/large/{n}.ndjson"), line.clone()).await;
+        h.put(&format!("dicom/large/{n}.dcm"), dicom_file()).await;
+        if n == 0 {
+            h.put("fhir/small/0.ndjson", line).await;
+            h.put("dicom/small/0.dcm", dicom_file()).await;
+        }
+    }
+    // The model's lower bound, less a millisecond for the timestamps' precision.
+    let expected = |files: f64| 0.05 + 0.2 + 0.15 * files - 0.001;
+
+    // HealthLake runs one job at a time: one after the other, so neither waits in the queue.
+    let mut fhir_seconds = Vec::new();
+    for input in ["fhir/small/", "fhir/large/"] {
+        let job_id = h
+            .start_fhir(&fhir, input, "out/")
+            .send()
+            .await
+            .unwrap()
+            .job_id()
+            .to_owned();
+        let job = h.wait_fhir_terminal(&fhir, &job_id).await;
+        assert_eq!(job.job_status(), &FhirStatus::Completed);
+        fhir_seconds.push(job_seconds(Some(job.submit_time()), job.end_time()));
+    }
+    assert!(fhir_seconds[0] >= expected(1.0), "{fhir_seconds:?}");
+    assert!(fhir_seconds[1] >= expected(8.0), "{fhir_seconds:?}");
+    assert!(fhir_seconds[0] < fhir_seconds[1], "{fhir_seconds:?}");
+
+    let mut dicom_seconds = Vec::new();
+    for input in ["dicom/small/", "dicom/large/"] {
+        let job_id = h
+            .start_dicom(&imaging, input, "out/")
+            .send()
+            .await
+            .unwrap()
+            .job_id()
+            .to_owned();
+        let job = h.wait_dicom_terminal(&imaging, &job_id).await;
+        assert_eq!(job.job_status(), &ImagingStatus::Completed);
+        dicom_seconds.push(job_seconds(job.submitted_at(), job.ended_at()));
+    }
+    assert!(dicom_seconds[0] >= expected(1.0), "{dicom_seconds:?}");
+    assert!(dicom_seconds[1] >= expected(8.0), "{dicom_seconds:?}");
+    assert!(dicom_seconds[0] < dicom_seconds[1], "{dicom_seconds:?}");
+}
+
+#[tokio::test]
+async fn dicom_input_over_the_byte_limit_fails_the_job_with_a_message() {
+    let file = dicom_file();
+    let limit = 2 * u64::try_from(file.len()).unwrap();
+    let h = Harness::start(DoubleConfig {
+        imaging_max_bytes_per_job: limit,
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.imaging_datastore().await;
+    for n in 0..3 {
+        if n < 2 {
+            h.put(&format!("dicom/fits/{n}.dcm"), file.clone()).await;
+        }
+        h.put(&format!("dicom/too-big/{n}.dcm"), file.clone()).await;
+    }
+
+    let fits = h
+        .start_dicom(&datastore, "dicom/fits/", "out/")
+        .send()
+        .await
+        .unwrap();
+    let too_big = h
+        .start_dicom(&datastore, "dicom/too-big/", "out/")
+        .send()
+        .await
+        .unwrap();
+    let fits = h.wait_dicom_terminal(&datastore, fits.job_id()).await;
+    assert_eq!(
+        fits.job_status(),
+        &ImagingStatus::Completed,
+        "exactly the limit fits: {:?}",
+        fits.message()
+    );
+    let too_big = h.wait_dicom_terminal(&datastore, too_big.job_id()).await;
+    assert_eq!(too_big.job_status(), &ImagingStatus::Failed);
+    let bytes = 3 * file.len();
+    assert_eq!(
+        too_big.message(),
+        Some(
+            format!(
+                "The input {} holds {bytes} bytes, more than the {limit} bytes one import job accepts",
+                h.uri("dicom/too-big/")
+            )
+            .as_str()
+        )
+    );
+    let manifest_key = format!(
+        "out/{datastore}-DicomImport-{}/job-output-manifest.json",
+        too_big.job_id()
+    );
+    assert!(
+        h.get(&manifest_key).await.is_none(),
+        "a FAILED job writes no output"
+    );
 }

@@ -9,7 +9,7 @@
 //! 2. a schedule tick delivered twice: one export; then an incremental export, which writes only
 //!    what changed since the tick's export (FHIR REST `$export` with `_since`), and a retried
 //!    `$export` start, which adopts the job the first attempt created;
-//! 3. every start throttled: the export stays PENDING, the workflow's Start retry starts it later;
+//! 3. every start throttled: the export stays PENDING, the workflow's Start loop starts it later;
 //! 4. the service fails the export: recorded FAILED and announced as such.
 
 use std::time::Duration;
@@ -39,12 +39,16 @@ async fn exports_start_once_per_request_or_tick_queue_behind_imports_and_end_rec
     let upload = format!("fhir/{tag}.ndjson");
     let line = json!({"resourceType": "Patient", "id": patient_id}).to_string();
     pipeline.upload(&upload, line.as_bytes()).await.unwrap();
-    // Started at the service (or done): the export submitted next queues behind it.
+    // Its batch started at the service (or done): the export submitted next queues behind it,
+    // in HealthLake's one lane.
     eventually(Duration::from_secs(60), || async {
         let records = pipeline.records(&upload).await?;
-        Ok(records
-            .first()
-            .is_some_and(|r| r.service_job_id.is_some())
+        let Some(batch_id) = records.first().and_then(|r| r.batch_id()) else {
+            return Ok(None);
+        };
+        let batch = pipeline.store.get(batch_id).await?;
+        Ok(batch
+            .is_some_and(|b| b.service_job_id.is_some())
             .then_some(()))
     })
     .await

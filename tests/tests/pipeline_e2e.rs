@@ -1,13 +1,16 @@
 //! The whole pipeline on the local stack, unattended, as `make demo` runs it: uploads to the
 //! versioned ingest bucket on moto → S3 notification → upload queue → moto's event source → the
-//! real `starter` binary → job records in DynamoDB, jobs at the service double, one Step Functions
-//! execution per job → moto runs the tracking workflow against the real `poller` binary → outcome
-//! from the output manifest, `Import Job Finished` on EventBridge.
+//! real `starter` binary → upload records in their folder's batch in DynamoDB, one Step Functions
+//! execution per batch → moto runs the batch workflow against the real `poller` binary: close,
+//! staged copies, one job at the service double, outcome from the output manifest onto each
+//! upload, `Import Job Finished` on EventBridge.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
 use healthimport::domain::job::{JobId, JobStatus};
+use healthimport::ports::store::JobStore;
 use healthimport_tests::local_stack::unique_name;
 use healthimport_tests::pipeline::LocalPipeline;
 use healthimport_tests::provision::service_jobs_named;
@@ -15,7 +18,7 @@ use healthimport_tests::samples::sample_set;
 use serde_json::json;
 
 #[tokio::test]
-async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
+async fn every_upload_is_imported_once_through_its_batch_with_its_own_result() {
     let mut pipeline = LocalPipeline::start().await.unwrap();
     let tag = unique_name("e2e");
     let (objects, expected) = sample_set("fhir/", "dicom/", "_READY", &tag);
@@ -24,7 +27,7 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
     }
 
     // The same notification again, as SQS may redeliver it: straight to the starter this time.
-    let redelivered = &expected[0].trigger_key;
+    let redelivered = &expected[0].key;
     let bucket = pipeline.ingest.bucket.clone();
     let head = aws_sdk_s3::Client::new(&pipeline.sdk)
         .head_object()
@@ -62,75 +65,121 @@ async fn every_upload_becomes_one_finished_job_recorded_and_announced_once() {
         response.payload()
     );
 
-    let keys: Vec<String> = expected.iter().map(|j| j.trigger_key.clone()).collect();
-    let jobs = pipeline
+    let keys: Vec<String> = expected.iter().map(|u| u.key.clone()).collect();
+    let records = pipeline
         .wait_until_finished(&keys, Duration::from_secs(240))
         .await
         .unwrap();
 
-    for job in &expected {
-        let records = &jobs[&job.trigger_key];
-        assert_eq!(
-            records.len(),
-            1,
-            "{}: one record per upload",
-            job.trigger_key
-        );
+    // Every upload has one record, with its own result; the imported ones point at their batch.
+    let mut batch_of_label: BTreeMap<&str, JobId> = BTreeMap::new();
+    for upload in &expected {
+        let records = &records[&upload.key];
+        assert_eq!(records.len(), 1, "{}: one record per upload", upload.key);
         let record = &records[0];
-        assert_eq!(record.service().map(|s| s.as_str()), Some(job.service));
-        let want = match (job.service, job.has_failures) {
-            ("HEALTHLAKE", true) => JobStatus::CompletedWithErrors,
-            _ => JobStatus::Completed,
-        };
-        assert_eq!(record.status, want, "{}: {record:?}", job.trigger_key);
-        let counts = record.counts.expect("counts from the output manifest");
-        assert_eq!(record.has_failures(), job.has_failures, "{record:?}");
-        // HealthLake counts files (a file with a bad line still counts as imported) and lists the
-        // failed resources; HealthImaging counts and lists failed files.
-        assert_eq!(
-            !record.failed_files.is_empty(),
-            job.has_failures,
-            "{record:?}"
-        );
-        if !job.has_failures {
-            assert_eq!(counts.failed, 0, "{record:?}");
+        assert_eq!(record.service().map(|s| s.as_str()), Some(upload.service));
+        assert_eq!(record.status, upload.status, "{}: {record:?}", upload.key);
+        if !upload.is_imported() {
+            continue;
         }
-        assert!(counts.imported >= 1, "{record:?}");
-        assert!(record.output_location.is_some(), "{record:?}");
-        assert!(record.history.contains_key(&JobStatus::Pending));
+        let batch_id = record
+            .batch_id()
+            .expect("an imported upload names its batch");
+        let same = batch_of_label
+            .entry(upload.batch)
+            .or_insert_with(|| batch_id.clone());
+        assert_eq!(
+            same, batch_id,
+            "{}: uploads of one folder share a batch",
+            upload.key
+        );
+        if upload.status == JobStatus::Failed {
+            assert!(
+                record
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("InvalidDicomFile")),
+                "the service's message for this file: {record:?}"
+            );
+        }
+    }
+
+    // Each batch: one job, its counts from the manifest, one execution that succeeded, one event
+    // naming its uploads.
+    let batch_ids: Vec<JobId> = batch_of_label.values().cloned().collect();
+    for (label, batch_id) in &batch_of_label {
+        let batch = pipeline.store.get(batch_id).await.unwrap().unwrap();
+        let members: Vec<_> = expected
+            .iter()
+            .filter(|u| u.batch == *label && u.is_imported())
+            .collect();
+        let held = batch.batch().unwrap().fill.files;
+        // The lone file shares the rolling batch of the prefix with any other lone upload.
+        if *label == "lone" {
+            assert!(held >= 1);
+        } else {
+            assert_eq!(held, members.len() as u64, "{label}: {batch:?}");
+        }
+        assert!(batch.status.is_terminal(), "{batch:?}");
+        assert_eq!(batch.outcome_verified, Some(true), "{batch:?}");
+        assert!(batch.output_location.is_some(), "{batch:?}");
         assert_eq!(
             pipeline
-                .execution_status(&record.job_id)
+                .execution_status(batch_id)
                 .await
                 .unwrap()
                 .as_deref(),
             Some("SUCCEEDED")
         );
+        if *label == "study" {
+            assert_eq!(
+                batch.batch().unwrap().closed.map(|c| c.reason.as_str()),
+                Some("MARKER")
+            );
+        }
     }
-
-    // One job at the service per upload: jobs are named after the job id.
-    let ids: Vec<JobId> = jobs.values().map(|r| r[0].job_id.clone()).collect();
-    let names: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+    let names: Vec<String> = batch_ids.iter().map(|id| id.as_str().to_owned()).collect();
     let at_service = service_jobs_named(&pipeline.sdk, &pipeline.functions, &names)
         .await
         .unwrap();
-    assert!(at_service.values().all(|n| *n == 1), "{at_service:?}");
+    assert!(
+        at_service.values().all(|n| *n == 1),
+        "one job per batch: {at_service:?}"
+    );
 
-    // Every execution has ended, so every event has been put: exactly one per job.
     let events = pipeline
-        .wait_for_events(&ids, Duration::from_secs(30))
+        .wait_for_events(&batch_ids, Duration::from_secs(30))
         .await
         .unwrap();
-    for records in jobs.values() {
-        let record = &records[0];
-        let events = &events[&record.job_id];
-        assert_eq!(events.len(), 1, "Finished events of {:?}", record.job_id);
+    for (label, batch_id) in &batch_of_label {
+        let events = &events[batch_id];
+        assert_eq!(events.len(), 1, "Finished events of the {label} batch");
         let detail = &events[0]["detail"];
-        assert_eq!(detail["status"], record.status.as_str());
-        assert_eq!(detail["hasFailures"], record.has_failures());
+        let named: Vec<&str> = detail["batch"]["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k.as_str())
+            .collect();
+        for upload in expected
+            .iter()
+            .filter(|u| u.batch == *label && u.is_imported())
+        {
+            assert!(named.contains(&upload.key.as_str()), "{label}: {named:?}");
+        }
         assert_eq!(
-            detail["counts"]["imported"],
-            record.counts.map(|c| c.imported).unwrap_or_default()
+            detail["batch"]["uploadCount"].as_u64(),
+            Some(named.len() as u64)
         );
     }
+
+    // The staged copies are gone once the outcomes are recorded.
+    let staged = aws_sdk_s3::Client::new(&pipeline.sdk)
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(format!("staging/{}/", batch_of_label["study"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(staged.key_count(), Some(0), "{staged:?}");
 }

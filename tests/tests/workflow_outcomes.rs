@@ -1,6 +1,7 @@
 //! The tracking workflow's other endings, on the local stack with the real binaries (moto runs the
-//! state machine, its tasks run the `poller`): a job the service fails; a start the service
-//! throttles, which the starter leaves `PENDING` and the workflow's Start retry starts later; and
+//! state machine, its tasks run the `poller`): a batch's job the service fails; a start the
+//! service throttles, which leaves the batch `PENDING` until the workflow's Start loop starts it;
+//! and
 //! tracking that gives up (a job that never ends, on a state machine with a short timeout, and a
 //! job the service does not know), which leaves the record terminal and announced.
 //! Both change the stack double's fault injection, so they run one after the other in one test
@@ -51,7 +52,17 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
         .wait_until_finished(std::slice::from_ref(&failing), Duration::from_secs(120))
         .await
         .unwrap();
-    let record = &finished[&failing][0];
+    let upload = &finished[&failing][0];
+    assert_eq!(upload.status, JobStatus::Failed, "{upload:?}");
+    assert!(
+        upload
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("job_failure_share")),
+        "the upload carries its batch's end and the service's message: {upload:?}"
+    );
+    let batch_id = upload.batch_id().expect("the upload's batch").clone();
+    let record = pipeline.store.get(&batch_id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Failed, "{record:?}");
     assert!(
         record
@@ -81,47 +92,55 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
     assert_eq!(events[0]["detail"]["succeeded"], false);
     assert_eq!(events[0]["detail"]["hasFailures"], true);
 
-    // --- every start throttled: the starter leaves the job PENDING, the workflow retries ---
+    // --- every start throttled: the batch waits PENDING for as long as it takes, then starts ---
     admin
         .set_faults(&Faults::throttling_every_start())
         .await
         .unwrap();
-    let throttled = format!("dicom/{tag}-throttled.dcm");
+    let throttled = format!("dicom/{tag}-throttled/IM0001");
     pipeline
         .upload(&throttled, &dicom_p10("2.25.777", 1))
         .await
         .unwrap();
-    let pending = eventually(Duration::from_secs(60), || async {
-        let Some(record) = pipeline.records(&throttled).await?.pop() else {
-            return Ok(None);
-        };
-        let tracked = pipeline.execution_status(&record.job_id).await?;
-        Ok(
-            (record.status == JobStatus::Pending && tracked.as_deref() == Some("RUNNING"))
-                .then_some(record),
-        )
-    })
-    .await
-    .unwrap();
-    assert!(
-        pending
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("Throttling")),
-        "why it is pending is recorded: {pending:?}"
-    );
+    let pending =
+        eventually(Duration::from_secs(60), || async {
+            let Some(upload) = pipeline.records(&throttled).await?.pop() else {
+                return Ok(None);
+            };
+            let Some(batch_id) = upload.batch_id() else {
+                return Ok(None);
+            };
+            let Some(batch) = pipeline.store.get(batch_id).await? else {
+                return Ok(None);
+            };
+            let tracked = pipeline.execution_status(batch_id).await?;
+            let refused = batch
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("Throttling"));
+            Ok((batch.status == JobStatus::Pending
+                && refused
+                && tracked.as_deref() == Some("RUNNING"))
+            .then_some(batch))
+        })
+        .await
+        .unwrap();
     assert_eq!(pending.service(), Some(Service::HealthImaging));
+    assert_eq!(
+        pipeline.records(&throttled).await.unwrap()[0].status,
+        JobStatus::Batched
+    );
     admin.set_faults(&Faults::default()).await.unwrap();
 
-    // The workflow's Start retry (StartThrottled: 15 s, doubling, full jitter) starts it.
+    // The workflow's Start loop (every START_WAIT_SECONDS, with no attempt budget) starts it.
     let finished = pipeline
         .wait_until_finished(std::slice::from_ref(&throttled), Duration::from_secs(180))
         .await
         .unwrap();
     let records = &finished[&throttled];
     assert_eq!(records.len(), 1, "one record for the upload");
-    let record = &records[0];
-    assert_eq!(record.job_id, pending.job_id);
+    assert_eq!(records[0].status, JobStatus::Completed, "{:?}", records[0]);
+    let record = pipeline.store.get(&pending.job_id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Completed, "{record:?}");
     assert!(record.service_job_id.is_some());
     assert!(record.history.contains_key(&JobStatus::Pending));
@@ -137,7 +156,7 @@ async fn a_failed_job_and_a_throttled_start_each_end_recorded_and_announced_once
     assert_eq!(events[&record.job_id][0]["detail"]["status"], "COMPLETED");
     assert_eq!(
         record.message, None,
-        "why the start was being retried no longer holds once it started"
+        "why the start was waiting no longer holds once it started"
     );
 
     // --- tracking gives up: nothing is left looking alive ---

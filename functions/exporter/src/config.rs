@@ -3,10 +3,11 @@
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
 use healthimport::domain::export::ExportMode;
+use healthimport::ports::admission::Pace;
 
 /// The exporter's configuration: the FHIR variables the starter reads (exports start through
 /// the same HealthLake adapter), of which the export ones are required here.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExporterConfig {
     pub jobs_table: String,
     pub state_machine_arn: String,
@@ -16,6 +17,8 @@ pub struct ExporterConfig {
     /// `EXPORT_MODE`: `full` (default) or `incremental`; an event's `mode` overrides it.
     pub mode: ExportMode,
     pub record_retention_days: u32,
+    /// HealthLake's lane, shared with the imports (`HEALTHLAKE_MAX_OUTSTANDING`).
+    pub pace: Pace,
 }
 
 impl ExporterConfig {
@@ -36,6 +39,7 @@ impl ExporterConfig {
             output_s3_uri: export.output_s3_uri.clone(),
             mode: config::parsed_or(env, "EXPORT_MODE", ExportMode::Full)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+            pace: config::pace(env)?,
             targets,
         })
     }

@@ -3,7 +3,8 @@
 
 use healthimport::domain::export::{ExportEventError, ExportMode, ExportRequest, ExportTrigger};
 use healthimport::domain::job::{last_completed_until, Job, JobId, JobStatus, Timestamp};
-use healthimport::launch::{launch, LaunchError, Launched, StartError};
+use healthimport::launch::{launch, LaunchError, Launched, StartError, Starts};
+use healthimport::ports::admission::{Pace, StartAdmission};
 use healthimport::ports::service_jobs::JobService;
 use healthimport::ports::store::JobStore;
 use healthimport::ports::workflow::TrackingWorkflow;
@@ -30,8 +31,8 @@ pub struct ExportResponse {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExportOutcome {
     Started,
-    /// HealthLake refused the start for now (throttling, quota, 5xx): the tracking workflow
-    /// retries it with backoff.
+    /// Not started yet: HealthLake's lane (shared with the imports) is full, or the service
+    /// refused the start for now. The tracking workflow starts it in its turn.
     StartPending,
     StartFailed,
     /// The same tick or request id was handled before: nothing new was started.
@@ -80,11 +81,13 @@ pub struct Exporter<S, I, W> {
     pub datastore_id: String,
     pub output_s3_uri: String,
     pub mode: ExportMode,
+    /// Exports share HealthLake's one-job lane with imports: they wait for their turn in it.
+    pub pace: Pace,
 }
 
 impl<S, I, W> Exporter<S, I, W>
 where
-    S: JobStore,
+    S: JobStore + StartAdmission,
     I: JobService,
     W: TrackingWorkflow,
 {
@@ -117,7 +120,11 @@ where
                 &self.output_s3_uri,
                 Timestamp::now(),
             );
-            launch(&self.store, &self.services, &self.tracking, job).await
+            let starts = Starts {
+                admission: &self.store,
+                pace: self.pace,
+            };
+            launch(&self.store, &starts, &self.services, &self.tracking, job).await
         }
         .await
         .map_err(|source| ExporterError::Launch {
@@ -191,7 +198,42 @@ mod tests {
             datastore_id: DATASTORE.into(),
             output_s3_uri: "s3://out/exports/".into(),
             mode: ExportMode::Full,
+            // Room for every export these tests start; the lane's limit has its own test.
+            pace: Pace {
+                healthlake_max_outstanding: 100,
+                ..Pace::default()
+            },
         }
+    }
+
+    #[tokio::test]
+    async fn an_export_waits_for_its_turn_in_healthlakes_lane_shared_with_imports() {
+        let mut exporter = exporter();
+        exporter.pace.healthlake_max_outstanding = 1;
+        // An import holds the lane's one place.
+        let lane = exporter.pace.lane(&healthimport::domain::job::Target {
+            service: healthimport::domain::job::Service::HealthLake,
+            datastore_id: "another-datastore".into(),
+            output_s3_uri: "s3://out/fhir/".into(),
+        });
+        let import = healthimport::domain::job::JobId::from_stored("an-import");
+        assert_eq!(
+            exporter
+                .store
+                .admit(&lane, &import, Timestamp::now())
+                .await
+                .unwrap(),
+            healthimport::ports::admission::Admission::Granted
+        );
+        let response = exporter
+            .handle_json(json!({"requestId": "r-1"}))
+            .await
+            .unwrap();
+        assert_eq!(response.outcome, ExportOutcome::StartPending);
+        assert_eq!(exporter.services.start_call_count(), 0);
+        assert_eq!(exporter.tracking.tracked(), vec![response.job_id.clone()]);
+        let job = exporter.store.get(&response.job_id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Pending);
     }
 
     #[tokio::test]

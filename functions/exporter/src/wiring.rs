@@ -19,5 +19,6 @@ pub fn exporter(aws: &SdkConfig, config: ExporterConfig) -> AwsExporter {
         datastore_id: config.datastore_id,
         output_s3_uri: config.output_s3_uri,
         mode: config.mode,
+        pace: config.pace,
     }
 }

@@ -3,6 +3,7 @@
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
 
+use crate::handler::Starting;
 use crate::schedule::PollSchedule;
 
 /// The poller's configuration (environment variables of the same names, upper-cased).
@@ -15,6 +16,33 @@ pub struct PollerConfig {
     pub targets: ServiceTargets,
     pub schedule: PollSchedule,
     pub record_retention_days: u32,
+    /// Batch closing, the services' pace and the start's patience.
+    pub starting: Starting,
+}
+
+/// `START_MAX_AGE`: seconds, or a number with `s`, `m`, `h` or `d` (`24h`, the default).
+fn start_max_age(env: &impl Env) -> Result<time::Duration, ConfigError> {
+    let Some(text) = config::optional(env, "START_MAX_AGE") else {
+        return Ok(time::Duration::hours(24));
+    };
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text.as_str(), 's'),
+    };
+    let seconds_per_unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => 0,
+    };
+    match number.trim().parse::<i64>() {
+        Ok(n) if n > 0 && seconds_per_unit > 0 => Ok(time::Duration::seconds(n * seconds_per_unit)),
+        _ => Err(ConfigError::Invalid {
+            name: "START_MAX_AGE".into(),
+            reason: format!("{text:?} is not a duration such as 86400, 90m or 24h"),
+        }),
+    }
 }
 
 impl PollerConfig {
@@ -25,6 +53,12 @@ impl PollerConfig {
             targets: ServiceTargets::from_env(env)?,
             schedule: PollSchedule::from_env(env)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+            starting: Starting {
+                batching: config::batching(env)?,
+                pace: config::pace(env)?,
+                max_age: start_max_age(env)?,
+                lane_wait_seconds: config::parsed_or(env, "START_WAIT_SECONDS", 30u64)?.max(1),
+            },
         })
     }
 }
@@ -35,6 +69,29 @@ mod tests {
     use healthimport::config::{FhirTarget, ImagingTarget};
 
     const DATASTORE: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn start_max_age_reads_seconds_and_units_and_names_itself_when_wrong() {
+        for (text, seconds) in [
+            ("86400", 86_400),
+            ("90m", 5_400),
+            ("24h", 86_400),
+            ("2d", 172_800),
+        ] {
+            assert_eq!(
+                start_max_age(&[("START_MAX_AGE", text)]).unwrap(),
+                time::Duration::seconds(seconds)
+            );
+        }
+        assert_eq!(
+            start_max_age(&[("X", "1")]).unwrap(),
+            time::Duration::hours(24)
+        );
+        for bad in ["0", "-5h", "soon", "12w"] {
+            let err = start_max_age(&[("START_MAX_AGE", bad)]).unwrap_err();
+            assert!(err.to_string().contains("START_MAX_AGE"), "{err}");
+        }
+    }
 
     #[test]
     fn config_names_what_is_missing_and_reads_the_start_targets() {

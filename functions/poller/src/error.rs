@@ -4,6 +4,7 @@
 use healthimport::domain::job::{JobId, JobStatus};
 use healthimport::job_output::ManifestError;
 use healthimport::ports::announce::AnnounceError;
+use healthimport::ports::objects::ObjectError;
 use healthimport::ports::service_jobs::ServiceError;
 use healthimport::ports::store::StoreError;
 use healthimport::telemetry::with_sources;
@@ -17,11 +18,18 @@ pub enum PollerError {
     /// A poll for a job that its service never accepted: nothing to ask the service about.
     #[error("job {job_id} was never started at its service: there is nothing to poll")]
     NotStarted { job_id: JobId },
-    #[error("the start of job {job_id} was refused for now")]
-    StartThrottled {
+    /// The batch's index shows fewer uploads than the batch counted: it lags for a moment.
+    #[error("batch {job_id} counts {expected} uploads but {found} are visible yet")]
+    MembersNotVisible {
+        job_id: JobId,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the files of batch {job_id} could not be staged")]
+    Staging {
         job_id: JobId,
         #[source]
-        source: ServiceError,
+        source: ObjectError,
     },
     #[error("the status of job {job_id} could not be read")]
     Service {
@@ -56,7 +64,8 @@ pub const ERROR_TYPES: &[&str] = &[
     "InvalidInput",
     "JobNotFound",
     "JobNotStarted",
-    "StartThrottled",
+    "MembersNotVisible",
+    "StagingUnavailable",
     "UnexpectedServiceResponse",
     "ServiceUnavailable",
     "ServiceRejected",
@@ -78,7 +87,8 @@ impl PollerError {
             PollerError::InvalidInput(_) => "InvalidInput",
             PollerError::JobNotFound(_) => "JobNotFound",
             PollerError::NotStarted { .. } => "JobNotStarted",
-            PollerError::StartThrottled { .. } => "StartThrottled",
+            PollerError::MembersNotVisible { .. } => "MembersNotVisible",
+            PollerError::Staging { .. } => "StagingUnavailable",
             PollerError::Service { source, .. } if source.code == "MalformedResponse" => {
                 "UnexpectedServiceResponse"
             }

@@ -2,33 +2,50 @@
 //! (`statemachine/import-job.asl.json`, one execution per job, named after the job id).
 //!
 //! Input: `{"action": ..., "jobId": ...}` plus what the action needs:
-//! - `start`: starts a `PENDING` job (its start was throttled in the starter) with the job id as
-//!   ClientToken; a job past `PENDING` is left alone. A start refused for now fails the invocation
-//!   with errorType `StartThrottled`, which the workflow retries with backoff.
+//! - `start`: brings the job to its start. A batch still `OPEN` is closed once it is due (quiet,
+//!   maximum wait) or answered with the wait until then; a closed batch's files are copied to its
+//!   staging prefix once; then the job takes its turn in its service's lane and is started with its
+//!   id as ClientToken. While it must wait (its lane is full, its start slot is not due, or the
+//!   service refused the start for now) the answer is `waiting` with the seconds to wait, as long
+//!   as it takes: only `START_MAX_AGE` after the batch closed ends it as `START_FAILED`. A job past
+//!   `PENDING` is left alone.
 //! - `poll` (`polls`: polls made so far): reads the job's status at its service and moves the
 //!   record forward (a stale answer changes nothing), storing progress counters.
 //! - `finish` (`requireManifest`, default true): reads the output manifest of the terminal job,
-//!   records its counts, first failed files and output location once, and puts the
-//!   `Import Job Finished` event once. A completed job's manifest not written yet is errorType
+//!   records its counts, first failed files and output location once, gives each upload of a
+//!   batch its own result, removes the batch's staged copies, and puts the `Import Job Finished`
+//!   event once. A completed job's manifest not written yet is errorType
 //!   `ManifestNotReady` (retried by the workflow); with `requireManifest: false` the job is
 //!   finished without it. A failed or cancelled job may write none: it is never waited for.
 //! - `recordFailure` (`error`: the `{Error, Cause}` a Catch put in the state): records on the job
 //!   why tracking stopped; a job whose start never succeeded becomes `START_FAILED` and is
 //!   announced.
 //!
-//! `start` and `poll` answer [`TrackingState`] (`jobId, status, terminal, polls,
-//! nextWaitSeconds`), which the workflow's Choice (`terminal`) and Wait (`nextWaitSeconds`) read.
+//! `start` and `poll` answer [`TrackingState`] (`jobId, status, terminal, waiting, polls,
+//! nextWaitSeconds`), which the workflow's Choices (`terminal`, `waiting`) and Waits
+//! (`nextWaitSeconds`) read. A job holds its place in its service's lane until it ends.
 //! The step shapes are in [`crate::steps`], the errorTypes in [`crate::error`]; what a manifest
 //! means for the outcome is the core's domain ([`healthimport::domain::outcome`]).
 
+use std::collections::HashMap;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use healthimport::domain::batch::{CloseDue, CloseReason};
 use healthimport::domain::finished::JobFinished;
 use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp, Transition, MAX_FAILED_FILES};
 use healthimport::domain::outcome::{
-    decide_manifest, DecidedOutcome, JobOutcome, ManifestDecision, ManifestRead, OutputPlan,
+    decide_manifest, member_result, DecidedOutcome, JobOutcome, ManifestDecision, ManifestRead,
+    OutputPlan,
 };
-use healthimport::job_output::{read_export_output, read_job_output, ManifestError};
-use healthimport::launch::{start_job, StartError, StartOutcome};
+use healthimport::intake::Batching;
+use healthimport::job_output::{
+    read_export_output, read_job_output, read_job_output_within, FailureBounds, ManifestError,
+};
+use healthimport::launch::{start_job, StartError, StartOutcome, Starts};
+use healthimport::ports::admission::{Pace, StartAdmission};
 use healthimport::ports::announce::Announcer;
+use healthimport::ports::batches::{BatchStore, CloseOutcome};
+use healthimport::ports::objects::{ObjectError, StagedCopies};
 use healthimport::ports::outputs::OutputReader;
 use healthimport::ports::service_jobs::{JobService, ServiceJob};
 use healthimport::ports::store::{JobStore, OutcomeWrite, TransitionOutcome};
@@ -41,19 +58,37 @@ use crate::error::PollerError;
 use crate::schedule::PollSchedule;
 use crate::steps::{Deadline, FailureRecorded, Finished, PollerInput, StepError, TrackingState};
 
+/// How many staged copies a batch makes at once, and how many upload results it writes at once.
+const CONCURRENT_OBJECT_CALLS: usize = 32;
+/// How many uploads the Finished event of a batch names (the count says how many there were).
+const ANNOUNCED_UPLOADS: usize = 100;
+
 pub struct Poller<S, I, R, A> {
     pub store: S,
     pub services: I,
     pub outputs: R,
     pub announcer: A,
     pub schedule: PollSchedule,
+    pub starting: Starting,
+}
+
+/// How jobs are brought to their start: when batches close and where their copies go, the
+/// services' pace, and how long a job may wait for its start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Starting {
+    pub batching: Batching,
+    pub pace: Pace,
+    /// `START_MAX_AGE`: a job not started this long after it was ready ends `START_FAILED`.
+    pub max_age: time::Duration,
+    /// `START_WAIT_SECONDS`: how long a job waits before it asks its full lane again.
+    pub lane_wait_seconds: u64,
 }
 
 impl<S, I, R, A> Poller<S, I, R, A>
 where
-    S: JobStore,
+    S: JobStore + BatchStore + StartAdmission,
     I: JobService,
-    R: OutputReader,
+    R: OutputReader + StagedCopies,
     A: Announcer,
 {
     /// Handles one invocation.
@@ -87,7 +122,7 @@ where
             Ok(output) => tracing::info!(%output, "step done"),
             // Expected while the workflow retries: not an error yet.
             Err(
-                e @ (PollerError::StartThrottled { .. } | PollerError::ManifestNotReady { .. }),
+                e @ (PollerError::MembersNotVisible { .. } | PollerError::ManifestNotReady { .. }),
             ) => {
                 tracing::warn!(error_type = e.error_type(), error = %with_sources(e), "step will be retried")
             }
@@ -98,27 +133,191 @@ where
         result
     }
 
-    /// Starts the job if it is still `PENDING`.
+    /// Brings the job to its start: closes its batch when due, stages the batch's files, takes
+    /// its turn in its service's lane and starts it. Answers `waiting` while it must wait.
     pub async fn start(&self, job_id: &JobId) -> Result<TrackingState, PollerError> {
-        let job = self.load(job_id).await?;
-        let outcome = start_job(&self.store, &self.services, &job, Timestamp::now)
+        let mut job = self.load(job_id).await?;
+        let now = Timestamp::now();
+        if job.status == JobStatus::Open {
+            match self.close_when_due(&job, now).await? {
+                Some(closed) => job = closed,
+                None => {
+                    let wait = job
+                        .batch()
+                        .map(
+                            |b| match self.starting.batching.policy.close_due(&b.fill, now) {
+                                CloseDue::At(at) => seconds_until(now, at),
+                                CloseDue::Now(_) => 1,
+                            },
+                        )
+                        .unwrap_or(1);
+                    return Ok(self.waiting(job_id, JobStatus::Open, wait));
+                }
+            }
+        }
+        if job.status != JobStatus::Pending {
+            return Ok(self.state(job_id, job.status, 0));
+        }
+        if job.batch().is_some_and(|b| b.staged_at.is_none()) {
+            self.stage(&job).await?;
+        }
+        if let Some(waited) = self.waited_too_long(&job, now) {
+            return self.give_up_start(&job, waited).await;
+        }
+        let starts = Starts {
+            admission: &self.store,
+            pace: self.starting.pace,
+        };
+        let outcome = start_job(&self.store, &starts, &self.services, &job, Timestamp::now)
             .await
             .map_err(|e| match e {
                 StartError::Store(e) => PollerError::Store(e),
                 StartError::RecordGone(job_id) => PollerError::JobNotFound(job_id),
             })?;
-        let status = match outcome {
-            StartOutcome::Started(job) => job.status,
-            StartOutcome::StillPending(source) => {
-                return Err(PollerError::StartThrottled {
-                    job_id: job_id.clone(),
-                    source,
-                })
+        Ok(match outcome {
+            StartOutcome::Started(job) => self.state(job_id, job.status, 0),
+            StartOutcome::Waiting {
+                retry_after_ms: 0, ..
             }
-            StartOutcome::StartFailed(_) => JobStatus::StartFailed,
-            StartOutcome::NotPending(status) => status,
+            | StartOutcome::StillPending(_) => {
+                self.waiting(job_id, JobStatus::Pending, self.starting.lane_wait_seconds)
+            }
+            StartOutcome::Waiting { retry_after_ms, .. } => {
+                self.waiting(job_id, JobStatus::Pending, retry_after_ms.div_ceil(1000))
+            }
+            StartOutcome::StartFailed(_) => self.state(job_id, JobStatus::StartFailed, 0),
+            StartOutcome::NotPending(status) => self.state(job_id, status, 0),
+        })
+    }
+
+    /// Closes the open batch `job` if its time has come; `None` while it has not. The close is
+    /// conditional on the fill read, so a file that joined meanwhile keeps the batch open.
+    async fn close_when_due(&self, job: &Job, now: Timestamp) -> Result<Option<Job>, PollerError> {
+        let Some(batch) = job.batch() else {
+            return Ok(None);
         };
-        Ok(self.state(job_id, status, 0))
+        let CloseDue::Now(reason) = self.starting.batching.policy.close_due(&batch.fill, now)
+        else {
+            return Ok(None);
+        };
+        let if_last = (reason == CloseReason::Quiet).then_some(batch.fill.last_file_at);
+        match self
+            .store
+            .close_batch(&job.job_id, reason, now, if_last)
+            .await?
+        {
+            CloseOutcome::Closed(closed) => {
+                tracing::info!(batch_id = %job.job_id, %reason, files = batch.fill.files, bytes = batch.fill.bytes, "batch closed");
+                Ok(Some(*closed))
+            }
+            CloseOutcome::FillChanged => Ok(None),
+            // Closed meanwhile (its marker, or a file that found it full).
+            CloseOutcome::NotOpen(_) => Ok(Some(self.load(&job.job_id).await?)),
+            CloseOutcome::NotFound => Err(PollerError::JobNotFound(job.job_id.clone())),
+        }
+    }
+
+    /// Copies every upload of the closed batch `job` into its staging prefix, so that its job
+    /// imports exactly them. An upload deleted meanwhile gets its own FAILED result and the batch
+    /// goes on without it.
+    async fn stage(&self, job: &Job) -> Result<(), PollerError> {
+        let (Some(batch), Some(folder)) = (job.batch(), job.batch_folder()) else {
+            return Ok(());
+        };
+        let members = self.store.members(&job.job_id).await?;
+        if (members.len() as u64) < batch.fill.files {
+            // The index lags the batch's own counter for a moment: read again shortly.
+            return Err(PollerError::MembersNotVisible {
+                job_id: job.job_id.clone(),
+                expected: batch.fill.files,
+                found: members.len() as u64,
+            });
+        }
+        let staging = &self.starting.batching.staging;
+        let folder = &folder.folder;
+        let gone = stream::iter(members.iter().filter(|m| m.status == JobStatus::Batched))
+            .map(|member| async move {
+                let Some(source) = member.source() else {
+                    return Ok(None);
+                };
+                let to = staging.staged_key(&job.job_id, folder, &source.key);
+                match self
+                    .outputs
+                    .copy(&source.bucket, &source.key, &to, source.size)
+                    .await
+                {
+                    Ok(()) => Ok(None),
+                    Err(ObjectError::Gone { .. }) => Ok(Some(member.job_id.clone())),
+                    Err(source) => Err(PollerError::Staging {
+                        job_id: job.job_id.clone(),
+                        source,
+                    }),
+                }
+            })
+            .buffer_unordered(CONCURRENT_OBJECT_CALLS)
+            .try_collect::<Vec<_>>()
+            .await?;
+        for member in gone.into_iter().flatten() {
+            let change = Transition::to(JobStatus::Failed, Timestamp::now()).with_message(
+                "the object was deleted before its batch was staged; upload it again to import it",
+            );
+            self.store.transition(&member, &change).await?;
+        }
+        self.store
+            .mark_staged(&job.job_id, Timestamp::now())
+            .await?;
+        tracing::info!(batch_id = %job.job_id, files = members.len(), "batch staged");
+        Ok(())
+    }
+
+    /// How long the `PENDING` job has waited for its start, when that is past `START_MAX_AGE`.
+    fn waited_too_long(&self, job: &Job, now: Timestamp) -> Option<time::Duration> {
+        let ready_at = job
+            .batch()
+            .and_then(|b| b.closed.map(|c| c.at))
+            .unwrap_or(job.created_at);
+        let waited = now.datetime() - ready_at.datetime();
+        (waited > self.starting.max_age).then_some(waited)
+    }
+
+    async fn give_up_start(
+        &self,
+        job: &Job,
+        waited: time::Duration,
+    ) -> Result<TrackingState, PollerError> {
+        let message = format!(
+            "not started within START_MAX_AGE ({} s): it waited {} s for its turn at the service{}",
+            self.starting.max_age.whole_seconds(),
+            waited.whole_seconds(),
+            job.message
+                .as_deref()
+                .map(|m| format!("; last: {m}"))
+                .unwrap_or_default()
+        );
+        tracing::error!(
+            waited_seconds = waited.whole_seconds(),
+            "start given up: START_FAILED"
+        );
+        let change = Transition::to(JobStatus::StartFailed, Timestamp::now()).with_message(message);
+        let status = match self.store.transition(&job.job_id, &change).await? {
+            TransitionOutcome::Applied(job) => job.status,
+            TransitionOutcome::Rejected { current } => current,
+            TransitionOutcome::NotFound => {
+                return Err(PollerError::JobNotFound(job.job_id.clone()))
+            }
+        };
+        self.release(job).await?;
+        Ok(self.state(&job.job_id, status, 0))
+    }
+
+    /// Gives the job's place in its lane back (it ended, or will never start).
+    async fn release(&self, job: &Job) -> Result<(), PollerError> {
+        if let Some(target) = job.target() {
+            self.store
+                .release(&self.starting.pace.lane(target), &job.job_id)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Reads the job's status at its service and moves the record forward.
@@ -162,6 +361,10 @@ where
             TransitionOutcome::NotFound => return Err(PollerError::JobNotFound(job_id.clone())),
         };
         let state = self.state(job_id, status, polls);
+        if state.terminal {
+            // Its lane's next job may start now, before this one's output is read.
+            self.release(&job).await?;
+        }
         if let Some(deadline) = deadline {
             // The workflow's own TimeoutSeconds cannot be caught: give up while there is time to
             // record why, rather than wait past it.
@@ -208,7 +411,16 @@ where
             }
         }
         let job = self.load(job_id).await?;
-        let summary = JobFinished::from_job(&job, note.as_deref());
+        self.release(&job).await?;
+        let mut summary = JobFinished::from_job(&job, note.as_deref());
+        if job.batch().is_some() {
+            let uploads = self.settle_members(&job).await?;
+            summary = summary.with_uploads(
+                uploads.iter().take(ANNOUNCED_UPLOADS).cloned().collect(),
+                uploads.len() as u64,
+            );
+            self.remove_staged_copies(&job).await;
+        }
         let announced = match markers.announced_at {
             Some(_) => false,
             None => self.announce(&summary).await?,
@@ -220,6 +432,82 @@ where
             manifest_found,
             summary,
         })
+    }
+
+    /// Gives each upload of the finished batch `job` its own result from the batch's output, once
+    /// (an upload that has its result keeps it). Returns the uploads' keys.
+    async fn settle_members(&self, job: &Job) -> Result<Vec<String>, PollerError> {
+        let members = self.store.members(&job.job_id).await?;
+        let failures = self.member_failures(job).await?;
+        let at = Timestamp::now();
+        stream::iter(members.iter().filter(|m| m.status == JobStatus::Batched))
+            .map(|member| {
+                let key = member.source().map(|s| s.key.as_str()).unwrap_or_default();
+                let failure = failures.get(key).map(String::as_str);
+                let change = member_result(job, failure, at);
+                async move { self.store.transition(&member.job_id, &change).await }
+            })
+            .buffer_unordered(CONCURRENT_OBJECT_CALLS)
+            .try_collect::<Vec<_>>()
+            .await?;
+        tracing::info!(
+            uploads = members.len(),
+            failed = failures.len(),
+            "batch uploads settled"
+        );
+        let mut keys: Vec<String> = members
+            .iter()
+            .filter_map(|m| m.source().map(|s| s.key.clone()))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The failed files of the batch's job by uploaded key, each with the service's message.
+    /// Empty when the outcome was not read from the manifest (the members then say so).
+    async fn member_failures(&self, job: &Job) -> Result<HashMap<String, String>, PollerError> {
+        let (Some(batch), Some(service), Some(location)) =
+            (job.batch(), job.service(), job.output_location.as_deref())
+        else {
+            return Ok(HashMap::new());
+        };
+        if job.outcome_verified != Some(true) || !job.has_failures() {
+            return Ok(HashMap::new());
+        }
+        let output = read_job_output_within(
+            &self.outputs,
+            service,
+            location,
+            FailureBounds::every_file(),
+        )
+        .await
+        .map_err(|source| PollerError::Manifest {
+            job_id: job.job_id.clone(),
+            source,
+        })?;
+        let staging = &self.starting.batching.staging;
+        let mut failures = HashMap::new();
+        for failed in output.failed_files {
+            if let Some(key) = staging.upload_key(&job.job_id, &batch.folder, &failed.input_file) {
+                failures.entry(key).or_insert(failed.message);
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Removes the batch's staged copies once its outcome is recorded. A failure only warns: the
+    /// staging prefix's lifecycle rule removes what is left.
+    async fn remove_staged_copies(&self, job: &Job) {
+        let Some(batch) = job.batch() else {
+            return;
+        };
+        let prefix = self.starting.batching.staging.batch_prefix(&job.job_id);
+        match self.outputs.delete_prefix(&batch.bucket, &prefix).await {
+            Ok(removed) => tracing::info!(removed, "staged copies removed"),
+            Err(e) => {
+                tracing::warn!(error = %with_sources(&e), "staged copies not removed; the lifecycle rule will")
+            }
+        }
     }
 
     /// Records why the workflow gave up on the job.
@@ -248,7 +536,8 @@ where
         } else {
             // A job that never started is over. A started one may run on at its service, but
             // nothing follows it any more: its record must not look alive.
-            let (to, message) = if job.status == JobStatus::Pending {
+            let never_started = matches!(job.status, JobStatus::Open | JobStatus::Pending);
+            let (to, message) = if never_started {
                 (
                     JobStatus::StartFailed,
                     format!("the start did not succeed: {reason}"),
@@ -394,10 +683,29 @@ where
             job_id: job_id.clone(),
             status,
             terminal: status.is_terminal(),
+            waiting: false,
             polls,
             next_wait_seconds: self.schedule.wait_after(polls),
         }
     }
+
+    /// Not started yet: the workflow waits `seconds` and asks `start` again.
+    fn waiting(&self, job_id: &JobId, status: JobStatus, seconds: u64) -> TrackingState {
+        TrackingState {
+            job_id: job_id.clone(),
+            status,
+            terminal: false,
+            waiting: true,
+            polls: 0,
+            next_wait_seconds: seconds.max(1),
+        }
+    }
+}
+
+/// Whole seconds from `now` until `at`, rounded up.
+fn seconds_until(now: Timestamp, at: Timestamp) -> u64 {
+    let millis = (at.datetime() - now.datetime()).whole_milliseconds().max(0) as u64;
+    millis.div_ceil(1000)
 }
 
 fn to_json(value: impl Serialize) -> Value {
@@ -408,6 +716,7 @@ fn to_json(value: impl Serialize) -> Value {
 mod tests {
     use super::*;
     use crate::error::PollerError;
+    use healthimport::domain::batch::{BatchFill, BatchFolder, BatchPolicy, CloseReason, Staging};
     use healthimport::domain::export::{ExportMode, ExportRequest, ExportTrigger};
     use healthimport::domain::job::{
         FailedFile, JobCounts, JobKind, Service, SourceObject, Target,
@@ -415,6 +724,7 @@ mod tests {
     use healthimport::fakes::{
         MemoryJobStore, MemoryOutputs, RecordingAnnouncer, ReportedJobService,
     };
+    use healthimport::ports::objects::StagedCopies;
     use healthimport::ports::service_jobs::{JobReport, Retry, StartWork};
     use healthimport::ports::store::StoreError;
     use serde_json::json;
@@ -431,6 +741,15 @@ mod tests {
             outputs: MemoryOutputs::default(),
             announcer: RecordingAnnouncer::default(),
             schedule: PollSchedule::default(),
+            starting: Starting {
+                batching: Batching {
+                    policy: BatchPolicy::default(),
+                    staging: Staging::default(),
+                },
+                pace: Pace::default(),
+                max_age: time::Duration::hours(24),
+                lane_wait_seconds: 30,
+            },
         }
     }
 
@@ -506,7 +825,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             out,
-            json!({"jobId": id, "status": "SUBMITTED", "terminal": false, "polls": 0, "nextWaitSeconds": 15})
+            json!({"jobId": id, "status": "SUBMITTED", "terminal": false, "waiting": false, "polls": 0, "nextWaitSeconds": 15})
         );
         let job = record(&p, &id).await;
         assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
@@ -515,26 +834,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_throttled_start_is_a_start_throttled_error_and_the_job_stays_pending() {
+    async fn a_throttled_start_waits_and_the_job_stays_pending() {
         let p = poller();
-        let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        let id = job(&p, Service::HealthLake, JobStatus::Pending).await;
         p.services
             .starts
             .fail_next("ThrottlingException", Retry::Later);
-        let err = p.start(&id).await.unwrap_err();
-        let diagnostic = lambda_runtime::Diagnostic::from(err);
-        assert_eq!(diagnostic.error_type, "StartThrottled");
-        assert!(
-            diagnostic.error_message.contains("ThrottlingException"),
-            "the service's reason travels with the error: {}",
-            diagnostic.error_message
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(
+            (
+                state.status,
+                state.waiting,
+                state.terminal,
+                state.next_wait_seconds
+            ),
+            (JobStatus::Pending, true, false, 30)
         );
         let pending = record(&p, &id).await;
         assert_eq!(pending.status, JobStatus::Pending);
         assert!(pending
             .message
-            .is_some_and(|m| m.contains("start will be retried")));
-        // The workflow's retry starts it, as the same job at the service.
+            .is_some_and(|m| m.contains("ThrottlingException")));
+        // The workflow's next Start starts it, as the same job at the service.
         assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
         assert_eq!(p.services.starts.jobs_started(), 1);
         assert_eq!(
@@ -565,6 +886,233 @@ mod tests {
         let state = p.start(&id).await.unwrap();
         assert_eq!(state.status, JobStatus::InProgress);
         assert_eq!(p.services.starts.start_call_count(), 0);
+    }
+
+    // --- batches ---
+
+    /// An open batch of `files` DICOM uploads in `dicom/study-9/`, each upload's object in the
+    /// fake bucket, its first file `opened_secs_ago` ago and its last `quiet_secs` ago.
+    async fn open_batch(
+        p: &TestPoller,
+        files: usize,
+        opened_secs_ago: i64,
+        quiet_secs: i64,
+    ) -> JobId {
+        let now = Timestamp::now();
+        let folder = BatchFolder {
+            service: Service::HealthImaging,
+            datastore_id: DATASTORE.into(),
+            bucket: "ingest".into(),
+            folder: "dicom/study-9/".into(),
+        };
+        let batch_id = folder.batch_id(0);
+        let mut fill = BatchFill::first(10, now.plus(time::Duration::seconds(-opened_secs_ago)));
+        fill.files = files as u64;
+        fill.bytes = 10 * files as u64;
+        fill.last_file_at = now.plus(time::Duration::seconds(-quiet_secs));
+        let batch = Job::open_batch(
+            &folder,
+            0,
+            fill,
+            "s3://out/dicom/",
+            p.starting.batching.staging.batch_uri("ingest", &batch_id),
+        );
+        p.store.create(&batch).await.unwrap();
+        for n in 0..files {
+            let key = format!("dicom/study-9/IM{n}");
+            let source = SourceObject {
+                bucket: "ingest".into(),
+                key: key.clone(),
+                size: 10,
+                e_tag: Some(format!("e{n}")),
+                version_id: None,
+            };
+            let target = batch.target().unwrap().clone();
+            p.store
+                .create(&Job::batched(source, batch_id.clone(), target, now))
+                .await
+                .unwrap();
+            p.outputs.put(format!("s3://ingest/{key}"), "DICM");
+        }
+        batch_id
+    }
+
+    #[tokio::test]
+    async fn an_open_batch_waits_until_it_is_due_then_closes_stages_and_starts() {
+        let p = poller();
+        let id = open_batch(&p, 3, 10, 10).await;
+        let state = p.start(&id).await.unwrap();
+        assert!(state.waiting, "{state:?}");
+        assert_eq!(state.status, JobStatus::Open);
+        assert!(
+            (49..=51).contains(&state.next_wait_seconds),
+            "wakes when quiet: {state:?}"
+        );
+        assert_eq!(p.services.starts.start_call_count(), 0);
+
+        let id = {
+            let p2 = poller();
+            let id = open_batch(&p2, 3, 70, 61).await;
+            let state = p2.start(&id).await.unwrap();
+            assert_eq!((state.status, state.waiting), (JobStatus::Submitted, false));
+            let batch = record(&p2, &id).await;
+            assert_eq!(
+                batch.batch().unwrap().closed.map(|c| c.reason),
+                Some(CloseReason::Quiet)
+            );
+            assert!(batch.batch().unwrap().staged_at.is_some());
+            let staged = p2.outputs.uris_under(&format!("s3://ingest/staging/{id}/"));
+            assert_eq!(staged.len(), 3, "{staged:?}");
+            let call = &p2.services.starts.start_calls.lock().unwrap()[0];
+            assert_eq!(
+                call.work,
+                StartWork::Import {
+                    input_s3_uri: format!("s3://ingest/staging/{id}/")
+                },
+                "the job imports the batch's own prefix"
+            );
+            id
+        };
+        assert!(!id.as_str().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_upload_deleted_before_staging_fails_alone() {
+        let p = poller();
+        let id = open_batch(&p, 2, 400, 1).await;
+        p.outputs
+            .delete_prefix("ingest", "dicom/study-9/IM1")
+            .await
+            .unwrap();
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(state.status, JobStatus::Submitted, "max wait closed it");
+        let members = p.store.members(&id).await.unwrap();
+        let statuses: Vec<_> = members.iter().map(|m| (m.subject(), m.status)).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("dicom/study-9/IM0".to_owned(), JobStatus::Batched),
+                ("dicom/study-9/IM1".to_owned(), JobStatus::Failed)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_lane_makes_the_start_wait_without_calling_the_service() {
+        let mut p = poller();
+        p.starting.pace.imaging_max_running = 1;
+        // The running-jobs cap is under test here, not the start rate.
+        p.starting.pace.imaging_starts_per_second = 1e9;
+        let first = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        assert_eq!(p.start(&first).await.unwrap().status, JobStatus::Submitted);
+        let id = open_batch(&p, 1, 400, 1).await;
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(
+            (state.status, state.waiting, state.next_wait_seconds),
+            (JobStatus::Pending, true, 30)
+        );
+        assert_eq!(p.services.starts.start_call_count(), 1);
+        // The first job ends: its place is given back, and the batch starts.
+        p.services.report(JobReport {
+            status: JobStatus::Completed,
+            message: None,
+            progress: None,
+        });
+        assert!(p.poll(&first, 0, None).await.unwrap().terminal);
+        assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
+    }
+
+    #[tokio::test]
+    async fn a_batch_not_started_within_the_maximum_age_is_start_failed() {
+        let mut p = poller();
+        p.starting.max_age = time::Duration::seconds(60);
+        p.starting.pace.imaging_max_running = 1;
+        let blocker = job(&p, Service::HealthImaging, JobStatus::Pending).await;
+        p.start(&blocker).await.unwrap();
+        let id = open_batch(&p, 1, 400, 100).await;
+        // Closed (and staged) long ago, by the clock: its start has waited past the limit.
+        let state = p.start(&id).await.unwrap();
+        assert!(state.waiting);
+        let mut batch = record(&p, &id).await;
+        if let healthimport::domain::job::Work::Batch { batch: b, .. } = &mut batch.work {
+            b.closed.as_mut().unwrap().at = Timestamp::now().plus(time::Duration::seconds(-61));
+        }
+        let p = Poller {
+            store: {
+                let store = MemoryJobStore::default();
+                store.create(&batch).await.unwrap();
+                store
+            },
+            ..p
+        };
+        let state = p.start(&id).await.unwrap();
+        assert_eq!(
+            (state.status, state.terminal),
+            (JobStatus::StartFailed, true)
+        );
+        assert!(record(&p, &id)
+            .await
+            .message
+            .is_some_and(|m| m.contains("START_MAX_AGE")));
+    }
+
+    #[tokio::test]
+    async fn a_finished_batch_gives_each_upload_its_own_result_removes_its_copies_and_names_them() {
+        let p = poller();
+        let id = open_batch(&p, 2, 400, 1).await;
+        p.start(&id).await.unwrap();
+        p.services.report(JobReport {
+            status: JobStatus::Completed,
+            message: None,
+            progress: None,
+        });
+        assert!(p.poll(&id, 0, None).await.unwrap().terminal);
+        let location = format!("s3://out/dicom/{DATASTORE}-DicomImport-svc-0/");
+        p.outputs.put(
+            format!("{location}job-output-manifest.json"),
+            json!({"jobSummary": {"jobId": "svc-0", "datastoreId": DATASTORE,
+                "numberOfScannedFiles": 2, "numberOfImportedFiles": 1,
+                "numberOfFilesWithCustomerError": 1, "numberOfFilesWithServerError": 0,
+                "failureOutputS3Uri": format!("{location}FAILURE/")}})
+            .to_string(),
+        );
+        p.outputs.put(
+            format!("{location}FAILURE/failure.ndjson"),
+            json!({"inputFile": format!("s3://ingest/staging/{id}/IM1"),
+                   "exception": {"exceptionType": "InvalidDicomFile", "message": "no DICM"}})
+            .to_string(),
+        );
+        let finished = p.finish(&id, true).await.unwrap();
+        let members = p.store.members(&id).await.unwrap();
+        let results: Vec<_> = members
+            .iter()
+            .map(|m| (m.subject(), m.status, m.message.clone()))
+            .collect();
+        assert_eq!(
+            results,
+            vec![
+                ("dicom/study-9/IM0".to_owned(), JobStatus::Completed, None),
+                (
+                    "dicom/study-9/IM1".to_owned(),
+                    JobStatus::Failed,
+                    Some("InvalidDicomFile: no DICM".to_owned())
+                ),
+            ]
+        );
+        assert!(p
+            .outputs
+            .uris_under(&format!("s3://ingest/staging/{id}/"))
+            .is_empty());
+        let batch = finished.summary.batch.expect("the event names the batch");
+        assert_eq!(batch.upload_count, 2);
+        assert_eq!(
+            batch.uploads,
+            vec!["dicom/study-9/IM0", "dicom/study-9/IM1"]
+        );
+        assert_eq!(p.announcer.events().len(), 1, "one event per job");
+        // A repeated finish changes no upload's result.
+        p.finish(&id, true).await.unwrap();
+        assert_eq!(p.store.members(&id).await.unwrap(), members);
     }
 
     // --- poll ---
@@ -997,12 +1545,12 @@ mod tests {
 
     // --- recordFailure ---
 
-    fn start_throttled_catch() -> Value {
+    fn staging_failed_catch() -> Value {
         json!({
-            "Error": "StartThrottled",
+            "Error": "StagingUnavailable",
             "Cause": json!({
-                "errorType": "StartThrottled",
-                "errorMessage": "the start of job x was refused for now: HEALTHIMAGING StartDICOMImportJob failed (ServiceQuotaExceededException): too many jobs"
+                "errorType": "StagingUnavailable",
+                "errorMessage": "the files of batch x could not be staged: CopyObject failed (SlowDown)"
             }).to_string()
         })
     }
@@ -1013,7 +1561,7 @@ mod tests {
         let id = job(&p, Service::HealthImaging, JobStatus::Pending).await;
         let out = p
             .handle(
-                json!({"action": "recordFailure", "jobId": id, "error": start_throttled_catch()}),
+                json!({"action": "recordFailure", "jobId": id, "error": staging_failed_catch()}),
             )
             .await
             .unwrap();
@@ -1024,8 +1572,8 @@ mod tests {
         assert_eq!(job.status, JobStatus::StartFailed);
         let message = job.message.unwrap();
         assert!(
-            message.contains("ServiceQuotaExceededException): too many jobs"),
-            "the service's last message is recorded: {message}"
+            message.contains("CopyObject failed (SlowDown)"),
+            "the reason is recorded: {message}"
         );
         assert_eq!(p.announcer.events().len(), 1);
         assert_eq!(p.announcer.events()[0].status, JobStatus::StartFailed);
@@ -1226,7 +1774,7 @@ mod tests {
         };
         assert_eq!(job_id, id);
         let reason = error.unwrap().describe();
-        assert!(reason.starts_with("StartThrottled: "), "{reason}");
-        assert!(reason.contains("ThrottlingException"), "{reason}");
+        assert!(reason.starts_with("StagingUnavailable: "), "{reason}");
+        assert!(reason.contains("SlowDown"), "{reason}");
     }
 }

@@ -124,6 +124,9 @@ pub struct TrackingState {
     pub job_id: JobId,
     pub status: JobStatus,
     pub terminal: bool,
+    /// Not started yet (its batch is open, or it waits for its turn): wait and start again.
+    #[serde(default)]
+    pub waiting: bool,
     pub polls: u32,
     pub next_wait_seconds: u64,
 }

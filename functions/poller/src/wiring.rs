@@ -18,5 +18,6 @@ pub fn poller(aws: &SdkConfig, config: PollerConfig) -> AwsPoller {
         outputs: healthimport_aws::s3_objects(aws),
         announcer: healthimport_aws::announcer(aws, config.event_bus_name),
         schedule: config.schedule,
+        starting: config.starting,
     }
 }

@@ -90,7 +90,9 @@ fn the_workflow_matches_only_error_types_the_poller_raises() {
         }
     }
     let start_retry = names(&asl["States"]["Start"]["Retry"], "ErrorEquals");
-    assert!(start_retry.contains(&"StartThrottled".to_owned()));
+    assert!(start_retry.contains(&"MembersNotVisible".to_owned()));
+    // Waiting for a start is the workflow's loop, never a retry budget that can run out.
+    assert!(!start_retry.iter().any(|e| e == "StartThrottled"));
     let finish_retry = names(&asl["States"]["Finish"]["Retry"], "ErrorEquals");
     assert!(finish_retry.contains(&"ManifestNotReady".to_owned()));
 }
@@ -102,6 +104,7 @@ fn every_payload_is_a_poller_input_and_the_loop_reads_poller_fields() {
         job_id: healthimport::domain::job::JobId::from_stored("j"),
         status: healthimport::domain::job::JobStatus::InProgress,
         terminal: false,
+        waiting: true,
         polls: 2,
         next_wait_seconds: 240,
     };
@@ -140,6 +143,17 @@ fn every_payload_is_a_poller_input_and_the_loop_reads_poller_fields() {
                 .trim_start_matches("$.")
         )
         .is_some());
+    for choice in asl["States"]["IsJobStarted"]["Choices"].as_array().unwrap() {
+        let variable = choice["Variable"].as_str().unwrap();
+        assert!(
+            state.get(variable.trim_start_matches("$.")).is_some(),
+            "{variable}"
+        );
+    }
+    assert_eq!(
+        asl["States"]["WaitBeforeStart"]["SecondsPath"],
+        "$.nextWaitSeconds"
+    );
     let wait = asl["States"]["WaitBeforePoll"]["SecondsPath"]
         .as_str()
         .unwrap();

@@ -3,14 +3,17 @@
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
 use healthimport::domain::routing::RoutingConfig;
+use healthimport::intake::Batching;
 
 /// The starter's configuration (environment variables of the same names, upper-cased).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StarterConfig {
     pub jobs_table: String,
     pub state_machine_arn: String,
     pub targets: ServiceTargets,
     pub routing: RoutingConfig,
+    /// When batches close, and where their copies go (`BATCH_*`, `*_PER_JOB`, `STAGING_PREFIX`).
+    pub batching: Batching,
     pub record_retention_days: u32,
     /// `INGEST_BUCKET`: events for any other bucket are recorded as skipped. Unset, every bucket
     /// is accepted (the template always sets it).
@@ -43,6 +46,7 @@ impl StarterConfig {
             state_machine_arn: config::required(env, "STATE_MACHINE_ARN")?,
             targets,
             routing,
+            batching: config::batching(env)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
             ingest_bucket: config::optional(env, "INGEST_BUCKET"),
         })
@@ -58,6 +62,14 @@ mod tests {
         assert_eq!(
             StarterConfig::from_env(&[("X", "")]).unwrap_err(),
             ConfigError::Missing("JOBS_TABLE".into())
+        );
+        let env = [
+            ("JOBS_TABLE", "t"),
+            ("STATE_MACHINE_ARN", "arn"),
+            ("BATCH_MAX_WAIT_SECONDS", "0"),
+        ];
+        assert!(
+            matches!(StarterConfig::from_env(&env), Err(ConfigError::Invalid { name, .. }) if name == "BATCH_MAX_WAIT_SECONDS")
         );
         let env = [
             ("JOBS_TABLE", "t"),

@@ -1,30 +1,29 @@
-//! The starter: every S3 `ObjectCreated` record becomes exactly one import job, recorded, started
-//! and tracked.
+//! The starter: every S3 `ObjectCreated` record under the FHIR or DICOM prefix becomes an upload
+//! record in exactly one batch of its service, data store and folder; a batch marker closes its
+//! folder's batch; anything else is recorded as skipped with its reason.
 //!
-//! For each record: decode the key, route the object ([`healthimport::domain::routing`]), record the
-//! decision with a conditional put keyed by the upload's deterministic id, start the job at its
-//! service with that id as ClientToken ([`healthimport::launch`]), and start the tracking
-//! execution named after it. Each step is idempotent, so a record delivered twice, concurrently,
-//! or again after a crash between any two steps, makes one record, one job and one execution.
+//! For each record: decode the key, route the object ([`healthimport::domain::routing`]), then
+//! join the folder's open batch ([`healthimport::intake`]): the upload's record is created in the
+//! same atomic write that adds it to the batch, keyed by the upload's deterministic id, and the
+//! first file of a batch starts the batch's workflow. The workflow closes, stages, starts and
+//! tracks the batch's one job. Each step is idempotent, so a record delivered twice, concurrently,
+//! or again after a crash between any two steps, makes one upload record in one batch.
 //!
 //! Accepts S3 event notifications directly (every record is processed; if any fails, the
 //! invocation fails after processing the others so Lambda's retry redelivers it) and S3 events
 //! wrapped in SQS messages (a failed message is reported in `batchItemFailures`, alone).
 
-use std::borrow::Cow;
-
 use aws_lambda_events::s3::S3EventRecord;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use healthimport::config::ServiceTargets;
-use healthimport::domain::job::{Job, JobId, JobStatus, Service, SourceObject, Target, Timestamp};
+use healthimport::domain::batch::BatchFolder;
+use healthimport::domain::job::{Job, JobId, JobStatus, Service, SourceObject, Timestamp};
 use healthimport::domain::routing::{
-    self, check_batch, decode_event_key, BatchFile, ImportScope, KeyDecodeError, Route,
-    RoutingConfig, SkipReason, IMAGING_MAX_JOB_FILES,
+    self, decode_event_key, KeyDecodeError, Route, RoutingConfig, SkipReason, MAX_S3_KEY_BYTES,
 };
-use healthimport::launch::{launch, LaunchError, Launched};
-use healthimport::ports::objects::{ListError, ObjectLister};
-use healthimport::ports::service_jobs::JobService;
-use healthimport::ports::store::{JobStore, StoreError};
+use healthimport::intake::{close_on_marker, join_batch, Batching, IntakeError, Joined};
+use healthimport::ports::batches::BatchStore;
+use healthimport::ports::store::{CreateOutcome, JobStore, StoreError};
 use healthimport::ports::workflow::TrackingWorkflow;
 
 use crate::event::{
@@ -34,29 +33,20 @@ use crate::event::{
 /// What became of one S3 event record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {
-    /// Not an `ObjectCreated` event (a delete, a restore, ...).
     Ignored {
         event_name: String,
-    },
-    /// A file inside a DICOM batch folder: its batch's marker imports it.
-    PartOfBatch {
-        prefix: String,
     },
     Skipped {
         job_id: JobId,
         reason: String,
     },
-    Started {
+    /// The upload is in `batch_id`, which holds `files` files now.
+    Batched {
         job_id: JobId,
+        batch_id: JobId,
+        files: u64,
     },
-    /// The service refused the start for now; the tracking workflow retries it.
-    StartPending {
-        job_id: JobId,
-    },
-    StartFailed {
-        job_id: JobId,
-    },
-    /// A redelivered event: the job was recorded and started before.
+    /// Recorded before (a redelivered event); the record holds this status.
     AlreadyRecorded {
         job_id: JobId,
         status: JobStatus,
@@ -72,12 +62,9 @@ pub enum RecordError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Launch(#[from] LaunchError),
-    #[error(transparent)]
-    Listing(#[from] ListError),
+    Intake(#[from] IntakeError),
 }
 
-/// The invocation failed as a whole (direct S3 invocations only; SQS failures are per message).
 #[derive(Debug, thiserror::Error)]
 pub enum StarterError {
     #[error("{failed} of {total} S3 event records failed; the others were processed (see the log for each)")]
@@ -96,25 +83,20 @@ impl From<StarterError> for lambda_runtime::Diagnostic {
     }
 }
 
-pub struct Starter<S, I, W, L> {
+pub struct Starter<S, W> {
     pub store: S,
-    pub services: I,
     pub tracking: W,
-    pub lister: L,
     pub targets: ServiceTargets,
     pub routing: RoutingConfig,
-    /// The bucket uploads come from; `None` accepts every bucket.
+    pub batching: Batching,
     pub ingest_bucket: Option<String>,
 }
 
-impl<S, I, W, L> Starter<S, I, W, L>
+impl<S, W> Starter<S, W>
 where
-    S: JobStore,
-    I: JobService,
+    S: JobStore + BatchStore,
     W: TrackingWorkflow,
-    L: ObjectLister,
 {
-    /// Handles one invocation: an S3 event, or an SQS batch of S3 events.
     pub async fn handle(&self, event: StarterEvent) -> Result<StarterResponse, StarterError> {
         if event.is_sqs_batch() {
             return Ok(StarterResponse::Batch(self.handle_sqs(event.records).await));
@@ -231,7 +213,6 @@ where
         let source = SourceObject {
             bucket,
             key: decode_event_key(&raw_key)?,
-            // Never read as a zero-byte file (which is skipped): a record without its size fails.
             size: object
                 .size
                 .and_then(|s| u64::try_from(s).ok())
@@ -251,53 +232,76 @@ where
             }
         }
 
-        let request = match routing::route(&source, &self.routing) {
-            Route::PartOfBatch { prefix } => return Ok(RecordOutcome::PartOfBatch { prefix }),
+        let (service, folder, is_marker) = match routing::route(&source, &self.routing) {
             Route::Skip(reason) => return self.record_skip(source, None, reason).await,
-            Route::Import(request) => request,
+            Route::Join { service, folder } => (service, folder, false),
+            Route::CloseBatch { service, folder } => (service, folder, true),
         };
-        if let ImportScope::Batch { prefix } = &request.scope {
-            // One more than the limit is enough to refuse; a folder that big is not listed whole.
-            let listed = self
-                .lister
-                .list(&source.bucket, prefix, IMAGING_MAX_JOB_FILES as usize + 16)
-                .await?;
-            let files = listed.iter().map(|o| BatchFile {
-                key: Cow::Borrowed(o.key.as_str()),
-                size: o.size,
-            });
-            if let Err(reason) = check_batch(files, &self.routing) {
-                return self
-                    .record_skip(source, Some(request.service), reason)
-                    .await;
+        let Some(target) = self.targets.target(service) else {
+            let reason = SkipReason::ServiceNotConfigured(service);
+            return self.record_skip(source, Some(service), reason).await;
+        };
+        let folder = BatchFolder {
+            service,
+            datastore_id: target.datastore_id.clone(),
+            bucket: source.bucket.clone(),
+            folder,
+        };
+        let now = Timestamp::now();
+        if is_marker {
+            // A redelivered marker must not close the folder's next batch. (In an unversioned
+            // bucket an identical marker uploaded again has the same id: it then closes nothing,
+            // and its batch closes when quiet.)
+            if let Some(existing) = self.store.get(&source.job_id()).await? {
+                return Ok(RecordOutcome::AlreadyRecorded {
+                    job_id: existing.job_id,
+                    status: existing.status,
+                });
             }
+            let closed_batch = close_on_marker(&self.store, &folder, now).await?;
+            let reason = SkipReason::BatchMarker {
+                closed_batch: closed_batch.map(|id| id.to_string()),
+            };
+            return self.record_skip(source, Some(service), reason).await;
         }
-        let Some(target) = self.target(request.service) else {
-            return self
-                .record_skip(
-                    source,
-                    Some(request.service),
-                    SkipReason::ServiceNotConfigured(request.service),
-                )
-                .await;
-        };
-
-        let job = Job::import(source, target, request.input_s3_uri, Timestamp::now());
-        let job_id = job.job_id.clone();
+        // The batch's copy must be a valid key too, whichever generation the batch is.
+        let staged = self.batching.staging.staged_key(
+            &folder.batch_id(u64::MAX),
+            &folder.folder,
+            &source.key,
+        );
+        if staged.len() > MAX_S3_KEY_BYTES {
+            let reason = SkipReason::StagingKeyTooLong {
+                bytes: staged.len(),
+            };
+            return self.record_skip(source, Some(service), reason).await;
+        }
+        let job_id = source.job_id();
         Ok(
-            match launch(&self.store, &self.services, &self.tracking, job).await? {
-                Launched::Started => RecordOutcome::Started { job_id },
-                Launched::StartPending => RecordOutcome::StartPending { job_id },
-                Launched::StartFailed => RecordOutcome::StartFailed { job_id },
-                Launched::AlreadyRecorded(status) => {
-                    RecordOutcome::AlreadyRecorded { job_id, status }
-                }
+            match join_batch(
+                &self.store,
+                &self.tracking,
+                &self.batching,
+                &folder,
+                source,
+                &target,
+                now,
+            )
+            .await?
+            {
+                Joined::Joined {
+                    batch_id, files, ..
+                } => RecordOutcome::Batched {
+                    job_id,
+                    batch_id,
+                    files,
+                },
+                Joined::AlreadyRecorded(existing) => RecordOutcome::AlreadyRecorded {
+                    job_id,
+                    status: existing.status,
+                },
             },
         )
-    }
-
-    fn target(&self, service: Service) -> Option<Target> {
-        self.targets.target(service)
     }
 
     async fn record_skip(
@@ -307,16 +311,19 @@ where
         reason: SkipReason,
     ) -> Result<RecordOutcome, RecordError> {
         let job = Job::skipped(source, service, reason.to_string(), Timestamp::now());
-        self.store.create(&job).await?;
-        Ok(RecordOutcome::Skipped {
-            job_id: job.job_id,
-            reason: reason.to_string(),
+        Ok(match self.store.create(&job).await? {
+            CreateOutcome::Created => RecordOutcome::Skipped {
+                job_id: job.job_id,
+                reason: reason.to_string(),
+            },
+            CreateOutcome::AlreadyExists(existing) => RecordOutcome::AlreadyRecorded {
+                job_id: job.job_id,
+                status: existing.status,
+            },
         })
     }
 }
 
-/// The `messageId` of an entry that did not read as an SQS message, so that it can still be
-/// reported alone.
 fn message_id_of(record: &EventRecord) -> Option<String> {
     match record {
         EventRecord::Malformed(value) => value
@@ -331,21 +338,16 @@ fn message_id_of(record: &EventRecord) -> Option<String> {
 mod tests {
     use super::*;
     use healthimport::config::{FhirTarget, ImagingTarget};
-    use healthimport::fakes::{
-        MemoryJobStore, RecordingTracking, ScriptedJobService, StaticLister,
-    };
-    use healthimport::ports::objects::ListedObject;
-    use healthimport::ports::service_jobs::Retry;
+    use healthimport::domain::batch::{BatchPolicy, CloseReason, Staging};
+    use healthimport::fakes::{MemoryJobStore, RecordingTracking};
     use serde_json::{json, Value};
 
-    type TestStarter = Starter<MemoryJobStore, ScriptedJobService, RecordingTracking, StaticLister>;
+    type TestStarter = Starter<MemoryJobStore, RecordingTracking>;
 
-    fn starter_with(objects: Vec<ListedObject>) -> TestStarter {
+    fn starter() -> TestStarter {
         Starter {
             store: MemoryJobStore::default(),
-            services: ScriptedJobService::default(),
             tracking: RecordingTracking::default(),
-            lister: StaticLister { objects },
             targets: ServiceTargets {
                 fhir: Some(FhirTarget {
                     datastore_id: "f".repeat(32),
@@ -361,15 +363,14 @@ mod tests {
                 }),
             },
             routing: RoutingConfig::default(),
+            batching: Batching {
+                policy: BatchPolicy::default(),
+                staging: Staging::default(),
+            },
             ingest_bucket: Some("ingest-bucket".into()),
         }
     }
 
-    fn starter() -> TestStarter {
-        starter_with(Vec::new())
-    }
-
-    /// One S3 event record as S3 sends it.
     fn record_json(event_name: &str, key: &str, size: i64, etag: &str) -> Value {
         json!({
             "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
@@ -389,11 +390,32 @@ mod tests {
     }
 
     impl TestStarter {
-        /// The invocation as Lambda makes it: the event and the answer as JSON.
         async fn handle_json(&self, event: Value) -> Result<Value, StarterError> {
             let event: StarterEvent = serde_json::from_value(event).unwrap();
             let response = self.handle(event).await?;
             Ok(serde_json::to_value(response).unwrap())
+        }
+
+        async fn upload(&self, key: &str, etag: &str) -> RecordOutcome {
+            self.handle_s3_record(record("ObjectCreated:Put", key, 10, etag))
+                .await
+                .unwrap()
+        }
+
+        fn uploads(&self) -> Vec<Job> {
+            self.store
+                .all()
+                .into_iter()
+                .filter(|j| j.source().is_some())
+                .collect()
+        }
+
+        fn batches(&self) -> Vec<Job> {
+            self.store
+                .all()
+                .into_iter()
+                .filter(|j| j.batch().is_some())
+                .collect()
         }
     }
 
@@ -402,7 +424,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_record_of_an_event_is_processed() {
+    async fn every_upload_joins_the_batch_of_its_service_and_folder() {
         let s = starter();
         let event = s3_event(vec![
             record_json("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1"),
@@ -413,47 +435,51 @@ mod tests {
                 10,
                 "e3",
             ),
+            record_json("ObjectCreated:Put", "dicom/study-1/IM1", 10, "e4"),
         ]);
         assert_eq!(
             s.handle_json(event).await.unwrap(),
-            json!({ "processed": 3 })
+            json!({ "processed": 4 })
         );
-        let jobs = s.store.all();
-        assert_eq!(jobs.len(), 3);
-        assert!(
-            jobs.iter().all(|j| j.status == JobStatus::Submitted),
-            "{jobs:#?}"
-        );
-        assert_eq!(s.services.jobs_started(), 3);
-        assert_eq!(s.tracking.tracked().len(), 3);
+        let uploads = s.uploads();
+        assert_eq!(uploads.len(), 4);
+        assert!(uploads.iter().all(|j| j.status == JobStatus::Batched));
+        let batches = s.batches();
+        let folders: Vec<_> = batches
+            .iter()
+            .map(|b| {
+                (
+                    b.batch().unwrap().folder.clone(),
+                    b.batch().unwrap().fill.files,
+                )
+            })
+            .collect();
+        assert_eq!(folders.len(), 3, "{folders:?}");
+        assert!(folders.contains(&("fhir/".into(), 2)));
+        assert!(batches.iter().all(|b| b.status == JobStatus::Open));
+        assert_eq!(s.tracking.tracked().len(), 3, "one workflow per batch");
     }
 
     #[tokio::test]
-    async fn the_record_holds_what_was_started_where() {
+    async fn the_upload_record_points_at_its_batch_and_the_batch_at_its_staging_prefix() {
         let s = starter();
-        s.handle_json(s3_event(vec![record_json(
-            "ObjectCreated:Put",
-            "fhir/my+file%2B1.ndjson",
-            10,
-            "e1",
-        )]))
-        .await
-        .unwrap();
-        let job = &s.store.all()[0];
-        assert_eq!(job.subject(), "fhir/my file+1.ndjson");
-        assert_eq!(job.service(), Some(Service::HealthLake));
-        assert_eq!(job.datastore_id(), Some("f".repeat(32).as_str()));
+        let RecordOutcome::Batched {
+            job_id, batch_id, ..
+        } = s.upload("fhir/ward+7/my+file%2B1.ndjson", "e1").await
+        else {
+            panic!()
+        };
+        let upload = s.store.get_job(&job_id);
+        assert_eq!(upload.subject(), "fhir/ward 7/my file+1.ndjson");
+        assert_eq!(upload.batch_id(), Some(&batch_id));
+        assert_eq!(upload.service(), Some(Service::HealthLake));
+        let batch = s.store.get_job(&batch_id);
+        assert_eq!(batch.batch().unwrap().folder, "fhir/ward 7/");
         assert_eq!(
-            job.input_s3_uri(),
-            Some("s3://ingest-bucket/fhir/my file+1.ndjson")
+            batch.input_s3_uri(),
+            Some(format!("s3://ingest-bucket/staging/{batch_id}/").as_str())
         );
-        assert_eq!(
-            job.target().map(|t| t.output_s3_uri.as_str()),
-            Some("s3://out/fhir/")
-        );
-        assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
-        let call = &s.services.start_calls.lock().unwrap()[0];
-        assert_eq!(call.job_id, job.job_id, "the client token is the job id");
+        assert_eq!(batch.target().unwrap().output_s3_uri, "s3://out/fhir/");
     }
 
     #[tokio::test]
@@ -473,7 +499,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_same_event_three_times_is_one_job() {
+    async fn the_same_event_three_times_is_one_upload_in_one_batch() {
         let s = starter();
         let event = s3_event(vec![record_json(
             "ObjectCreated:Put",
@@ -484,180 +510,71 @@ mod tests {
         for _ in 0..3 {
             s.handle_json(event.clone()).await.unwrap();
         }
-        assert_eq!(s.store.all().len(), 1);
-        assert_eq!(s.services.jobs_started(), 1);
-        assert_eq!(
-            s.services.start_call_count(),
-            1,
-            "a started job is not started again"
-        );
+        assert_eq!(s.uploads().len(), 1);
+        let batches = s.batches();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].batch().unwrap().fill.files, 1);
         assert_eq!(s.tracking.tracked().len(), 1);
     }
 
     #[tokio::test]
-    async fn a_throttled_start_stays_pending_and_is_tracked_for_retry() {
+    async fn a_marker_closes_its_folders_batch_and_a_second_marker_is_harmless() {
         let s = starter();
-        s.services.fail_next("ThrottlingException", Retry::Later);
-        let outcome = s
-            .handle_s3_record(record("ObjectCreated:Put", "dicom/x.dcm", 10, "e"))
-            .await
-            .unwrap();
-        assert!(matches!(outcome, RecordOutcome::StartPending { .. }));
-        let job = &s.store.all()[0];
-        assert_eq!(job.status, JobStatus::Pending);
-        assert!(
-            job.message
-                .as_deref()
-                .unwrap()
-                .contains("ThrottlingException"),
-            "{job:?}"
-        );
-        assert_eq!(s.tracking.tracked(), vec![job.job_id.clone()]);
-
-        // A redelivery starts it (same token: still one job at the service).
-        let again = s
-            .handle_s3_record(record("ObjectCreated:Put", "dicom/x.dcm", 10, "e"))
-            .await
-            .unwrap();
-        assert!(matches!(again, RecordOutcome::Started { .. }));
-        assert_eq!(s.services.jobs_started(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_validation_error_is_start_failed_at_once() {
-        let s = starter();
-        s.services.fail_next("ValidationException", Retry::Never);
-        let outcome = s
-            .handle_s3_record(record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"))
-            .await
-            .unwrap();
-        assert!(matches!(outcome, RecordOutcome::StartFailed { .. }));
-        let job = &s.store.all()[0];
-        assert_eq!(job.status, JobStatus::StartFailed);
-        assert!(job
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("ValidationException"));
-    }
-
-    #[tokio::test]
-    async fn a_crash_between_recording_and_starting_is_recovered_on_redelivery() {
-        let s = starter();
-        // The first delivery recorded the job and died before the service call.
-        let job = Job::import(
-            SourceObject {
-                bucket: "ingest-bucket".into(),
-                key: "fhir/a.ndjson".into(),
-                size: 10,
-                e_tag: Some("e".into()),
-                version_id: None,
-            },
-            Target {
-                service: Service::HealthLake,
-                datastore_id: "f".repeat(32),
-                output_s3_uri: "s3://out/fhir/".into(),
-            },
-            "s3://ingest-bucket/fhir/a.ndjson".into(),
-            Timestamp::now(),
-        );
-        s.store.create(&job).await.unwrap();
-
-        let outcome = s
-            .handle_s3_record(record("ObjectCreated:Put", "fhir/a.ndjson", 10, "e"))
-            .await
-            .unwrap();
+        let RecordOutcome::Batched { batch_id, .. } = s.upload("dicom/study-1/IM1", "e1").await
+        else {
+            panic!()
+        };
+        let RecordOutcome::Skipped { reason, .. } = s.upload("dicom/study-1/_READY", "m1").await
+        else {
+            panic!()
+        };
+        assert!(reason.contains(batch_id.as_str()), "{reason}");
+        let batch = s.store.get_job(&batch_id);
+        assert_eq!(batch.status, JobStatus::Pending);
         assert_eq!(
-            outcome,
-            RecordOutcome::Started {
-                job_id: job.job_id.clone()
-            }
+            batch.batch().unwrap().closed.map(|c| c.reason),
+            Some(CloseReason::Marker)
         );
-        assert_eq!(s.store.all().len(), 1);
-        assert_eq!(s.store.all()[0].status, JobStatus::Submitted);
+        let RecordOutcome::Skipped { reason, .. } = s.upload("dicom/study-1/_READY", "m2").await
+        else {
+            panic!()
+        };
+        assert!(reason.contains("no open batch"), "{reason}");
+        // A file after the marker opens the folder's next batch.
+        let RecordOutcome::Batched { batch_id: next, .. } =
+            s.upload("dicom/study-1/IM2", "e2").await
+        else {
+            panic!()
+        };
+        assert_ne!(next, batch_id);
     }
 
     #[tokio::test]
     async fn skips_are_recorded_with_their_reason() {
         let s = starter();
-        for (key, size) in [
-            ("fhir/notes.txt", 5),
-            ("fhir/empty.ndjson", 0),
-            ("elsewhere/a.ndjson", 5),
-            ("dicom/_READY", 0),
-        ] {
-            let outcome = s
-                .handle_s3_record(record("ObjectCreated:Put", key, size, "e"))
-                .await
-                .unwrap();
+        for key in ["other/x.ndjson", "fhir/x.json", "dicom/_READY", "fhir/"] {
+            let outcome = s.upload(key, "e").await;
             assert!(
                 matches!(outcome, RecordOutcome::Skipped { .. }),
                 "{key}: {outcome:?}"
             );
         }
-        let jobs = s.store.all();
-        assert_eq!(jobs.len(), 4);
-        assert!(jobs
+        assert!(s
+            .store
+            .all()
             .iter()
             .all(|j| j.status == JobStatus::Skipped && j.skip_reason().is_some()));
-        assert_eq!(s.services.start_call_count(), 0);
-        assert!(s.tracking.tracked().is_empty());
+        assert!(s.batches().is_empty());
     }
 
     #[tokio::test]
-    async fn a_batch_is_one_job_started_by_its_marker() {
-        let files = (0..3)
-            .map(|i| ListedObject {
-                key: format!("dicom/study/{i}.dcm"),
-                size: 100,
-            })
-            .chain([ListedObject {
-                key: "dicom/study/_READY".into(),
-                size: 0,
-            }])
-            .collect();
-        let s = starter_with(files);
-        let member = s
-            .handle_s3_record(record("ObjectCreated:Put", "dicom/study/0.dcm", 100, "e"))
-            .await
-            .unwrap();
-        assert_eq!(
-            member,
-            RecordOutcome::PartOfBatch {
-                prefix: "dicom/study/".into()
-            }
-        );
-        let marker = s
-            .handle_s3_record(record("ObjectCreated:Put", "dicom/study/_READY", 0, "m"))
-            .await
-            .unwrap();
-        assert!(matches!(marker, RecordOutcome::Started { .. }));
-        let jobs = s.store.all();
-        assert_eq!(jobs.len(), 1);
-        assert_eq!(
-            jobs[0].input_s3_uri(),
-            Some("s3://ingest-bucket/dicom/study/")
-        );
-    }
-
-    #[tokio::test]
-    async fn an_oversized_batch_is_refused_whole_with_a_reason() {
-        let files = (0..=IMAGING_MAX_JOB_FILES)
-            .map(|i| ListedObject {
-                key: format!("dicom/big/{i}.dcm"),
-                size: 1,
-            })
-            .collect();
-        let s = starter_with(files);
-        let outcome = s
-            .handle_s3_record(record("ObjectCreated:Put", "dicom/big/_READY", 0, "m"))
-            .await
-            .unwrap();
-        let RecordOutcome::Skipped { reason, .. } = outcome else {
-            panic!("{outcome:?}")
+    async fn a_key_whose_staged_copy_would_be_too_long_is_skipped_with_the_reason() {
+        let s = starter();
+        let key = format!("dicom/s/{}", "a".repeat(MAX_S3_KEY_BYTES - 20));
+        let RecordOutcome::Skipped { reason, .. } = s.upload(&key, "e").await else {
+            panic!()
         };
-        assert!(reason.contains("5001 files"), "{reason}");
-        assert_eq!(s.services.start_call_count(), 0);
+        assert!(reason.contains("shorter key"), "{reason}");
     }
 
     #[tokio::test]
@@ -682,7 +599,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert_eq!(s.store.all().len(), 2, "the good records were processed");
+        assert_eq!(s.uploads().len(), 2, "the good records were processed");
         let diagnostic = lambda_runtime::Diagnostic::from(err);
         assert_eq!(diagnostic.error_type, "RecordsFailed");
     }
@@ -715,7 +632,7 @@ mod tests {
             response,
             json!({ "batchItemFailures": [{ "itemIdentifier": "m2" }] })
         );
-        assert_eq!(s.store.all().len(), 1);
+        assert_eq!(s.uploads().len(), 1);
     }
 
     #[tokio::test]
@@ -731,7 +648,7 @@ mod tests {
             panic!("{outcome:?}")
         };
         assert!(reason.contains("someone-elses-bucket"), "{reason}");
-        assert_eq!(s.services.start_call_count(), 0);
+        assert!(s.batches().is_empty());
         assert_eq!(s.store.all()[0].status, JobStatus::Skipped);
     }
 
@@ -756,12 +673,8 @@ mod tests {
         let mut s = starter();
         s.targets.imaging = None;
         s.routing.imaging_enabled = false;
-        let outcome = s
-            .handle_s3_record(record("ObjectCreated:Put", "dicom/a.dcm", 10, "e"))
-            .await
-            .unwrap();
-        let RecordOutcome::Skipped { reason, .. } = outcome else {
-            panic!("{outcome:?}")
+        let RecordOutcome::Skipped { reason, .. } = s.upload("dicom/a.dcm", "e").await else {
+            panic!()
         };
         assert!(reason.contains("HEALTHIMAGING"), "{reason}");
     }
@@ -773,21 +686,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_sample_events_do_what_their_names_say() {
-        let batch = vec![
-            ListedObject {
-                key: "dicom/study-2026-0042/1.dcm".into(),
-                size: 10,
-            },
-            ListedObject {
-                key: "dicom/study-2026-0042/_READY".into(),
-                size: 0,
-            },
-        ];
-        let mut s = starter_with(batch);
+        let mut s = starter();
         // The samples' bucket, as the template sets INGEST_BUCKET for a deployed stack.
         s.ingest_bucket = Some("healthimport-ingest-example".into());
         for name in [
             "starter-fhir-upload.json",
+            "starter-dicom-batch-file.json",
             "starter-dicom-batch-marker.json",
             "starter-dicom-lone-file.json",
             "starter-key-with-spaces-and-plus.json",
@@ -795,36 +699,46 @@ mod tests {
         ] {
             s.handle_json(sample(name)).await.unwrap();
         }
-        let keys: Vec<_> = s
-            .store
-            .all()
+        let uploads: Vec<_> = s
+            .uploads()
             .into_iter()
             .map(|j| (j.subject(), j.status))
             .collect();
         assert_eq!(
-            keys,
+            uploads,
             vec![
-                ("dicom/chest-xray-0007.dcm".to_owned(), JobStatus::Submitted),
+                ("dicom/chest-xray-0007.dcm".to_owned(), JobStatus::Batched),
+                (
+                    "dicom/study-2026-0042/1.2.840.113619.2.55.3.dcm".to_owned(),
+                    JobStatus::Batched
+                ),
                 (
                     "dicom/study-2026-0042/_READY".to_owned(),
-                    JobStatus::Submitted
+                    JobStatus::Skipped
                 ),
                 (
                     "fhir/2026-11-23/patients.ndjson".to_owned(),
-                    JobStatus::Submitted
+                    JobStatus::Batched
                 ),
                 (
                     "fhir/ward 7/Observations A+B été.ndjson".to_owned(),
-                    JobStatus::Submitted
+                    JobStatus::Batched
                 ),
             ],
             "the delete made no record"
         );
+        let study: Vec<_> = s
+            .batches()
+            .into_iter()
+            .filter(|b| b.batch().unwrap().folder == "dicom/study-2026-0042/")
+            .collect();
+        assert_eq!(study.len(), 1);
+        assert_eq!(study[0].status, JobStatus::Pending, "closed by its marker");
         let response = s
             .handle_json(sample("starter-sqs-batch.json"))
             .await
             .unwrap();
         assert_eq!(response, json!({ "batchItemFailures": [] }));
-        assert_eq!(s.store.all().len(), 6);
+        assert_eq!(s.uploads().len(), 7);
     }
 }

@@ -1,12 +1,15 @@
-//! S3 adapters: the [`OutputReader`] port (the services' output files) and the [`ObjectLister`]
-//! port (what a batch folder holds), over one paginated listing.
+//! S3 adapters: the [`OutputReader`] port (the services' output files), the [`ObjectLister`] port,
+//! and the [`StagedCopies`] port (each batch's server-side copies of its files), over one
+//! paginated listing.
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::Client;
 use healthimport::domain::s3_uri::{s3_uri, split_s3_uri};
-use healthimport::ports::objects::{ListError, ListedObject, ObjectLister};
+use healthimport::ports::objects::{
+    ListError, ListedObject, ObjectError, ObjectLister, StagedCopies,
+};
 use healthimport::ports::outputs::{OutputReadError, OutputReader};
 
 /// [`OutputReader`] and [`ObjectLister`] on S3.
@@ -51,6 +54,199 @@ impl S3Objects {
             }
         }
         Ok(objects)
+    }
+}
+
+/// S3 copies up to 5 GB in one CopyObject; larger objects are copied in parts.
+const MAX_SINGLE_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Part size of a multipart copy: well inside S3's 5 MB–5 GB part limits, and 10 GB (the largest
+/// DICOM file HealthImaging takes) in 20 parts, far from the 10,000-part limit.
+const COPY_PART_BYTES: u64 = 512 * 1024 * 1024;
+/// DeleteObjects takes at most 1,000 keys.
+const DELETE_BATCH: usize = 1000;
+
+/// `CopySource`: the bucket and the key, URL-encoded except its slashes.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    format!(
+        "{bucket}/{}",
+        percent_encoding::utf8_percent_encode(key, KEY)
+    )
+}
+
+fn object_error<E>(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    error: SdkError<E>,
+) -> ObjectError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let gone = matches!(&error, SdkError::ServiceError(e)
+        if matches!(e.err().code(), Some("NoSuchKey") | Some("NotFound")));
+    if gone {
+        return ObjectError::Gone {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+    }
+    ObjectError::Unavailable {
+        operation,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        source: Box::new(error),
+    }
+}
+
+impl S3Objects {
+    async fn copy_in_parts(
+        &self,
+        bucket: &str,
+        from_key: &str,
+        to_key: &str,
+        size: u64,
+    ) -> Result<(), ObjectError> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(to_key)
+            .send()
+            .await
+            .map_err(|e| object_error("CreateMultipartUpload", bucket, to_key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let parts = async {
+            let mut parts = Vec::new();
+            let mut start = 0;
+            let mut number = 1;
+            while start < size {
+                let end = (start + COPY_PART_BYTES).min(size) - 1;
+                let part = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(bucket)
+                    .key(to_key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .copy_source(copy_source(bucket, from_key))
+                    .copy_source_range(format!("bytes={start}-{end}"))
+                    .send()
+                    .await
+                    .map_err(|e| object_error("UploadPartCopy", bucket, from_key, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(
+                            part.copy_part_result()
+                                .and_then(|r| r.e_tag().map(str::to_owned)),
+                        )
+                        .build(),
+                );
+                start = end + 1;
+                number += 1;
+            }
+            Ok(parts)
+        }
+        .await;
+        let completed = match parts {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(to_key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| object_error("CompleteMultipartUpload", bucket, to_key, e)),
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            // Parts of an abandoned upload are billed until aborted (the lifecycle rule's
+            // AbortIncompleteMultipartUpload is the backstop).
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(to_key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        completed
+    }
+}
+
+#[async_trait]
+impl StagedCopies for S3Objects {
+    async fn copy(
+        &self,
+        bucket: &str,
+        from_key: &str,
+        to_key: &str,
+        size: u64,
+    ) -> Result<(), ObjectError> {
+        if size > MAX_SINGLE_COPY_BYTES {
+            return self.copy_in_parts(bucket, from_key, to_key, size).await;
+        }
+        self.client
+            .copy_object()
+            .bucket(bucket)
+            .key(to_key)
+            .copy_source(copy_source(bucket, from_key))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| object_error("CopyObject", bucket, from_key, e))
+    }
+
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, ObjectError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let listed = self
+            .list_objects(bucket, prefix, usize::MAX, |_| true)
+            .await
+            .map_err(|source| ObjectError::Unavailable {
+                operation: "ListObjectsV2",
+                bucket: bucket.to_owned(),
+                key: prefix.to_owned(),
+                source,
+            })?;
+        for chunk in listed.chunks(DELETE_BATCH) {
+            let objects = chunk
+                .iter()
+                .filter_map(|o| ObjectIdentifier::builder().key(&o.key).build().ok())
+                .collect();
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| ObjectError::Unavailable {
+                    operation: "DeleteObjects",
+                    bucket: bucket.to_owned(),
+                    key: prefix.to_owned(),
+                    source: Box::new(e),
+                })?;
+            self.client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| object_error("DeleteObjects", bucket, prefix, e))?;
+        }
+        Ok(listed.len() as u64)
     }
 }
 

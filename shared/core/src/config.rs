@@ -327,3 +327,121 @@ mod target_tests {
         assert_eq!(export.kms_key_id, "alias/x");
     }
 }
+
+/// How uploads are batched, read by the starter (which joins and closes batches) and the poller
+/// (whose batch workflow closes them by the clock): `BATCH_QUIET_SECONDS` (60),
+/// `BATCH_MAX_WAIT_SECONDS` (300), `HEALTHLAKE_MAX_FILES_PER_JOB` (10,000),
+/// `IMAGING_MAX_FILES_PER_JOB` (5,000), `IMAGING_MAX_BYTES_PER_JOB` (10 GiB), `STAGING_PREFIX`
+/// (`staging/`).
+pub fn batching(env: &impl Env) -> Result<crate::intake::Batching, ConfigError> {
+    use crate::domain::batch::{BatchPolicy, Staging};
+    let defaults = BatchPolicy::default();
+    let seconds = |name: &str, default: time::Duration| -> Result<time::Duration, ConfigError> {
+        let value: u64 = parsed_or(env, name, default.whole_seconds() as u64)?;
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                reason: "must be at least 1 second".into(),
+            });
+        }
+        Ok(time::Duration::seconds(value as i64))
+    };
+    let at_least_one = |name: &str, default: u64| -> Result<u64, ConfigError> {
+        match parsed_or(env, name, default)? {
+            0 => Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                reason: "must be at least 1".into(),
+            }),
+            value => Ok(value),
+        }
+    };
+    let policy = BatchPolicy {
+        quiet: seconds("BATCH_QUIET_SECONDS", defaults.quiet)?,
+        max_wait: seconds("BATCH_MAX_WAIT_SECONDS", defaults.max_wait)?,
+        healthlake: crate::domain::batch::JobLimits {
+            max_files: at_least_one(
+                "HEALTHLAKE_MAX_FILES_PER_JOB",
+                defaults.healthlake.max_files,
+            )?,
+            max_bytes: None,
+        },
+        imaging: crate::domain::batch::JobLimits {
+            max_files: at_least_one("IMAGING_MAX_FILES_PER_JOB", defaults.imaging.max_files)?,
+            max_bytes: Some(at_least_one(
+                "IMAGING_MAX_BYTES_PER_JOB",
+                defaults.imaging.max_bytes.unwrap_or(u64::MAX),
+            )?),
+        },
+    };
+    let staging =
+        Staging::new(&optional(env, "STAGING_PREFIX").unwrap_or_else(|| "staging/".into()));
+    if staging.prefix == "/" {
+        return Err(ConfigError::Invalid {
+            name: "STAGING_PREFIX".into(),
+            reason: "must name a prefix (the batches' copies must not land at the bucket's root)"
+                .into(),
+        });
+    }
+    Ok(crate::intake::Batching { policy, staging })
+}
+
+/// The services' pace: `HEALTHLAKE_MAX_OUTSTANDING` (2), `IMAGING_MAX_RUNNING` (100),
+/// `IMAGING_START_RATE` (starts a second, 1).
+pub fn pace(env: &impl Env) -> Result<crate::ports::admission::Pace, ConfigError> {
+    let defaults = crate::ports::admission::Pace::default();
+    let rate: f64 = parsed_or(
+        env,
+        "IMAGING_START_RATE",
+        defaults.imaging_starts_per_second,
+    )?;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(ConfigError::Invalid {
+            name: "IMAGING_START_RATE".into(),
+            reason: "must be a number of starts a second above 0".into(),
+        });
+    }
+    Ok(crate::ports::admission::Pace {
+        healthlake_max_outstanding: parsed_or(
+            env,
+            "HEALTHLAKE_MAX_OUTSTANDING",
+            defaults.healthlake_max_outstanding,
+        )?
+        .max(1),
+        imaging_max_running: parsed_or(env, "IMAGING_MAX_RUNNING", defaults.imaging_max_running)?
+            .max(1),
+        imaging_starts_per_second: rate,
+    })
+}
+
+#[cfg(test)]
+mod batching_tests {
+    use super::*;
+
+    #[test]
+    fn batching_and_pace_read_their_variables_and_name_bad_ones() {
+        let env = [
+            ("BATCH_QUIET_SECONDS", "5"),
+            ("IMAGING_MAX_FILES_PER_JOB", "10"),
+            ("STAGING_PREFIX", "/work/"),
+            ("IMAGING_START_RATE", "0.25"),
+        ];
+        let read = batching(&env).unwrap();
+        assert_eq!(read.policy.quiet, time::Duration::seconds(5));
+        assert_eq!(read.policy.max_wait, time::Duration::seconds(300));
+        assert_eq!(read.policy.imaging.max_files, 10);
+        assert_eq!(read.staging.prefix, "work/");
+        let read = pace(&env).unwrap();
+        assert_eq!(read.imaging_starts_per_second, 0.25);
+        assert_eq!(read.healthlake_max_outstanding, 2);
+        for (name, value) in [
+            ("BATCH_QUIET_SECONDS", "0"),
+            ("BATCH_MAX_WAIT_SECONDS", "soon"),
+            ("STAGING_PREFIX", "/"),
+        ] {
+            let err = batching(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = pace(&[("IMAGING_START_RATE", "0")]).unwrap_err();
+        assert!(err.to_string().contains("IMAGING_START_RATE"), "{err}");
+    }
+}

@@ -28,12 +28,53 @@ pub enum ManifestError {
     Read(#[from] OutputReadError),
 }
 
+/// How much of a finished job's failure output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureBounds {
+    pub max_failed: usize,
+    /// Bytes read of each failure file.
+    pub read_bytes: usize,
+    /// HealthLake: failure files opened.
+    pub files: usize,
+}
+
+impl FailureBounds {
+    /// Enough for the record and the event: their first failed files.
+    pub fn first(max_failed: usize) -> FailureBounds {
+        FailureBounds {
+            max_failed,
+            read_bytes: FAILURE_READ_BYTES,
+            files: HEALTHLAKE_FAILURE_FILES,
+        }
+    }
+
+    /// Every failed file of a batch's job (up to the services' 10,000 files a job), so that each
+    /// upload gets its own result.
+    pub fn every_file() -> FailureBounds {
+        FailureBounds {
+            max_failed: usize::MAX,
+            read_bytes: 64 * 1024 * 1024,
+            files: 10_000,
+        }
+    }
+}
+
 /// Reads a finished job's manifest and its first `max_failed` failed files.
 pub async fn read_job_output(
     reader: &(impl OutputReader + ?Sized),
     service: Service,
     location: &str,
     max_failed: usize,
+) -> Result<JobOutput, ManifestError> {
+    read_job_output_within(reader, service, location, FailureBounds::first(max_failed)).await
+}
+
+/// Reads a finished job's manifest and its failed files within `bounds`.
+pub async fn read_job_output_within(
+    reader: &(impl OutputReader + ?Sized),
+    service: Service,
+    location: &str,
+    bounds: FailureBounds,
 ) -> Result<JobOutput, ManifestError> {
     let uri = manifest_uri(service, location);
     let text = reader
@@ -49,7 +90,7 @@ pub async fn read_job_output(
         source,
     })?;
     let failed_files = if reports_failures(&manifest) {
-        read_failures(reader, service, location, &manifest, max_failed).await?
+        read_failures(reader, service, location, &manifest, bounds).await?
     } else {
         Vec::new()
     };
@@ -96,8 +137,9 @@ async fn read_failures(
     service: Service,
     location: &str,
     manifest: &OutputManifest,
-    max_failed: usize,
+    bounds: FailureBounds,
 ) -> Result<Vec<FailedFile>, OutputReadError> {
+    let max_failed = bounds.max_failed;
     let folder = manifest
         .failure_output
         .clone()
@@ -110,7 +152,7 @@ async fn read_failures(
                 format!("{}/{IMAGING_FAILURE_FILE}", folder.trim_end_matches('/'))
             };
             let text = reader
-                .read(&uri, Some(FAILURE_READ_BYTES))
+                .read(&uri, Some(bounds.read_bytes))
                 .await?
                 .unwrap_or_default();
             Ok(parse_imaging_failures(&text, max_failed))
@@ -118,12 +160,12 @@ async fn read_failures(
         Service::HealthLake => {
             let prefix = format!("{}/", folder.trim_end_matches('/'));
             let mut failed = Vec::new();
-            for uri in reader.list(&prefix, HEALTHLAKE_FAILURE_FILES).await? {
+            for uri in reader.list(&prefix, bounds.files).await? {
                 if failed.len() >= max_failed {
                     break;
                 }
                 let text = reader
-                    .read(&uri, Some(FAILURE_READ_BYTES))
+                    .read(&uri, Some(bounds.read_bytes))
                     .await?
                     .unwrap_or_default();
                 failed.extend(parse_healthlake_failures(

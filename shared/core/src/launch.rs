@@ -2,11 +2,14 @@
 //! records an upload and by the tracking workflow when a start was throttled.
 //!
 //! The record is created `PENDING` before the service is called and the service gets the job id as
-//! its ClientToken, so any number of calls here for one job make one job at the service. A start
-//! the service refuses for now (throttling, quota, 5xx) leaves the record `PENDING` with the
-//! reason; a start it refuses for good is recorded as `START_FAILED` with its message.
+//! its ClientToken, so any number of calls here for one job make one job at the service. Before
+//! the call, the job takes its place in its service's lane ([`StartAdmission`]): a job without
+//! one waits, untouched. A start the service refuses for now (throttling, quota, 5xx) leaves the
+//! record `PENDING` with the reason; a start it refuses for good is recorded as `START_FAILED` with
+//! its message, and its place is given back.
 
 use crate::domain::job::{ImportPlan, Job, JobId, JobStatus, Timestamp, Transition, Work};
+use crate::ports::admission::{Admission, Pace, StartAdmission};
 use crate::ports::service_jobs::{JobService, ServiceError, StartRequest, StartWork};
 use crate::ports::store::{CreateOutcome, JobStore, StoreError, TransitionOutcome};
 use crate::ports::workflow::{TrackingError, TrackingWorkflow};
@@ -15,6 +18,9 @@ use crate::ports::workflow::{TrackingError, TrackingWorkflow};
 pub enum StartOutcome {
     /// The service accepted the job; the record holds its service job id and status.
     Started(Box<Job>),
+    /// Not admitted yet: its lane is full or its start slot is not due. Nothing was written; ask
+    /// again after `retry_after_ms`.
+    Waiting { retry_after_ms: u64, reason: String },
     /// Refused for now; the record stays `PENDING` and the start must be retried.
     StillPending(ServiceError),
     /// Refused for good; the record is `START_FAILED` with the service's message.
@@ -33,7 +39,8 @@ pub enum StartError {
     RecordGone(JobId),
 }
 
-/// The Start request of a recorded job; `None` for a skipped upload, which is never started.
+/// The Start request of a recorded job; `None` for an upload (its batch is started, or it was
+/// skipped).
 pub fn start_request(job: &Job) -> Option<StartRequest> {
     let (target, work) = match &job.work {
         Work::Import {
@@ -49,14 +56,25 @@ pub fn start_request(job: &Job) -> Option<StartRequest> {
                 input_s3_uri: input_s3_uri.clone(),
             },
         ),
+        Work::Batch {
+            target,
+            input_s3_uri,
+            ..
+        } => (
+            target,
+            StartWork::Import {
+                input_s3_uri: input_s3_uri.clone(),
+            },
+        ),
         Work::Export { request, target } => (
             target,
             StartWork::Export {
                 since: request.since,
             },
         ),
+        // An upload in a batch is started by its batch; a skipped one never.
         Work::Import {
-            plan: ImportPlan::Skip { .. },
+            plan: ImportPlan::Batched { .. } | ImportPlan::Skip { .. },
             ..
         } => return None,
     };
@@ -69,16 +87,38 @@ pub fn start_request(job: &Job) -> Option<StartRequest> {
     })
 }
 
+/// The services' start path with their pace: the lanes and the admission store.
+pub struct Starts<'a, A: ?Sized> {
+    pub admission: &'a A,
+    pub pace: Pace,
+}
+
 #[tracing::instrument(name = "start", skip_all, fields(job_id = %job.job_id, kind = %job.kind()))]
 pub async fn start_job(
     store: &(impl JobStore + ?Sized),
+    starts: &Starts<'_, impl StartAdmission + ?Sized>,
     imports: &(impl JobService + ?Sized),
     job: &Job,
     now: impl Fn() -> Timestamp,
 ) -> Result<StartOutcome, StartError> {
-    let Some(request) = start_request(job).filter(|_| job.status == JobStatus::Pending) else {
+    let (Some(request), Some(target)) = (
+        start_request(job).filter(|_| job.status == JobStatus::Pending),
+        job.target(),
+    ) else {
         return Ok(StartOutcome::NotPending(job.status));
     };
+    let lane = starts.pace.lane(target);
+    if let Admission::Wait {
+        retry_after_ms,
+        reason,
+    } = starts.admission.admit(&lane, &job.job_id, now()).await?
+    {
+        tracing::info!(lane = %lane.name, retry_after_ms, %reason, "start waits for its turn");
+        return Ok(StartOutcome::Waiting {
+            retry_after_ms,
+            reason,
+        });
+    }
     let (change, outcome_of) = match imports.start(&request).await {
         Ok(started) => {
             tracing::info!(service = %request.service, service_job_id = %started.service_job_id, status = %started.status, "job started");
@@ -95,6 +135,7 @@ pub async fn start_job(
         }
         Err(error) => {
             tracing::error!(service = %request.service, code = %error.code, "start refused; recording START_FAILED");
+            starts.admission.release(&lane, &job.job_id).await?;
             let change =
                 Transition::to(JobStatus::StartFailed, now()).with_message(error.to_string());
             (change, Err(error))
@@ -117,7 +158,7 @@ pub async fn start_job(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launched {
     Started,
-    /// Refused for now; its tracking execution retries the start.
+    /// Not admitted yet, or refused for now; its tracking execution starts it in its turn.
     StartPending,
     StartFailed,
     /// Recorded before (a redelivered event, a repeated request) and past `PENDING`: nothing
@@ -142,6 +183,7 @@ pub enum LaunchError {
 #[tracing::instrument(name = "launch", skip_all, fields(job_id = %job.job_id, kind = %job.kind()))]
 pub async fn launch(
     store: &(impl JobStore + ?Sized),
+    starts: &Starts<'_, impl StartAdmission + ?Sized>,
     imports: &(impl JobService + ?Sized),
     tracking: &(impl TrackingWorkflow + ?Sized),
     job: Job,
@@ -158,9 +200,9 @@ pub async fn launch(
             return Ok(Launched::AlreadyRecorded(existing.status));
         }
     };
-    let launched = match start_job(store, imports, &job, Timestamp::now).await? {
+    let launched = match start_job(store, starts, imports, &job, Timestamp::now).await? {
         StartOutcome::Started(_) => Launched::Started,
-        StartOutcome::StillPending(_) => Launched::StartPending,
+        StartOutcome::Waiting { .. } | StartOutcome::StillPending(_) => Launched::StartPending,
         StartOutcome::StartFailed(_) => Launched::StartFailed,
         StartOutcome::NotPending(status) => Launched::AlreadyRecorded(status),
     };

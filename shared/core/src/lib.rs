@@ -7,7 +7,7 @@
 //! - [`domain`]: what a job is and how it may move, routing, exports, manifests, the Finished
 //!   event. No I/O.
 //! - [`ports`]: the traits the handlers use and their error enums, in the domain's words.
-//! - [`launch`]: the one record → start → track path; [`job_output`]: reading a finished job's
+//! - [`intake`]: an upload's way into its batch; [`launch`]: the one record → start → track path; [`job_output`]: reading a finished job's
 //!   output through its port.
 //! - [`config`], [`telemetry`]: environment and tracing, shared by every function.
 //! - `fakes` (feature `fakes`): in-memory ports that obey the adapters' rules, for handler tests.
@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 #[cfg(feature = "fakes")]
 pub mod fakes;
+pub mod intake;
 pub mod job_output;
 pub mod launch;
 pub mod ports;

@@ -18,7 +18,7 @@ use healthimport_auth_testing::{jwks, TestKey};
 use healthimport_tests::demo::{self, WorkflowCost};
 use healthimport_tests::pipeline::{LocalPipeline, UPLOAD_QUEUE};
 use healthimport_tests::provision::LocalFunctions;
-use healthimport_tests::samples::{sample_set, ExpectedJob};
+use healthimport_tests::samples::{sample_set, ExpectedUpload};
 use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -121,7 +121,10 @@ fn heading(text: &str) {
 }
 
 /// Polls the job records of the expected uploads until all are terminal, redrawing the table.
-async fn watch(pipeline: &LocalPipeline, expected: &[ExpectedJob]) -> Result<Vec<Job>, BoxError> {
+async fn watch(
+    pipeline: &LocalPipeline,
+    expected: &[ExpectedUpload],
+) -> Result<Vec<Job>, BoxError> {
     let started = Instant::now();
     let live = std::io::stdout().is_terminal();
     let mut drawn_lines = 0;
@@ -129,7 +132,7 @@ async fn watch(pipeline: &LocalPipeline, expected: &[ExpectedJob]) -> Result<Vec
     loop {
         let mut jobs = Vec::new();
         for job in expected {
-            if let Some(record) = pipeline.records(&job.trigger_key).await?.pop() {
+            if let Some(record) = pipeline.records(&job.key).await?.pop() {
                 jobs.push(record);
             }
         }

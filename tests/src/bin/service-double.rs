@@ -16,18 +16,23 @@
 //! Knobs (all optional):
 //! - `DOUBLE_PORT`: port on 127.0.0.1 (default 5056; 0 = any free port)
 //! - `DOUBLE_REGION`, `DOUBLE_ACCOUNT_ID`: region and account in ARNs (us-east-1, 123456789012)
-//! - `DOUBLE_FHIR_SUBMIT_DELAY_MS`, `DOUBLE_FHIR_RUN_MS`, `DOUBLE_FHIR_MANIFEST_DELAY_MS`:
-//!   HealthLake SUBMITTED time, IN_PROGRESS time, manifest lag after the terminal status
-//!   (50, 300, 0)
-//! - `DOUBLE_IMAGING_SUBMIT_DELAY_MS`, `DOUBLE_IMAGING_RUN_MS`, `DOUBLE_IMAGING_MANIFEST_DELAY_MS`:
-//!   the same for HealthImaging (50, 300, 0)
+//! - `DOUBLE_FHIR_SUBMIT_DELAY_MS`, `DOUBLE_FHIR_RUN_MS`, `DOUBLE_FHIR_PER_FILE_MS`,
+//!   `DOUBLE_FHIR_MANIFEST_DELAY_MS`: HealthLake SUBMITTED time, per-job IN_PROGRESS overhead,
+//!   IN_PROGRESS time per input file (fractions allowed), manifest lag after the terminal status
+//!   (50, 300, 1, 0): a job runs for overhead + per-file time × files
+//! - `DOUBLE_IMAGING_SUBMIT_DELAY_MS`, `DOUBLE_IMAGING_RUN_MS`, `DOUBLE_IMAGING_PER_FILE_MS`,
+//!   `DOUBLE_IMAGING_MANIFEST_DELAY_MS`: the same for HealthImaging (50, 300, 1, 0)
 //! - `DOUBLE_IMAGING_START_RATE`, `DOUBLE_IMAGING_START_BURST`: StartDICOMImportJob token bucket
 //!   (1 per second, burst 2)
 //! - `DOUBLE_IMAGING_MAX_RUNNING_JOBS`: running jobs per HealthImaging data store (100)
 //! - `DOUBLE_IMAGING_MAX_FILES_PER_JOB`, `DOUBLE_FHIR_MAX_FILES_PER_JOB`: files per job (5000, 10000)
+//! - `DOUBLE_IMAGING_MAX_BYTES_PER_JOB`: input bytes per HealthImaging job (10000000000)
+//! - `DOUBLE_FHIR_MAX_QUEUED_JOBS`: HealthLake jobs that may wait per data store behind the
+//!   account's one running job (25); a start beyond it gets ThrottlingException
 //! - `DOUBLE_THROTTLE_SHARE`, `DOUBLE_INTERNAL_ERROR_SHARE`: shares of calls answered
 //!   ThrottlingException / InternalServerException (0)
 //! - `DOUBLE_JOB_FAILURE_SHARE`: share of jobs that end FAILED (0)
+//! - `DOUBLE_STALL_SHARE`: share of jobs that stay IN_PROGRESS for good (0)
 //! - `DOUBLE_FAULT_SCOPE`: `all` operations (default) or `start` operations only
 //! - `DOUBLE_SEED`: seed of the fault-injection RNG
 //! - `DOUBLE_FHIR_DATASTORE_IDS`, `DOUBLE_IMAGING_DATASTORE_IDS`: comma lists of data store ids
@@ -79,7 +84,7 @@ fn print_help() {
     println!("S3 comes from the standard AWS configuration (AWS_ENDPOINT_URL, AWS_REGION, ...).");
     println!("Environment:");
     for (name, meaning) in ENV_VARIABLES {
-        println!("  {name:<34} {meaning}");
+        println!("  {name:<36} {meaning}");
     }
 }
 

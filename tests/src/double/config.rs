@@ -4,26 +4,57 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Accelerated timings of one service's import jobs.
+/// Accelerated timings of one service's jobs. A job's IN_PROGRESS time follows the model
+/// "per-job overhead plus per-file time": `run_overhead + per_file * files` (see
+/// [`JobTimings::run_time`]), where `files` is the number of objects listed under the input
+/// prefix when the job turns IN_PROGRESS (an export: the NDJSON files it writes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobTimings {
     /// How long a job stays SUBMITTED before it can run (HealthLake: then QUEUED while another
-    /// job of the data store runs).
+    /// job of the account runs).
     pub submit_delay: Duration,
-    /// How long a job stays IN_PROGRESS before it ends.
-    pub run_duration: Duration,
+    /// The fixed part of a job's IN_PROGRESS time, paid once per job whatever its size.
+    pub run_overhead: Duration,
+    /// The IN_PROGRESS time each input file adds.
+    pub per_file: Duration,
     /// How long after the status turns terminal the output manifest appears (the real manifest
     /// can lag). Zero writes the manifest before the status turns terminal.
     pub manifest_delay: Duration,
 }
 
 impl Default for JobTimings {
+    /// Accelerated for tests, the same for both services. The real figures they stand for:
+    /// - HealthLake: the developer guide's own ListFHIRImportJobs example shows a one-file import
+    ///   taking 83 s from SubmitTime to EndTime (SERVICE-FACTS.md, "Throughput facts that shape
+    ///   batching"): minutes of fixed cost per job, which `submit_delay + run_overhead` stands for.
+    /// - HealthImaging: AWS documents no job duration.
+    /// - Per-file time: documented by neither service. Charging each file a little time is a
+    ///   modelling choice, so that a batch of 10,000 files is not free; the default keeps small
+    ///   test batches fast (1 ms a file is 10 s for a full HealthLake job).
     fn default() -> Self {
         Self {
             submit_delay: Duration::from_millis(50),
-            run_duration: Duration::from_millis(300),
+            run_overhead: Duration::from_millis(300),
+            per_file: Duration::from_millis(1),
             manifest_delay: Duration::ZERO,
         }
+    }
+}
+
+impl JobTimings {
+    /// IN_PROGRESS time of a job over `files` input files: `run_overhead + per_file * files`
+    /// (saturating; a `Duration` holds centuries).
+    pub fn run_time(&self, files: u64) -> Duration {
+        const NANOS_PER_SECOND: u128 = 1_000_000_000;
+        let nanos = self.per_file.as_nanos().saturating_mul(u128::from(files));
+        let per_files = match u64::try_from(nanos / NANOS_PER_SECOND) {
+            Ok(seconds) => Duration::new(
+                seconds,
+                u32::try_from(nanos % NANOS_PER_SECOND).unwrap_or_default(),
+            ),
+            Err(_) => Duration::MAX,
+        };
+        self.run_overhead.saturating_add(per_files)
     }
 }
 
@@ -111,6 +142,12 @@ impl Faults {
 
 /// Everything the double can be told. `Default` is tuned for fast tests; `from_env` reads the
 /// `DOUBLE_*` variables the standalone binary documents.
+///
+/// Not a knob: HealthLake runs ONE job at a time per account and Region, imports and exports
+/// alike, and queues the rest FIFO (AWS General Reference, "AWS HealthLake endpoints and quotas":
+/// "Concurrent StartFHIRImportJob jobs: 1 per Region, not adjustable", the same for exports; see
+/// SERVICE-FACTS.md, "Throughput facts that shape batching"). The double serves one account and
+/// Region, so it has one lane for all its HealthLake data stores.
 #[derive(Debug, Clone)]
 pub struct DoubleConfig {
     /// Port on 127.0.0.1; 0 lets the OS pick one.
@@ -128,6 +165,12 @@ pub struct DoubleConfig {
     /// Documented quotas: 5,000 files per HealthImaging job, 10,000 per HealthLake job.
     pub imaging_max_files_per_job: usize,
     pub healthlake_max_files_per_job: usize,
+    /// Documented quota: 10 GB of input per HealthImaging job. A job whose input totals more
+    /// ends FAILED with a message.
+    pub imaging_max_bytes_per_job: u64,
+    /// HealthLake jobs of one data store that may wait (SUBMITTED or QUEUED) behind the running
+    /// one; a start beyond it is refused with ThrottlingException and creates no job.
+    pub healthlake_max_queued_jobs_per_datastore: usize,
     pub faults: Faults,
     /// Seed of the RNG behind fault injection.
     pub rng_seed: u64,
@@ -144,11 +187,28 @@ impl Default for DoubleConfig {
             account_id: "123456789012".to_owned(),
             healthlake: JobTimings::default(),
             imaging: JobTimings::default(),
+            // AWS HealthImaging developer guide, "Service quotas" (throttling table):
+            // StartDICOMImportJob 1 TPS, burst 2. One translation of that page shows 0.25 TPS,
+            // hence a parameter.
             imaging_start_rate_per_second: 1.0,
             imaging_start_burst: 2,
+            // AWS HealthImaging developer guide, "Service quotas": 100 concurrent import jobs
+            // per data store (adjustable; 20 in ap-southeast-2).
             imaging_max_running_jobs_per_datastore: 100,
+            // AWS HealthImaging developer guide, "Service quotas": 5,000 files per import job.
             imaging_max_files_per_job: 5_000,
+            // AWS General Reference, "AWS HealthLake endpoints and quotas": 10,000 files per
+            // import job.
             healthlake_max_files_per_job: 10_000,
+            // AWS HealthImaging developer guide, "Service quotas": 10 GB per import job. Read as
+            // decimal gigabytes (10^10 bytes), the stricter reading: a batch that fits here also
+            // fits under 10 GiB.
+            imaging_max_bytes_per_job: 10_000_000_000,
+            // Unconfirmed: a third-party digest of the HealthLake quota page lists 25 queued
+            // jobs per data store; AWS's own pages give no figure (SERVICE-FACTS.md, "Throughput
+            // facts that shape batching"). Modelled so that a pipeline cannot assume an endless
+            // queue.
+            healthlake_max_queued_jobs_per_datastore: 25,
             faults: Faults::default(),
             rng_seed: 0x5EED,
             fhir_datastore_ids: Vec::new(),
@@ -177,7 +237,11 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "DOUBLE_FHIR_RUN_MS",
-        "HealthLake IN_PROGRESS time (default 300)",
+        "HealthLake per-job IN_PROGRESS overhead (default 300)",
+    ),
+    (
+        "DOUBLE_FHIR_PER_FILE_MS",
+        "HealthLake IN_PROGRESS time per input file, fractions allowed (default 1)",
     ),
     (
         "DOUBLE_FHIR_MANIFEST_DELAY_MS",
@@ -189,7 +253,11 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "DOUBLE_IMAGING_RUN_MS",
-        "HealthImaging IN_PROGRESS time (default 300)",
+        "HealthImaging per-job IN_PROGRESS overhead (default 300)",
+    ),
+    (
+        "DOUBLE_IMAGING_PER_FILE_MS",
+        "HealthImaging IN_PROGRESS time per input file, fractions allowed (default 1)",
     ),
     (
         "DOUBLE_IMAGING_MANIFEST_DELAY_MS",
@@ -212,8 +280,16 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
         "files per HealthImaging job (default 5000)",
     ),
     (
+        "DOUBLE_IMAGING_MAX_BYTES_PER_JOB",
+        "input bytes per HealthImaging job (default 10000000000)",
+    ),
+    (
         "DOUBLE_FHIR_MAX_FILES_PER_JOB",
         "files per HealthLake job (default 10000)",
+    ),
+    (
+        "DOUBLE_FHIR_MAX_QUEUED_JOBS",
+        "HealthLake jobs waiting per data store behind the account's one running job (default 25)",
     ),
     (
         "DOUBLE_THROTTLE_SHARE",
@@ -279,9 +355,12 @@ impl DoubleConfig {
                 submit_delay: env
                     .millis("DOUBLE_FHIR_SUBMIT_DELAY_MS")?
                     .unwrap_or(defaults.healthlake.submit_delay),
-                run_duration: env
+                run_overhead: env
                     .millis("DOUBLE_FHIR_RUN_MS")?
-                    .unwrap_or(defaults.healthlake.run_duration),
+                    .unwrap_or(defaults.healthlake.run_overhead),
+                per_file: env
+                    .fractional_millis("DOUBLE_FHIR_PER_FILE_MS")?
+                    .unwrap_or(defaults.healthlake.per_file),
                 manifest_delay: env
                     .millis("DOUBLE_FHIR_MANIFEST_DELAY_MS")?
                     .unwrap_or(defaults.healthlake.manifest_delay),
@@ -290,9 +369,12 @@ impl DoubleConfig {
                 submit_delay: env
                     .millis("DOUBLE_IMAGING_SUBMIT_DELAY_MS")?
                     .unwrap_or(defaults.imaging.submit_delay),
-                run_duration: env
+                run_overhead: env
                     .millis("DOUBLE_IMAGING_RUN_MS")?
-                    .unwrap_or(defaults.imaging.run_duration),
+                    .unwrap_or(defaults.imaging.run_overhead),
+                per_file: env
+                    .fractional_millis("DOUBLE_IMAGING_PER_FILE_MS")?
+                    .unwrap_or(defaults.imaging.per_file),
                 manifest_delay: env
                     .millis("DOUBLE_IMAGING_MANIFEST_DELAY_MS")?
                     .unwrap_or(defaults.imaging.manifest_delay),
@@ -312,6 +394,12 @@ impl DoubleConfig {
             healthlake_max_files_per_job: env
                 .parse("DOUBLE_FHIR_MAX_FILES_PER_JOB")?
                 .unwrap_or(defaults.healthlake_max_files_per_job),
+            imaging_max_bytes_per_job: env
+                .parse("DOUBLE_IMAGING_MAX_BYTES_PER_JOB")?
+                .unwrap_or(defaults.imaging_max_bytes_per_job),
+            healthlake_max_queued_jobs_per_datastore: env
+                .parse("DOUBLE_FHIR_MAX_QUEUED_JOBS")?
+                .unwrap_or(defaults.healthlake_max_queued_jobs_per_datastore),
             faults: Faults {
                 throttle_share: env.parse("DOUBLE_THROTTLE_SHARE")?.unwrap_or(0.0),
                 internal_error_share: env.parse("DOUBLE_INTERNAL_ERROR_SHARE")?.unwrap_or(0.0),
@@ -412,6 +500,20 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         Ok(self.parse::<u64>(name)?.map(Duration::from_millis))
     }
 
+    /// Milliseconds that may have a fraction (`0.25`): per-file times well under a millisecond.
+    fn fractional_millis(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(millis) = self.parse::<f64>(name)? else {
+            return Ok(None);
+        };
+        Duration::try_from_secs_f64(millis / 1000.0)
+            .map(Some)
+            .map_err(|err| ConfigError::Invalid {
+                variable: name.to_owned(),
+                value: millis.to_string(),
+                reason: format!("not a duration in milliseconds: {err}"),
+            })
+    }
+
     fn list(&self, name: &str) -> Vec<String> {
         healthimport::config::list(self, name)
     }
@@ -443,5 +545,66 @@ mod tests {
         let err = DoubleConfig::from_lookup(|name| (name == "DOUBLE_PORT").then(|| "x".to_owned()))
             .unwrap_err();
         assert!(err.to_string().contains("DOUBLE_PORT"), "{err}");
+    }
+
+    #[test]
+    fn throughput_knobs_come_from_the_environment() {
+        let config = DoubleConfig::from_lookup(|name| {
+            let value = match name {
+                "DOUBLE_FHIR_RUN_MS" => "83000",
+                "DOUBLE_FHIR_PER_FILE_MS" => "0.25",
+                "DOUBLE_IMAGING_PER_FILE_MS" => "4",
+                "DOUBLE_FHIR_MAX_QUEUED_JOBS" => "3",
+                "DOUBLE_IMAGING_MAX_BYTES_PER_JOB" => "42",
+                _ => return None,
+            };
+            Some(value.to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.healthlake.run_overhead, Duration::from_secs(83));
+        assert_eq!(config.healthlake.per_file, Duration::from_micros(250));
+        assert_eq!(config.imaging.per_file, Duration::from_millis(4));
+        assert_eq!(config.healthlake_max_queued_jobs_per_datastore, 3);
+        assert_eq!(config.imaging_max_bytes_per_job, 42);
+        assert_eq!(
+            config.healthlake.run_time(4),
+            Duration::from_millis(83_001),
+            "overhead plus per-file time"
+        );
+
+        let defaults = DoubleConfig::default();
+        assert_eq!(defaults.healthlake_max_queued_jobs_per_datastore, 25);
+        assert_eq!(defaults.imaging_max_bytes_per_job, 10_000_000_000);
+        assert_eq!(defaults.imaging.run_time(0), Duration::from_millis(300));
+
+        for bad in ["-1", "x", "NaN"] {
+            let err = DoubleConfig::from_lookup(|name| {
+                (name == "DOUBLE_IMAGING_PER_FILE_MS").then(|| bad.to_owned())
+            })
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("DOUBLE_IMAGING_PER_FILE_MS"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_for_help() {
+        let read = std::cell::RefCell::new(Vec::new());
+        DoubleConfig::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let mut read = read.into_inner();
+        read.sort();
+        read.dedup();
+        let mut listed: Vec<String> = ENV_VARIABLES
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(read, listed);
     }
 }

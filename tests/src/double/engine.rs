@@ -1,6 +1,8 @@
 //! Job progression on the double's own accelerated clock: SUBMITTED → (QUEUED) → IN_PROGRESS →
-//! terminal, one tokio task per running job. A HealthLake job's task hands the data store to the
-//! next queued job when it ends, so no task outlives its job.
+//! terminal, one tokio task per running job. A job stays IN_PROGRESS for `run_overhead +
+//! per_file * files` ([`super::JobTimings::run_time`]), counted once its input has been listed. A
+//! HealthLake job's task hands the account's lane to the next queued job when it ends, so no task
+//! outlives its job.
 
 use std::sync::Arc;
 
@@ -78,7 +80,10 @@ async fn run_job(shared: Arc<Shared>, service: Service, job_id: String) {
             .lock()
             .end_job(service, &job_id, outcome, message, timings.submit_delay);
     if let Some(next) = next {
-        info!(job_id = next, "next queued import job takes the data store");
+        info!(
+            job_id = next,
+            "next queued HealthLake job takes the account's lane"
+        );
         spawn_job(Arc::clone(&shared), service, next);
     }
     if let Some((layout, manifest)) = late_manifest {
@@ -112,6 +117,15 @@ fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(Job, Instan
     Some((job.clone(), started))
 }
 
+/// Records how long a job runs (for its progress report) and returns when it ends.
+fn schedule_end(shared: &Shared, job: &Job, started: Instant, files: u64) -> Instant {
+    let run_time = shared.config.timings(job.service).run_time(files);
+    if let Some(record) = shared.state.lock().job_mut(job.service, &job.id) {
+        record.run_time = Some(run_time);
+    }
+    started + run_time
+}
+
 /// Reads and judges the input, waits out the run, writes the output. `Err` is the FAILED
 /// message.
 async fn execute(shared: &Shared, job: &Job, started: Instant) -> Result<Finished, String> {
@@ -120,9 +134,9 @@ async fn execute(shared: &Shared, job: &Job, started: Instant) -> Result<Finishe
         std::future::pending::<()>().await;
     }
     let timings = shared.config.timings(job.service);
-    let run_ends = started + timings.run_duration;
     if job.injected_failure {
-        tokio::time::sleep_until(run_ends).await;
+        // Fails before reading anything: the per-job overhead only.
+        tokio::time::sleep_until(schedule_end(shared, job, started, 0)).await;
         return Err(
             "Internal error: the import job failed (job_failure_share of the service double)"
                 .to_owned(),
@@ -146,6 +160,17 @@ async fn execute(shared: &Shared, job: &Job, started: Instant) -> Result<Finishe
             files.len()
         ));
     }
+    if job.service == Service::Imaging {
+        let bytes: u64 = files.iter().map(|file| file.size).sum();
+        let limit = shared.config.imaging_max_bytes_per_job;
+        if bytes > limit {
+            return Err(format!(
+                "The input {input_uri} holds {bytes} bytes, more than the {limit} bytes one import job accepts"
+            ));
+        }
+    }
+    let file_count = u64::try_from(files.len()).unwrap_or(u64::MAX);
+    let run_ends = schedule_end(shared, job, started, file_count);
     let judgement: Judgement = match job.service {
         Service::HealthLake => output::judge_ndjson(&shared.s3, &files).await,
         Service::Imaging => output::judge_dicom(&shared.s3, &files).await,
@@ -201,10 +226,8 @@ async fn export(shared: &Shared, job: &Job, started: Instant) -> Result<Finished
         // IN_PROGRESS for good: nothing ever ends it.
         std::future::pending::<()>().await;
     }
-    let timings = shared.config.timings(job.service);
-    let run_ends = started + timings.run_duration;
     if job.injected_failure {
-        tokio::time::sleep_until(run_ends).await;
+        tokio::time::sleep_until(schedule_end(shared, job, started, 0)).await;
         return Err(
             "Internal error: the export job failed (job_failure_share of the service double)"
                 .to_owned(),
@@ -234,7 +257,9 @@ async fn export(shared: &Shared, job: &Job, started: Instant) -> Result<Finished
                 .collect()
         })
         .unwrap_or_default();
-    tokio::time::sleep_until(run_ends).await;
+    // An export's files are the ones it writes: one per resource type.
+    let file_count = u64::try_from(resources.len()).unwrap_or(u64::MAX);
+    tokio::time::sleep_until(schedule_end(shared, job, started, file_count)).await;
     let output_uri = &job.request.output_s3_uri;
     let layout = OutputLayout::new(job).ok_or_else(|| format!("Invalid output {output_uri}"))?;
     for (resource_type, ids) in &resources {

@@ -331,7 +331,7 @@ fn job_properties(shared: &Shared, job: &Job) -> Value {
         put("Message", json!(message));
     }
     // Only imports report progress.
-    if let Some(counts) = job.progress(timings).filter(|_| is_import) {
+    if let Some(counts) = job.progress().filter(|_| is_import) {
         let elapsed = job.submitted_instant.elapsed().as_secs_f64().max(0.001);
         #[allow(clippy::cast_precision_loss)]
         let throughput = counts.resources_imported as f64 / elapsed;

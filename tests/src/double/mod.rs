@@ -22,10 +22,26 @@
 //! - Data stores are ACTIVE as soon as they are created; the same ClientToken creates nothing
 //!   new and returns the first data store. Ids (data stores, jobs, image sets) are 32 lowercase
 //!   hex characters. [`DoubleConfig`] can pre-seed data stores with fixed ids.
-//! - Jobs: SUBMITTED for `submit_delay`, then IN_PROGRESS for `run_duration`, then terminal.
-//!   HealthLake runs one job per data store and queues the rest FIFO (QUEUED once their submit
-//!   delay has passed); a running job's DescribeFHIRImportJob carries a `JobProgressReport` whose
-//!   counters grow with the elapsed share of the run.
+//! - Jobs: SUBMITTED for `submit_delay`, then IN_PROGRESS for `run_overhead + per_file * files`
+//!   ([`JobTimings::run_time`]; `files` = the objects listed under the input prefix when the job
+//!   turns IN_PROGRESS, for an export the NDJSON files it writes), then terminal. The defaults
+//!   are accelerated (50 ms, 300 ms + 1 ms a file); [`JobTimings`] cites the real figures (a
+//!   one-file HealthLake import takes 83 s in AWS's own example; no per-file time is documented).
+//!   A running job's DescribeFHIRImportJob carries a `JobProgressReport` whose counters grow with
+//!   the elapsed share of its run time.
+//! - HealthLake throughput: ONE job runs at a time per account and Region (the double serves
+//!   one of each), imports and exports of every data store sharing that lane; the rest wait FIFO
+//!   (QUEUED once their submit delay has passed; a job that has shown QUEUED goes straight to
+//!   IN_PROGRESS when the lane frees). At most `healthlake_max_queued_jobs_per_datastore` jobs
+//!   (default 25, an unconfirmed third-party figure) wait per data store: a start beyond that is
+//!   refused with ThrottlingException (the documented Start error meaning "try again later";
+//!   see `State::start_fhir_job`), creates no job and is counted in
+//!   [`DoubleStats::fhir_queue_refusals`]. A replayed ClientToken is answered before that check.
+//! - HealthImaging throughput: StartDICOMImportJob's token bucket and running-jobs quota (below);
+//!   a job over more than `imaging_max_files_per_job` files (5,000) or more than
+//!   `imaging_max_bytes_per_job` bytes in total (10 GB) ends FAILED with a message.
+//! - [`ideal_drain`] / [`ideal_drain_with_bytes`]: the time a perfectly packed workload takes
+//!   under these rules, the yardstick for a batching pipeline's measured drain time.
 //! - The input is read from S3 (the `aws_sdk_s3::Client` given to [`ServiceDouble::start`]) when
 //!   the job turns IN_PROGRESS: every object under the prefix except keys ending in `/`
 //!   (HealthLake: an input naming one object exactly imports that object alone). A DICOM file
@@ -34,7 +50,7 @@
 //!   ends COMPLETED even with per-file failures (the manifest is the truth); HealthLake ends
 //!   COMPLETED_WITH_ERRORS when anything failed. A job ends FAILED with a `Message` when the input
 //!   holds no files (`No files found under s3://…`), has more files than a job may
-//!   (5,000 / 10,000), cannot be listed or its output cannot be written (the S3 error), or by
+//!   (5,000 / 10,000) or, HealthImaging, more bytes (10 GB), cannot be listed or its output cannot be written (the S3 error), or by
 //!   `job_failure_share`. FAILED jobs write no output. A job drawn by `stall_share` stays
 //!   IN_PROGRESS for good.
 //! - StartDICOMImportJob: token bucket (1/s, burst 2 by default) → ThrottlingException 429;
@@ -92,6 +108,7 @@ mod config;
 mod engine;
 mod healthlake;
 mod imaging;
+mod model;
 mod output;
 mod state;
 mod validate;
@@ -112,9 +129,10 @@ use tracing::{info, warn};
 pub use config::{
     ConfigError, DoubleConfig, FaultScope, Faults, JobTimings, DEFAULT_BINARY_PORT, ENV_VARIABLES,
 };
-pub use state::DoubleStats;
+pub use model::{ideal_drain, ideal_drain_with_bytes, jobs_needed};
+pub use state::{DoubleStats, Service};
 
-use state::{Locked, Service};
+use state::Locked;
 use validate::ApiError;
 
 /// What every handler and job task shares.
@@ -127,7 +145,8 @@ pub(crate) struct Shared {
 }
 
 impl DoubleConfig {
-    pub(crate) fn timings(&self, service: Service) -> &JobTimings {
+    /// The job timings of `service`.
+    pub fn timings(&self, service: Service) -> &JobTimings {
         match service {
             Service::HealthLake => &self.healthlake,
             Service::Imaging => &self.imaging,

@@ -101,13 +101,18 @@ pub struct DoubleStats {
     pub fhir_rest_exports_created: u64,
     pub imaging_jobs_created: u64,
     pub datastores_created: u64,
-    /// Every ThrottlingException answered: injected ones and the start rate limit's.
+    /// Every ThrottlingException answered: injected ones, the start rate limit's and the full
+    /// HealthLake queue's.
     pub throttled_answers: u64,
     /// StartDICOMImportJob calls refused by the token bucket.
     pub rate_limited_starts: u64,
     pub internal_error_answers: u64,
     /// StartDICOMImportJob calls refused by the running-jobs quota.
     pub quota_refusals: u64,
+    /// StartFHIRImportJob / StartFHIRExportJob / `$export` calls refused (ThrottlingException)
+    /// because the data store already had `healthlake_max_queued_jobs_per_datastore` jobs
+    /// waiting.
+    pub fhir_queue_refusals: u64,
     pub validation_errors: u64,
     pub not_found_errors: u64,
     /// Starts answered with the job an earlier call with the same ClientToken created.
@@ -140,7 +145,8 @@ pub enum JobPhase {
     },
 }
 
-/// A HealthLake job imports into its data store or exports all of it; both share its queue.
+/// A HealthLake job imports into its data store or exports all of it; both share the account's
+/// one lane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum JobKind {
     #[default]
@@ -173,11 +179,14 @@ pub struct Job {
     pub request: JobRequest,
     pub submitted_at: SystemTime,
     pub submitted_instant: Instant,
-    /// HealthLake: waiting behind another job of the same data store.
+    /// HealthLake: waiting behind the account's running job.
     pub waiting_in_queue: bool,
     pub phase: JobPhase,
     /// Known once the input has been read.
     pub counts: Option<JobCounts>,
+    /// The job's IN_PROGRESS time, `run_overhead + per_file * files`: known once its input has
+    /// been listed (an export: once it knows what it writes).
+    pub run_time: Option<Duration>,
     /// Decided when the job starts running, from `job_failure_share`.
     pub injected_failure: bool,
     /// Decided when the job starts running, from `stall_share`: it never ends.
@@ -223,15 +232,18 @@ impl Job {
         }
     }
 
-    /// Counters as a progress report shows them: growing with the time spent IN_PROGRESS.
-    pub fn progress(&self, timings: &JobTimings) -> Option<JobCounts> {
+    /// Counters as a progress report shows them: growing with the share of its run time spent
+    /// IN_PROGRESS (zero until the input has been listed).
+    pub fn progress(&self) -> Option<JobCounts> {
         match &self.phase {
             JobPhase::Submitted => None,
             JobPhase::InProgress { started } => {
-                let fraction = if timings.run_duration.is_zero() {
-                    1.0
-                } else {
-                    (started.elapsed().as_secs_f64() / timings.run_duration.as_secs_f64()).min(1.0)
+                let fraction = match self.run_time {
+                    None => 0.0,
+                    Some(run_time) if run_time.is_zero() => 1.0,
+                    Some(run_time) => {
+                        (started.elapsed().as_secs_f64() / run_time.as_secs_f64()).min(1.0)
+                    }
                 };
                 Some(
                     self.counts
@@ -250,9 +262,6 @@ pub struct Datastore {
     pub id: String,
     pub name: Option<String>,
     pub created_at: SystemTime,
-    /// HealthLake: the one job running (or about to), then the FIFO queue behind it.
-    pub active_job: Option<String>,
-    pub waiting_jobs: VecDeque<String>,
     /// HealthLake: the resources its completed imports stored, by type then id, with when each
     /// was last written: what an export writes out.
     pub resources: BTreeMap<String, BTreeMap<String, SystemTime>>,
@@ -291,6 +300,14 @@ impl TokenBucket {
     }
 }
 
+/// HealthLake's one lane per account and Region: the job running (or about to, during its
+/// submit delay), then the FIFO queue behind it, imports and exports of every data store alike.
+#[derive(Debug, Default)]
+pub struct Lane {
+    pub running: Option<String>,
+    pub waiting: VecDeque<String>,
+}
+
 /// Whether a start created a job (which then needs a runner) or replayed an earlier one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
@@ -313,10 +330,13 @@ pub struct State {
     /// (service, datastore id, client token) → job id.
     job_tokens: HashMap<(Service, String, String), String>,
     start_bucket: TokenBucket,
+    /// HealthLake's account-wide lane.
+    pub fhir_lane: Lane,
     pub faults: Faults,
     fault_rng: fastrand::Rng,
     pub stats: DoubleStats,
     imaging_max_running_jobs: usize,
+    fhir_max_queued_jobs: usize,
 }
 
 /// A fresh id: 32 lowercase hex characters, which fits every id pattern of both services.
@@ -335,10 +355,12 @@ impl State {
                 config.imaging_start_rate_per_second,
                 config.imaging_start_burst,
             ),
+            fhir_lane: Lane::default(),
             faults: config.faults.clone(),
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
             stats: DoubleStats::default(),
             imaging_max_running_jobs: config.imaging_max_running_jobs_per_datastore,
+            fhir_max_queued_jobs: config.healthlake_max_queued_jobs_per_datastore,
         };
         let seeded = config
             .fhir_datastore_ids
@@ -425,8 +447,6 @@ impl State {
             id: id.clone(),
             name,
             created_at: SystemTime::now(),
-            active_job: None,
-            waiting_jobs: VecDeque::new(),
             resources: BTreeMap::new(),
         };
         self.datastores
@@ -566,6 +586,7 @@ impl State {
             waiting_in_queue,
             phase: JobPhase::Submitted,
             counts: None,
+            run_time: None,
             injected_failure: false,
             stalled: false,
         };
@@ -615,35 +636,63 @@ impl State {
         }
     }
 
-    /// StartFHIRImportJob and StartFHIRExportJob: one job runs per data store, imports and
-    /// exports alike; the rest wait FIFO.
+    /// StartFHIRImportJob and StartFHIRExportJob: one job runs per account, imports and
+    /// exports of every data store alike; the rest wait FIFO, at most
+    /// `healthlake_max_queued_jobs_per_datastore` of them per data store.
+    ///
+    /// A start beyond that queue is refused with ThrottlingException and creates no job. Of the
+    /// errors the HealthLake model (botocore `healthlake` 2017-07-01, aws-sdk-healthlake)
+    /// documents for StartFHIRImportJob and StartFHIRExportJob (AccessDenied, FailedDependency,
+    /// InternalServer, ResourceNotFound, Throttling, Validation) it is the one that says "not
+    /// now, try again later": nothing is wrong with the request, the service is busy.
+    /// ServiceQuotaExceededException exists in HealthLake's model but only on the data
+    /// transformation operations, so an SDK would not even parse it as a Start error; and the
+    /// project's clients already treat ThrottlingException as "retry later".
     pub fn start_fhir_job(&mut self, request: JobRequest) -> Result<Started, ApiError> {
         self.datastore(Service::HealthLake, &request.datastore_id)?;
         self.count_start(Service::HealthLake, &request);
         if let Some(job_id) = self.replay(Service::HealthLake, &request)? {
             return Ok(Started::Replayed { job_id });
         }
-        let datastore_key = (Service::HealthLake, request.datastore_id.clone());
-        let busy = self
-            .datastores
-            .get(&datastore_key)
-            .is_some_and(|datastore| datastore.active_job.is_some());
+        let busy = self.fhir_lane.running.is_some();
+        if busy {
+            let waiting = self.fhir_waiting_on(&request.datastore_id);
+            if waiting >= self.fhir_max_queued_jobs {
+                self.stats.fhir_queue_refusals += 1;
+                self.stats.throttled_answers += 1;
+                return Err(ApiError::Throttling(format!(
+                    "Datastore {} already has {waiting} jobs queued (at most {}); try again later",
+                    request.datastore_id, self.fhir_max_queued_jobs
+                )));
+            }
+        }
         match request.kind {
             JobKind::Import => self.stats.fhir_jobs_created += 1,
             JobKind::Export => self.stats.fhir_export_jobs_created += 1,
         }
         let job_id = self.insert_job(Service::HealthLake, request, busy);
-        if let Some(datastore) = self.datastores.get_mut(&datastore_key) {
-            if busy {
-                datastore.waiting_jobs.push_back(job_id.clone());
-            } else {
-                datastore.active_job = Some(job_id.clone());
-            }
+        if busy {
+            self.fhir_lane.waiting.push_back(job_id.clone());
+        } else {
+            self.fhir_lane.running = Some(job_id.clone());
         }
         Ok(Started::Created {
             job_id,
             run_now: !busy,
         })
+    }
+
+    /// HealthLake jobs of a data store waiting in the account's queue.
+    fn fhir_waiting_on(&self, datastore_id: &str) -> usize {
+        self.fhir_lane
+            .waiting
+            .iter()
+            .filter(|job_id| {
+                self.jobs
+                    .get(&(Service::HealthLake, (*job_id).clone()))
+                    .is_some_and(|job| job.request.datastore_id == datastore_id)
+            })
+            .count()
     }
 
     /// StartDICOMImportJob: throttle, then idempotency, then the running-jobs quota.
@@ -686,8 +735,8 @@ impl State {
         self.jobs.get_mut(&(service, job_id.to_owned()))
     }
 
-    /// Ends a job and, for HealthLake, hands its data store to the next queued job. Returns the
-    /// job that should run next.
+    /// Ends a job and, for HealthLake, hands the account's lane to the next queued job (of any
+    /// data store). Returns the job that should run next.
     pub fn end_job(
         &mut self,
         service: Service,
@@ -702,16 +751,11 @@ impl State {
             ended_at: SystemTime::now(),
             message,
         };
-        let datastore_id = job.request.datastore_id.clone();
-        if service != Service::HealthLake {
+        if service != Service::HealthLake || self.fhir_lane.running.as_deref() != Some(job_id) {
             return None;
         }
-        let datastore = self.datastores.get_mut(&(service, datastore_id))?;
-        if datastore.active_job.as_deref() != Some(job_id) {
-            return None;
-        }
-        let next = datastore.waiting_jobs.pop_front();
-        datastore.active_job.clone_from(&next);
+        let next = self.fhir_lane.waiting.pop_front();
+        self.fhir_lane.running.clone_from(&next);
         let next_job = self.job_mut(service, next.as_deref()?)?;
         next_job.waiting_in_queue = false;
         // A job that has shown QUEUED must go straight on to IN_PROGRESS, never back to SUBMITTED.
@@ -843,5 +887,120 @@ mod tests {
         assert_eq!(next.as_deref(), Some(export.job_id()));
         assert_eq!(state.stats.fhir_export_jobs_created, 1);
         assert_eq!(state.stats.fhir_jobs_created, 1);
+    }
+
+    #[tokio::test]
+    async fn the_fhir_lane_is_one_per_account_across_data_stores() {
+        let mut state = State::new(&DoubleConfig::default());
+        let first_store = state.create_datastore(Service::HealthLake, None, None).id;
+        let second_store = state.create_datastore(Service::HealthLake, None, None).id;
+        let first = state.start_fhir_job(request(&first_store, None)).unwrap();
+        let second = state.start_fhir_job(request(&second_store, None)).unwrap();
+        let mut export = request(&first_store, None);
+        export.kind = JobKind::Export;
+        let third = state.start_fhir_job(export).unwrap();
+        assert!(matches!(first, Started::Created { run_now: true, .. }));
+        assert!(
+            matches!(second, Started::Created { run_now: false, .. }),
+            "another data store's job waits for the account's lane"
+        );
+        assert!(matches!(third, Started::Created { run_now: false, .. }));
+        assert_eq!(state.fhir_lane.running.as_deref(), Some(first.job_id()));
+        assert_eq!(state.fhir_lane.waiting.len(), 2);
+        let next = state.end_job(
+            Service::HealthLake,
+            first.job_id(),
+            Terminal::Completed,
+            None,
+            Duration::ZERO,
+        );
+        assert_eq!(next.as_deref(), Some(second.job_id()));
+        assert!(matches!(
+            state.jobs[&(Service::HealthLake, second.job_id().to_owned())].phase,
+            JobPhase::InProgress { .. }
+        ));
+        // Ending a job that does not hold the lane hands nothing over.
+        let stray = state.end_job(
+            Service::HealthLake,
+            third.job_id(),
+            Terminal::Failed,
+            None,
+            Duration::ZERO,
+        );
+        assert_eq!(stray, None);
+        assert_eq!(state.fhir_lane.running.as_deref(), Some(second.job_id()));
+    }
+
+    #[tokio::test]
+    async fn a_full_fhir_queue_refuses_with_throttling_and_creates_no_job() {
+        let mut state = State::new(&DoubleConfig {
+            healthlake_max_queued_jobs_per_datastore: 2,
+            ..DoubleConfig::default()
+        });
+        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let other = state.create_datastore(Service::HealthLake, None, None).id;
+        let running = state
+            .start_fhir_job(request(&datastore, Some("q-0")))
+            .unwrap();
+        for n in 1..=2 {
+            state
+                .start_fhir_job(request(&datastore, Some(&format!("q-{n}"))))
+                .unwrap();
+        }
+        let refused = state.start_fhir_job(request(&datastore, Some("q-3")));
+        assert!(
+            matches!(refused, Err(ApiError::Throttling(_))),
+            "{refused:?}"
+        );
+        assert_eq!(state.jobs.len(), 3, "a refused start creates no job");
+        assert_eq!(state.stats.fhir_jobs_created, 3);
+        assert_eq!(state.stats.fhir_queue_refusals, 1);
+        assert_eq!(state.stats.throttled_answers, 1);
+        // A retry of an accepted start is still answered with its job.
+        assert!(matches!(
+            state.start_fhir_job(request(&datastore, Some("q-1"))),
+            Ok(Started::Replayed { .. })
+        ));
+        // The limit is per data store: another one still queues.
+        assert!(state.start_fhir_job(request(&other, None)).is_ok());
+        // Once the running job ends, the queue has room again; the refused token is free.
+        state.end_job(
+            Service::HealthLake,
+            running.job_id(),
+            Terminal::Completed,
+            None,
+            Duration::ZERO,
+        );
+        assert!(matches!(
+            state.start_fhir_job(request(&datastore, Some("q-3"))),
+            Ok(Started::Created { run_now: false, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn progress_follows_the_job_s_own_run_time() {
+        let mut state = State::new(&DoubleConfig::default());
+        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let started = state.start_fhir_job(request(&datastore, None)).unwrap();
+        let job = state
+            .job_mut(Service::HealthLake, started.job_id())
+            .unwrap();
+        assert_eq!(job.progress(), None, "SUBMITTED reports no progress");
+        job.phase = JobPhase::InProgress {
+            started: Instant::now(),
+        };
+        job.counts = Some(JobCounts {
+            scanned_files: 10,
+            ..JobCounts::default()
+        });
+        assert_eq!(
+            job.progress().unwrap().scanned_files,
+            0,
+            "nothing before the input is listed"
+        );
+        job.run_time = Some(Duration::ZERO);
+        assert_eq!(job.progress().unwrap().scanned_files, 10);
+        job.run_time = Some(Duration::from_secs(3600));
+        assert_eq!(job.progress().unwrap().scanned_files, 0);
     }
 }

@@ -24,6 +24,20 @@ pub struct AnnouncedSource {
     pub uri: String,
 }
 
+/// A finished batch, as its event names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncedBatch {
+    pub bucket: String,
+    pub folder: String,
+    pub upload_count: u64,
+    /// The first uploads' keys, sorted.
+    pub uploads: Vec<String>,
+}
+
+/// How many upload keys a batch's event names at most.
+pub const EVENT_UPLOADS: usize = 100;
+
 /// The detail of an `Import Job Finished` event. Consumers deduplicate on `jobId`: the event is
 /// put once per job as far as the workflow can ensure, and EventBridge itself delivers at least
 /// once.
@@ -47,6 +61,10 @@ pub struct JobFinished {
     pub export: Option<ExportRequest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_s3_uri: Option<String>,
+    /// A batch's folder and its uploads: the first [`EVENT_UPLOADS`] keys, and how many there
+    /// were. Each upload's own result is on its record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<AnnouncedBatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counts: Option<JobCounts>,
     /// Failed files as the record knows them: the manifest's count when read, else the number
@@ -73,6 +91,15 @@ pub struct JobFinished {
 impl JobFinished {
     /// The announcement of the finished record `job`. `note` is added to the service's message
     /// (e.g. why the manifest could not be read).
+    /// Names the batch's uploads (the first [`EVENT_UPLOADS`] of `uploads`) and their count.
+    pub fn with_uploads(mut self, uploads: Vec<String>, count: u64) -> JobFinished {
+        if let Some(batch) = &mut self.batch {
+            batch.uploads = uploads.into_iter().take(EVENT_UPLOADS).collect();
+            batch.upload_count = count;
+        }
+        self
+    }
+
     pub fn from_job(job: &Job, note: Option<&str>) -> JobFinished {
         let finished_at = job
             .history
@@ -82,7 +109,12 @@ impl JobFinished {
         let submitted_at = job
             .history
             .iter()
-            .find(|(status, _)| **status != JobStatus::Pending)
+            .find(|(status, _)| {
+                !matches!(
+                    status,
+                    JobStatus::Open | JobStatus::Batched | JobStatus::Pending
+                )
+            })
             .filter(|(status, _)| !matches!(status, JobStatus::StartFailed | JobStatus::Skipped))
             .map(|(_, at)| at.to_string());
         let message = match (job.message.as_deref(), note) {
@@ -113,6 +145,12 @@ impl JobFinished {
             }),
             export: job.export_request().cloned(),
             input_s3_uri: job.input_s3_uri().map(str::to_owned),
+            batch: job.batch().map(|b| AnnouncedBatch {
+                bucket: b.bucket.clone(),
+                folder: b.folder.clone(),
+                upload_count: b.fill.files,
+                uploads: Vec::new(),
+            }),
             counts: job.counts,
             failed_file_count: job
                 .counts

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::batch::{BatchFill, BatchFolder, CloseReason};
 use crate::domain::export::ExportRequest;
 pub use crate::domain::ids::{JobId, Timestamp};
 pub use crate::domain::status::{JobKind, JobStatus, Service, UnknownStatus};
@@ -72,10 +73,17 @@ pub struct Target {
 /// export (its trigger and window) lives here, so a job cannot lack what its kind needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
-    /// An upload imported into a data store, or skipped with the reason.
+    /// One upload: imported through its batch, or skipped with a reason.
     Import {
         source: SourceObject,
         plan: ImportPlan,
+    },
+    /// A batch of uploads, imported by one service job from its own staging prefix.
+    Batch {
+        batch: Batch,
+        target: Target,
+        /// The batch's staging prefix, which its job imports.
+        input_s3_uri: String,
     },
     /// A HealthLake data store exported to S3.
     Export {
@@ -84,11 +92,34 @@ pub enum Work {
     },
 }
 
+/// A batch: the folder it collects, which of the folder's batches it is, what it holds, and when
+/// and why it closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub bucket: String,
+    /// The uploads' parent prefix, ending in `/`.
+    pub folder: String,
+    pub generation: u64,
+    pub fill: BatchFill,
+    /// `None` while the batch is `OPEN`.
+    pub closed: Option<BatchClosed>,
+    /// When its files were copied to its staging prefix; `None` before.
+    pub staged_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchClosed {
+    pub reason: CloseReason,
+    pub at: Timestamp,
+}
+
 /// What becomes of an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportPlan {
-    /// Imported at `target`; `input_s3_uri` is what the service reads (the object itself, or a
-    /// DICOM batch prefix).
+    /// Imported by the job of its batch; the upload gets its own result from that job's output.
+    Batched { batch_id: JobId, target: Target },
+    /// Imported by a job of its own, `input_s3_uri` being what the service reads (the design
+    /// before batches; kept so that records written then still read).
     Run {
         target: Target,
         input_s3_uri: String,
@@ -147,6 +178,52 @@ impl Job {
     }
 
     /// A new `SKIPPED` record of the upload `source`, with the reason.
+    /// An upload that joined the batch `batch_id`.
+    pub fn batched(source: SourceObject, batch_id: JobId, target: Target, at: Timestamp) -> Job {
+        let job_id = source.job_id();
+        let plan = ImportPlan::Batched { batch_id, target };
+        Job::new(
+            job_id,
+            Work::Import { source, plan },
+            JobStatus::Batched,
+            at,
+        )
+    }
+
+    /// The `generation`th batch of `folder`, opened by its first file (`fill`); its job imports
+    /// `input_s3_uri` (its staging prefix).
+    pub fn open_batch(
+        folder: &BatchFolder,
+        generation: u64,
+        fill: BatchFill,
+        output_s3_uri: &str,
+        input_s3_uri: String,
+    ) -> Job {
+        let target = Target {
+            service: folder.service,
+            datastore_id: folder.datastore_id.clone(),
+            output_s3_uri: output_s3_uri.to_owned(),
+        };
+        let batch = Batch {
+            bucket: folder.bucket.clone(),
+            folder: folder.folder.clone(),
+            generation,
+            fill,
+            closed: None,
+            staged_at: None,
+        };
+        Job::new(
+            folder.batch_id(generation),
+            Work::Batch {
+                batch,
+                target,
+                input_s3_uri,
+            },
+            JobStatus::Open,
+            fill.first_file_at,
+        )
+    }
+
     pub fn skipped(
         source: SourceObject,
         service: Option<Service>,
@@ -206,7 +283,7 @@ impl Job {
 
     pub fn kind(&self) -> JobKind {
         match self.work {
-            Work::Import { .. } => JobKind::Import,
+            Work::Import { .. } | Work::Batch { .. } => JobKind::Import,
             Work::Export { .. } => JobKind::Export,
         }
     }
@@ -215,7 +292,38 @@ impl Job {
     pub fn source(&self) -> Option<&SourceObject> {
         match &self.work {
             Work::Import { source, .. } => Some(source),
-            Work::Export { .. } => None,
+            Work::Batch { .. } | Work::Export { .. } => None,
+        }
+    }
+
+    pub fn batch(&self) -> Option<&Batch> {
+        match &self.work {
+            Work::Batch { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
+    /// The folder a batch collects.
+    pub fn batch_folder(&self) -> Option<BatchFolder> {
+        match &self.work {
+            Work::Batch { batch, target, .. } => Some(BatchFolder {
+                service: target.service,
+                datastore_id: target.datastore_id.clone(),
+                bucket: batch.bucket.clone(),
+                folder: batch.folder.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The batch an upload joined.
+    pub fn batch_id(&self) -> Option<&JobId> {
+        match &self.work {
+            Work::Import {
+                plan: ImportPlan::Batched { batch_id, .. },
+                ..
+            } => Some(batch_id),
+            _ => None,
         }
     }
 
@@ -223,7 +331,7 @@ impl Job {
     pub fn export_request(&self) -> Option<&ExportRequest> {
         match &self.work {
             Work::Export { request, .. } => Some(request),
-            Work::Import { .. } => None,
+            Work::Import { .. } | Work::Batch { .. } => None,
         }
     }
 
@@ -231,9 +339,10 @@ impl Job {
     pub fn target(&self) -> Option<&Target> {
         match &self.work {
             Work::Import {
-                plan: ImportPlan::Run { target, .. },
+                plan: ImportPlan::Run { target, .. } | ImportPlan::Batched { target, .. },
                 ..
             }
+            | Work::Batch { target, .. }
             | Work::Export { target, .. } => Some(target),
             Work::Import {
                 plan: ImportPlan::Skip { .. },
@@ -263,7 +372,8 @@ impl Job {
             Work::Import {
                 plan: ImportPlan::Run { input_s3_uri, .. },
                 ..
-            } => Some(input_s3_uri),
+            }
+            | Work::Batch { input_s3_uri, .. } => Some(input_s3_uri),
             _ => None,
         }
     }
@@ -283,6 +393,7 @@ impl Job {
     pub fn subject(&self) -> String {
         match &self.work {
             Work::Import { source, .. } => source.key.clone(),
+            Work::Batch { batch, .. } => format!("batch {}", batch.folder),
             Work::Export { request, .. } => format!("export ({})", request.trigger),
         }
     }
@@ -352,6 +463,31 @@ struct JobRecord {
     output_s3_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     service_job_id: Option<String>,
+    /// An upload's batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_id: Option<JobId>,
+    /// A batch's folder (with `bucket`, `generation` and the fill counters); top-level attributes
+    /// because the store's join updates and checks them atomically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    folder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_file_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_file_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    close_reason: Option<CloseReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    closed_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     skip_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,16 +509,34 @@ impl From<Job> for JobRecord {
     fn from(job: Job) -> JobRecord {
         let kind = job.kind();
         let service = job.service();
+        let mut batch_id = None;
+        let mut batch = None;
         let (source, export, target, input_s3_uri, skip_reason) = match job.work {
             Work::Import { source, plan } => match plan {
+                ImportPlan::Batched {
+                    batch_id: id,
+                    target,
+                } => {
+                    batch_id = Some(id);
+                    (Some(source), None, Some(target), None, None)
+                }
                 ImportPlan::Run {
                     target,
                     input_s3_uri,
                 } => (Some(source), None, Some(target), Some(input_s3_uri), None),
                 ImportPlan::Skip { reason, .. } => (Some(source), None, None, None, Some(reason)),
             },
+            Work::Batch {
+                batch: b,
+                target,
+                input_s3_uri,
+            } => {
+                batch = Some(b);
+                (None, None, Some(target), Some(input_s3_uri), None)
+            }
             Work::Export { request, target } => (None, Some(request), Some(target), None, None),
         };
+        let closed = batch.as_ref().and_then(|b| b.closed);
         let (datastore_id, output_s3_uri) = match target {
             Some(t) => (Some(t.datastore_id), Some(t.output_s3_uri)),
             None => (None, None),
@@ -398,6 +552,17 @@ impl From<Job> for JobRecord {
             input_s3_uri,
             output_s3_uri,
             service_job_id: job.service_job_id,
+            batch_id,
+            folder: batch.as_ref().map(|b| b.folder.clone()),
+            generation: batch.as_ref().map(|b| b.generation),
+            batch_files: batch.as_ref().map(|b| b.fill.files),
+            batch_bytes: batch.as_ref().map(|b| b.fill.bytes),
+            first_file_at: batch.as_ref().map(|b| b.fill.first_file_at),
+            last_file_at: batch.as_ref().map(|b| b.fill.last_file_at),
+            staged_at: batch.as_ref().and_then(|b| b.staged_at),
+            bucket: batch.map(|b| b.bucket),
+            close_reason: closed.map(|c| c.reason),
+            closed_at: closed.map(|c| c.at),
             skip_reason,
             message: job.message,
             counts: job.counts,
@@ -445,17 +610,46 @@ impl TryFrom<JobRecord> for Job {
                 request: record.export.clone().ok_or_else(|| missing("export"))?,
                 target: target()?,
             },
+            JobKind::Import if record.folder.is_some() => Work::Batch {
+                batch: Batch {
+                    bucket: record.bucket.clone().ok_or_else(|| missing("bucket"))?,
+                    folder: record.folder.clone().unwrap_or_default(),
+                    generation: record.generation.ok_or_else(|| missing("generation"))?,
+                    fill: BatchFill {
+                        files: record.batch_files.unwrap_or(0),
+                        bytes: record.batch_bytes.unwrap_or(0),
+                        first_file_at: record
+                            .first_file_at
+                            .ok_or_else(|| missing("firstFileAt"))?,
+                        last_file_at: record.last_file_at.ok_or_else(|| missing("lastFileAt"))?,
+                    },
+                    closed: match (record.close_reason, record.closed_at) {
+                        (Some(reason), Some(at)) => Some(BatchClosed { reason, at }),
+                        _ => None,
+                    },
+                    staged_at: record.staged_at,
+                },
+                target: target()?,
+                input_s3_uri: record
+                    .input_s3_uri
+                    .clone()
+                    .ok_or_else(|| missing("inputS3Uri"))?,
+            },
             JobKind::Import => {
                 let plan = match (&record.skip_reason, &record.input_s3_uri) {
                     (Some(reason), _) => ImportPlan::Skip {
                         service: record.service,
                         reason: reason.clone(),
                     },
+                    (None, _) if record.batch_id.is_some() => ImportPlan::Batched {
+                        batch_id: record.batch_id.clone().ok_or_else(|| missing("batchId"))?,
+                        target: target()?,
+                    },
                     (None, Some(input_s3_uri)) => ImportPlan::Run {
                         target: target()?,
                         input_s3_uri: input_s3_uri.clone(),
                     },
-                    (None, None) => return Err(missing("inputS3Uri or skipReason")),
+                    (None, None) => return Err(missing("batchId, inputS3Uri or skipReason")),
                 };
                 Work::Import {
                     source: record.source.clone().ok_or_else(|| missing("source"))?,

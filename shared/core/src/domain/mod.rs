@@ -1,5 +1,6 @@
 //! The domain: decisions with no AWS types and no I/O, each unit-tested on its own.
 
+pub mod batch;
 pub mod export;
 pub mod finished;
 pub mod ids;

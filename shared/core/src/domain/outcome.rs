@@ -172,6 +172,42 @@ pub fn decide_manifest(
     }
 }
 
+/// The result one upload of a finished batch gets, from its batch's end and what the batch's
+/// output says of its file (`failure`: the service's message for it, if it failed). Only an
+/// outcome read from the manifest lets an upload be `COMPLETED`; a batch that ended without one
+/// passes its own status on, saying that the file's result was not checked.
+pub fn member_result(
+    batch: &Job,
+    failure: Option<&str>,
+    at: Timestamp,
+) -> crate::domain::job::Transition {
+    use crate::domain::job::Transition;
+    let verified = batch.outcome_verified == Some(true);
+    match batch.status {
+        JobStatus::Completed | JobStatus::CompletedWithErrors if verified => match failure {
+            None => Transition::to(JobStatus::Completed, at),
+            // HealthLake reports failed resources, so a file with some can still have imported
+            // the rest; a HealthImaging failure is the whole file's.
+            Some(message) => {
+                let status = match batch.service() {
+                    Some(Service::HealthLake) => JobStatus::CompletedWithErrors,
+                    _ => JobStatus::Failed,
+                };
+                Transition::to(status, at).with_message(message)
+            }
+        },
+        JobStatus::Completed | JobStatus::CompletedWithErrors => Transition::to(batch.status, at)
+            .with_message(format!(
+                "the batch's job ended {}, but its output manifest was not read: this file's own result is not known",
+                batch.status
+            )),
+        status => {
+            let why = batch.message.as_deref().unwrap_or("no message");
+            Transition::to(status, at).with_message(format!("the batch's job ended {status}: {why}"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +319,77 @@ mod tests {
             };
             assert_eq!(decided.manifest_found, Some(false));
             assert_eq!(decided.note, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+    use crate::domain::batch::{BatchFill, BatchFolder};
+    use crate::domain::job::MessageChange;
+
+    fn batch(service: Service, status: JobStatus, verified: Option<bool>) -> Job {
+        let at = Timestamp::from_unix_seconds(1_800_000_000).unwrap();
+        let folder = BatchFolder {
+            service,
+            datastore_id: "d".repeat(32),
+            bucket: "ingest".into(),
+            folder: "dicom/s/".into(),
+        };
+        let mut job = Job::open_batch(
+            &folder,
+            0,
+            BatchFill::first(1, at),
+            "s3://out/",
+            "s3://ingest/staging/b/".into(),
+        );
+        job.status = status;
+        job.outcome_verified = verified;
+        job.message = Some("boom".into());
+        job
+    }
+
+    fn at() -> Timestamp {
+        Timestamp::from_unix_seconds(1_800_000_100).unwrap()
+    }
+
+    #[test]
+    fn a_checked_batch_gives_each_file_its_own_result() {
+        let done = batch(Service::HealthImaging, JobStatus::Completed, Some(true));
+        assert_eq!(member_result(&done, None, at()).to, JobStatus::Completed);
+        let failed = member_result(&done, Some("InvalidDicomFile: no preamble"), at());
+        assert_eq!(failed.to, JobStatus::Failed);
+        assert_eq!(
+            failed.fields.message,
+            MessageChange::Set("InvalidDicomFile: no preamble".into())
+        );
+        let fhir = batch(
+            Service::HealthLake,
+            JobStatus::CompletedWithErrors,
+            Some(true),
+        );
+        assert_eq!(
+            member_result(&fhir, Some("bad resource"), at()).to,
+            JobStatus::CompletedWithErrors
+        );
+    }
+
+    #[test]
+    fn an_unchecked_or_failed_batch_never_makes_a_file_look_clean() {
+        let unread = batch(Service::HealthImaging, JobStatus::Completed, Some(false));
+        let result = member_result(&unread, None, at());
+        assert_eq!(result.to, JobStatus::Completed);
+        assert!(matches!(result.fields.message, MessageChange::Set(m) if m.contains("not known")));
+        for status in [
+            JobStatus::Failed,
+            JobStatus::StartFailed,
+            JobStatus::TrackingStopped,
+        ] {
+            let ended = batch(Service::HealthLake, status, Some(true));
+            let result = member_result(&ended, None, at());
+            assert_eq!(result.to, status);
+            assert!(matches!(result.fields.message, MessageChange::Set(m) if m.contains("boom")));
         }
     }
 }

@@ -1,26 +1,21 @@
-//! Routing an uploaded S3 object: to a HealthLake import, a HealthImaging import, a DICOM batch
-//! that is still arriving, or a recorded skip with its reason. Pure: no AWS types, no I/O.
+//! Routing an uploaded S3 object: into the open batch of its service and folder, to closing that
+//! batch (its marker), or to a recorded skip with its reason. Pure: no AWS types, no I/O.
 //!
-//! The rules (prefixes configurable, see [`RoutingConfig`]):
-//! - `fhir/…/x.ndjson` → one HealthLake job for that object;
-//! - `dicom/<batch>/…/_READY` → one HealthImaging job for the whole folder holding the marker;
-//! - `dicom/x.dcm` (directly under the prefix) → one HealthImaging job for that object alone;
-//! - any other object under `dicom/<batch>/` is part of a batch that its marker will import;
-//! - anything else → skipped, with a [`SkipReason`] that the job record keeps.
+//! The rules (prefixes and marker configurable, see [`RoutingConfig`]); the folder is the key's
+//! parent prefix, so files directly under a prefix form that prefix's own rolling batch:
+//! - `fhir/…/x.ndjson` → joins the HealthLake batch of its folder;
+//! - `dicom/…/<any name>` inside a folder, and `dicom/x.dcm` directly under the prefix → joins the
+//!   HealthImaging batch of its folder (files in a DICOM folder often have no extension);
+//! - `<prefix>/<folder>/_READY` → closes the open batch of its folder (FHIR and DICOM alike);
+//! - anything else → skipped, with a [`SkipReason`] that the upload's record keeps.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use crate::domain::job::{Service, SourceObject};
-use crate::domain::s3_uri::s3_uri;
 
 /// HealthImaging: one P10 file up to 10 GB (an older page says 4 GB; we allow the documented
 /// current limit and let the service have the last word).
 pub const IMAGING_MAX_FILE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
-/// HealthImaging: 10 GB per import job.
-pub const IMAGING_MAX_JOB_BYTES: u64 = 10 * 1024 * 1024 * 1024;
-/// HealthImaging: 5,000 files per import job.
-pub const IMAGING_MAX_JOB_FILES: u64 = 5_000;
 /// Both services: an input S3 URI is at most 1024 characters.
 pub const MAX_S3_URI_CHARS: usize = 1024;
 /// S3: a key is at most 1024 bytes of UTF-8.
@@ -71,7 +66,7 @@ pub fn decode_event_key(raw: &str) -> Result<String, KeyDecodeError> {
 pub struct RoutingConfig {
     pub fhir_prefix: String,
     pub dicom_prefix: String,
-    /// The object whose arrival says "this DICOM batch folder is complete".
+    /// The object whose arrival says "this folder is complete": it closes the folder's batch.
     pub batch_marker: String,
     /// Whether a HealthLake data store is configured; without one, FHIR uploads are skipped.
     pub fhir_enabled: bool,
@@ -109,25 +104,7 @@ fn normalise_prefix(prefix: &str) -> String {
     }
 }
 
-/// What to import, and with which service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportRequest {
-    pub service: Service,
-    /// The S3 URI handed to the service: the object, or the batch folder (ending in `/`).
-    pub input_s3_uri: String,
-    pub scope: ImportScope,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImportScope {
-    /// One object.
-    Object,
-    /// Every object under a folder, announced by its marker. The batch must be checked against
-    /// the per-job limits (files, bytes) once it is listed: see [`check_batch`].
-    Batch { prefix: String },
-}
-
-/// Why an upload is not imported. Its text is what the job record says.
+/// Why an upload is not imported. Its text is what the upload's record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
     FolderMarker,
@@ -135,8 +112,9 @@ pub enum SkipReason {
     KeyTooLong {
         bytes: usize,
     },
-    S3UriTooLong {
-        chars: usize,
+    /// The copy of the upload in its batch's staging prefix would pass S3's key limit.
+    StagingKeyTooLong {
+        bytes: usize,
     },
     BucketNameNotAccepted,
     OutsidePrefixes,
@@ -149,19 +127,15 @@ pub enum SkipReason {
     },
     MarkerOutsideBatchFolder,
     ServiceNotConfigured(Service),
-    BatchTooManyFiles {
-        files: u64,
-        limit: u64,
-    },
-    BatchTooLarge {
-        bytes: u64,
-        limit: u64,
-    },
-    BatchEmpty,
     /// The event names another bucket than the one the starter imports from (a notification
     /// configured by hand elsewhere).
     NotTheIngestBucket {
         bucket: String,
+    },
+    /// The upload is a batch marker: it closed its folder's batch (or found none open) and is not
+    /// imported itself.
+    BatchMarker {
+        closed_batch: Option<String>,
     },
 }
 
@@ -173,9 +147,9 @@ impl fmt::Display for SkipReason {
             SkipReason::KeyTooLong { bytes } => {
                 write!(f, "key is {bytes} bytes, over S3's {MAX_S3_KEY_BYTES}-byte limit")
             }
-            SkipReason::S3UriTooLong { chars } => write!(
+            SkipReason::StagingKeyTooLong { bytes } => write!(
                 f,
-                "input S3 URI is {chars} characters, over the services' {MAX_S3_URI_CHARS}-character limit"
+                "the batch's copy of this key would be {bytes} bytes, over S3's {MAX_S3_KEY_BYTES}-byte limit; use a shorter key"
             ),
             SkipReason::BucketNameNotAccepted => write!(
                 f,
@@ -191,23 +165,21 @@ impl fmt::Display for SkipReason {
             ),
             SkipReason::MarkerOutsideBatchFolder => write!(
                 f,
-                "batch marker must be inside a batch folder (<dicom prefix>/<batch>/), not directly under the prefix"
+                "batch marker must be inside a folder (<prefix>/<folder>/), not directly under the prefix"
             ),
             SkipReason::ServiceNotConfigured(service) => {
                 write!(f, "no {service} data store is configured for this deployment")
             }
-            SkipReason::BatchTooManyFiles { files, limit } => write!(
-                f,
-                "batch holds {files} files, over the per-job limit of {limit}; split it into several batch folders"
-            ),
-            SkipReason::BatchTooLarge { bytes, limit } => write!(
-                f,
-                "batch holds {bytes} bytes, over the per-job limit of {limit} bytes; split it into several batch folders"
-            ),
-            SkipReason::BatchEmpty => write!(f, "batch folder holds no files besides its marker"),
             SkipReason::NotTheIngestBucket { bucket } => write!(
                 f,
                 "the object is in bucket {bucket}, not in the ingest bucket this starter imports from"
+            ),
+            SkipReason::BatchMarker { closed_batch: Some(batch) } => {
+                write!(f, "batch marker: closed batch {batch} of its folder")
+            }
+            SkipReason::BatchMarker { closed_batch: None } => write!(
+                f,
+                "batch marker: its folder had no open batch (already closed, or no file yet)"
             ),
         }
     }
@@ -216,11 +188,15 @@ impl fmt::Display for SkipReason {
 /// The routing decision for one uploaded object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Import(ImportRequest),
-    /// A DICOM file inside a batch folder: imported by the batch's job when the marker arrives,
-    /// so it gets no record of its own.
-    PartOfBatch {
-        prefix: String,
+    /// Joins the open batch of `service` for `folder` (the key's parent prefix, ending in `/`).
+    Join {
+        service: Service,
+        folder: String,
+    },
+    /// A marker: closes the open batch of `service` for `folder`.
+    CloseBatch {
+        service: Service,
+        folder: String,
     },
     Skip(SkipReason),
 }
@@ -247,97 +223,63 @@ fn route_checked(object: &SourceObject, config: &RoutingConfig) -> Result<Route,
 
     // The DICOM prefix is checked first so that an empty FHIR prefix ("everything else is FHIR")
     // does not swallow DICOM uploads.
-    if let Some(rest) = strip_prefix(key, &config.dicom_prefix) {
-        return route_dicom(object, rest, config);
-    }
-    if let Some(rest) = strip_prefix(key, &config.fhir_prefix) {
-        return route_fhir(object, rest, config);
-    }
-    Err(SkipReason::OutsidePrefixes)
-}
-
-fn strip_prefix<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
-    key.strip_prefix(prefix).filter(|rest| !rest.is_empty())
-}
-
-fn route_fhir(
-    object: &SourceObject,
-    rest: &str,
-    config: &RoutingConfig,
-) -> Result<Route, SkipReason> {
-    if !has_extension(rest, ".ndjson") {
-        return Err(SkipReason::UnsupportedType {
-            expected: "FHIR R4 NDJSON (.ndjson)",
-        });
-    }
-    if object.size == 0 {
-        return Err(SkipReason::EmptyObject);
-    }
-    if !config.fhir_enabled {
-        return Err(SkipReason::ServiceNotConfigured(Service::HealthLake));
-    }
-    import(Service::HealthLake, object.uri(), ImportScope::Object)
-}
-
-fn route_dicom(
-    object: &SourceObject,
-    rest: &str,
-    config: &RoutingConfig,
-) -> Result<Route, SkipReason> {
-    let (folder, file_name) = match rest.rsplit_once('/') {
-        Some((folder, name)) => (Some(folder), name),
-        None => (None, rest),
+    let (service, prefix, rest) = if let Some(rest) = strip_prefix(key, &config.dicom_prefix) {
+        (Service::HealthImaging, &config.dicom_prefix, rest)
+    } else if let Some(rest) = strip_prefix(key, &config.fhir_prefix) {
+        (Service::HealthLake, &config.fhir_prefix, rest)
+    } else {
+        return Err(SkipReason::OutsidePrefixes);
+    };
+    let (in_folder, file_name) = match rest.rsplit_once('/') {
+        Some((_, name)) => (true, name),
+        None => (false, rest),
+    };
+    let folder = key[..key.len() - file_name.len()].to_owned();
+    debug_assert!(folder.starts_with(prefix.as_str()));
+    let enabled = match service {
+        Service::HealthLake => config.fhir_enabled,
+        Service::HealthImaging => config.imaging_enabled,
     };
 
     if file_name == config.batch_marker {
-        let Some(folder) = folder else {
+        if !in_folder {
             return Err(SkipReason::MarkerOutsideBatchFolder);
-        };
-        if !config.imaging_enabled {
-            return Err(SkipReason::ServiceNotConfigured(Service::HealthImaging));
         }
-        let prefix = format!("{}{folder}/", config.dicom_prefix);
-        let uri = s3_uri(&object.bucket, &prefix);
-        return import(Service::HealthImaging, uri, ImportScope::Batch { prefix });
+        if !enabled {
+            return Err(SkipReason::ServiceNotConfigured(service));
+        }
+        return Ok(Route::CloseBatch { service, folder });
     }
-
-    if let Some(folder) = folder {
-        return Ok(Route::PartOfBatch {
-            prefix: format!("{}{folder}/", config.dicom_prefix),
-        });
-    }
-
-    if !has_extension(file_name, ".dcm") {
-        return Err(SkipReason::UnsupportedType {
-            expected: "DICOM P10 (.dcm) directly under the DICOM prefix, or a batch folder with its marker",
-        });
+    match service {
+        Service::HealthLake if !has_extension(file_name, ".ndjson") => {
+            return Err(SkipReason::UnsupportedType {
+                expected: "FHIR R4 NDJSON (.ndjson)",
+            })
+        }
+        Service::HealthImaging if !in_folder && !has_extension(file_name, ".dcm") => {
+            return Err(SkipReason::UnsupportedType {
+                expected: "DICOM P10 (.dcm) directly under the DICOM prefix, or any file in a folder under it",
+            })
+        }
+        _ => {}
     }
     if object.size == 0 {
         return Err(SkipReason::EmptyObject);
     }
-    if object.size > IMAGING_MAX_FILE_BYTES {
+    if service == Service::HealthImaging && object.size > IMAGING_MAX_FILE_BYTES {
         return Err(SkipReason::ObjectTooLarge {
             bytes: object.size,
             limit: IMAGING_MAX_FILE_BYTES,
         });
     }
-    if !config.imaging_enabled {
-        return Err(SkipReason::ServiceNotConfigured(Service::HealthImaging));
+    if !enabled {
+        return Err(SkipReason::ServiceNotConfigured(service));
     }
-    // HealthImaging imports a prefix; the object's own key is a prefix that selects it.
-    import(Service::HealthImaging, object.uri(), ImportScope::Object)
+    Ok(Route::Join { service, folder })
 }
 
-fn import(service: Service, input_s3_uri: String, scope: ImportScope) -> Result<Route, SkipReason> {
-    let chars = input_s3_uri.chars().count();
-    if chars > MAX_S3_URI_CHARS {
-        return Err(SkipReason::S3UriTooLong { chars });
-    }
-    Ok(Route::Import(ImportRequest {
-        service,
-        input_s3_uri,
-        scope,
-    }))
+fn strip_prefix<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
+    key.strip_prefix(prefix).filter(|rest| !rest.is_empty())
 }
 
 fn has_extension(name: &str, extension: &str) -> bool {
@@ -355,51 +297,6 @@ fn bucket_name_accepted(bucket: &str) -> bool {
         && b.first().is_some_and(edge)
         && b.last().is_some_and(edge)
         && b.iter().all(|c| edge(c) || *c == b'.' || *c == b'-')
-}
-
-/// One file of a listed DICOM batch folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchFile<'a> {
-    pub key: Cow<'a, str>,
-    pub size: u64,
-}
-
-/// Checks a listed batch folder against HealthImaging's per-job limits. A batch over a limit is
-/// refused whole with a reason that says how to fix it, never silently truncated. The marker
-/// object and folder placeholders are not files of the batch.
-pub fn check_batch<'a>(
-    files: impl IntoIterator<Item = BatchFile<'a>>,
-    config: &RoutingConfig,
-) -> Result<(u64, u64), SkipReason> {
-    let (mut count, mut bytes) = (0u64, 0u64);
-    for file in files {
-        let is_marker = file
-            .key
-            .rsplit('/')
-            .next()
-            .is_some_and(|name| name == config.batch_marker);
-        if is_marker || file.key.ends_with('/') {
-            continue;
-        }
-        count += 1;
-        bytes = bytes.saturating_add(file.size);
-    }
-    if count == 0 {
-        return Err(SkipReason::BatchEmpty);
-    }
-    if count > IMAGING_MAX_JOB_FILES {
-        return Err(SkipReason::BatchTooManyFiles {
-            files: count,
-            limit: IMAGING_MAX_JOB_FILES,
-        });
-    }
-    if bytes > IMAGING_MAX_JOB_BYTES {
-        return Err(SkipReason::BatchTooLarge {
-            bytes,
-            limit: IMAGING_MAX_JOB_BYTES,
-        });
-    }
-    Ok((count, bytes))
 }
 
 #[cfg(test)]
@@ -465,70 +362,55 @@ mod tests {
         assert_eq!(decode_event_key("a%C3"), Err(KeyDecodeError::NotUtf8));
     }
 
-    #[test]
-    fn ndjson_under_fhir_is_one_healthlake_job() {
-        assert_eq!(
-            route_key("fhir/2026/patients.ndjson"),
-            Route::Import(ImportRequest {
-                service: Service::HealthLake,
-                input_s3_uri: "s3://ingest-bucket/fhir/2026/patients.ndjson".into(),
-                scope: ImportScope::Object,
-            })
-        );
-        assert!(matches!(route_key("fhir/UPPER.NDJSON"), Route::Import(_)));
-        assert!(matches!(
-            route_key("fhir/with space + plus.ndjson"),
-            Route::Import(_)
-        ));
+    fn joins(key: &str) -> (Service, String) {
+        match route_key(key) {
+            Route::Join { service, folder } => (service, folder),
+            other => panic!("{key}: expected a join, got {other:?}"),
+        }
     }
 
     #[test]
-    fn lone_dcm_directly_under_dicom_is_one_imaging_job() {
+    fn every_upload_joins_the_batch_of_its_parent_folder() {
         assert_eq!(
-            route_key("dicom/scan.dcm"),
-            Route::Import(ImportRequest {
+            joins("fhir/export-7/Patient.ndjson"),
+            (Service::HealthLake, "fhir/export-7/".into())
+        );
+        assert_eq!(
+            joins("fhir/a.ndjson"),
+            (Service::HealthLake, "fhir/".into())
+        );
+        assert_eq!(
+            joins("dicom/study-2/series-1/IM0001"),
+            (Service::HealthImaging, "dicom/study-2/series-1/".into())
+        );
+        // Lone files directly under the prefix form the prefix's own rolling batch.
+        assert_eq!(
+            joins("dicom/x.dcm"),
+            (Service::HealthImaging, "dicom/".into())
+        );
+    }
+
+    #[test]
+    fn a_marker_closes_its_folders_batch_for_both_services() {
+        assert_eq!(
+            route_key("dicom/study-2/_READY"),
+            Route::CloseBatch {
                 service: Service::HealthImaging,
-                input_s3_uri: "s3://ingest-bucket/dicom/scan.dcm".into(),
-                scope: ImportScope::Object,
-            })
-        );
-    }
-
-    #[test]
-    fn batch_marker_imports_its_folder() {
-        assert_eq!(
-            route_key("dicom/study-42/_READY"),
-            Route::Import(ImportRequest {
-                service: Service::HealthImaging,
-                input_s3_uri: "s3://ingest-bucket/dicom/study-42/".into(),
-                scope: ImportScope::Batch {
-                    prefix: "dicom/study-42/".into()
-                },
-            })
-        );
-        assert!(matches!(
-            route_key("dicom/study-42/series 1/_READY"),
-            Route::Import(ImportRequest { scope: ImportScope::Batch { prefix }, .. })
-                if prefix == "dicom/study-42/series 1/"
-        ));
-    }
-
-    #[test]
-    fn files_inside_a_batch_wait_for_the_marker() {
-        assert_eq!(
-            route_key("dicom/study-42/img-001.dcm"),
-            Route::PartOfBatch {
-                prefix: "dicom/study-42/".into()
+                folder: "dicom/study-2/".into()
             }
         );
-    }
-
-    #[test]
-    fn marker_directly_under_dicom_is_refused() {
+        assert_eq!(
+            route_key("fhir/export-7/_READY"),
+            Route::CloseBatch {
+                service: Service::HealthLake,
+                folder: "fhir/export-7/".into()
+            }
+        );
         assert_eq!(
             skip_of("dicom/_READY"),
             SkipReason::MarkerOutsideBatchFolder
         );
+        assert_eq!(skip_of("fhir/_READY"), SkipReason::MarkerOutsideBatchFolder);
     }
 
     #[test]
@@ -554,7 +436,7 @@ mod tests {
             Route::Skip(SkipReason::EmptyObject)
         );
         assert_eq!(
-            route(&object("dicom/empty.dcm", 0), &RoutingConfig::default()),
+            route(&object("dicom/s/empty", 0), &RoutingConfig::default()),
             Route::Skip(SkipReason::EmptyObject)
         );
         assert_eq!(
@@ -573,13 +455,9 @@ mod tests {
     fn keys_that_are_too_long() {
         let key = format!("fhir/{}.ndjson", "a".repeat(MAX_S3_KEY_BYTES));
         assert!(matches!(skip_of(&key), SkipReason::KeyTooLong { .. }));
-        // Within S3's key limit, but "s3://bucket/" pushes the URI over the services' limit.
-        let key = format!("fhir/{}.ndjson", "a".repeat(MAX_S3_KEY_BYTES - 12));
-        assert!(key.len() <= MAX_S3_KEY_BYTES);
-        assert!(matches!(skip_of(&key), SkipReason::S3UriTooLong { .. }));
         // Multi-byte characters: 1024 bytes is fewer than 1024 characters.
         let key = format!("fhir/{}.ndjson", "é".repeat(400));
-        assert!(matches!(route_key(&key), Route::Import(_)));
+        assert!(matches!(route_key(&key), Route::Join { .. }));
     }
 
     #[test]
@@ -620,11 +498,11 @@ mod tests {
         assert_eq!(config.fhir_prefix, "incoming/fhir/");
         assert!(matches!(
             route(&object("incoming/fhir/x.ndjson", 1), &config),
-            Route::Import(_)
+            Route::Join { .. }
         ));
         assert!(matches!(
             route(&object("incoming/dicom/b/DONE", 1), &config),
-            Route::Import(_)
+            Route::CloseBatch { .. }
         ));
         assert!(matches!(
             route(&object("fhir/x.ndjson", 1), &config),
@@ -638,50 +516,10 @@ mod tests {
             SkipReason::ServiceNotConfigured(Service::HealthLake).to_string(),
             "no HEALTHLAKE data store is configured for this deployment"
         );
-        assert!(SkipReason::BatchTooManyFiles {
-            files: 5001,
-            limit: 5000
+        assert!(SkipReason::BatchMarker {
+            closed_batch: Some("b-1".into())
         }
         .to_string()
-        .contains("split"));
-    }
-
-    fn file(key: &str, size: u64) -> BatchFile<'static> {
-        BatchFile {
-            key: Cow::Owned(key.to_owned()),
-            size,
-        }
-    }
-
-    #[test]
-    fn batch_limits_refuse_rather_than_truncate() {
-        let config = RoutingConfig::default();
-        let ok = vec![
-            file("dicom/b/1.dcm", 10),
-            file("dicom/b/2.dcm", 20),
-            file("dicom/b/_READY", 0),
-        ];
-        assert_eq!(check_batch(ok, &config), Ok((2, 30)));
-
-        let too_many = (0..=IMAGING_MAX_JOB_FILES).map(|i| file(&format!("dicom/b/{i}.dcm"), 1));
-        assert_eq!(
-            check_batch(too_many, &config),
-            Err(SkipReason::BatchTooManyFiles {
-                files: 5001,
-                limit: 5000
-            })
-        );
-
-        let too_big = vec![
-            file("dicom/b/1.dcm", IMAGING_MAX_JOB_BYTES),
-            file("dicom/b/2.dcm", 1),
-        ];
-        assert!(matches!(
-            check_batch(too_big, &config),
-            Err(SkipReason::BatchTooLarge { .. })
-        ));
-
-        let empty = vec![file("dicom/b/_READY", 0), file("dicom/b/sub/", 0)];
-        assert_eq!(check_batch(empty, &config), Err(SkipReason::BatchEmpty));
+        .contains("closed batch b-1"));
     }
 }

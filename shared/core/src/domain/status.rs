@@ -60,12 +60,18 @@ wire_names!(JobKind {
 });
 
 /// Every status a job record can hold: the union of both services' documented job statuses, plus
-/// our own `Pending` (recorded, not started yet), `StartFailed` (the service refused the start for
+/// our own `Open` (a batch still taking files), `Batched` (an upload waiting for its batch's job to
+/// end; the batch record holds the job), `Pending` (recorded, not started yet), `StartFailed` (the service refused the start for
 /// good), `Skipped` (the upload is not importable; the record says why) and `TrackingStopped`
 /// (nothing follows the job any more; the record says why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
+    /// A batch that still takes files; it closes on its marker, when quiet, at its maximum wait
+    /// or at a per-job limit, and then becomes `Pending`.
+    Open,
+    /// An upload in a batch whose job has not ended; it then gets its own result.
+    Batched,
     Pending,
     Submitted,
     /// HealthLake only: waiting behind the data store's one running import.
@@ -99,7 +105,9 @@ pub struct UnknownStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 14] = [
+    pub const ALL: [JobStatus; 16] = [
+        JobStatus::Open,
+        JobStatus::Batched,
         JobStatus::Pending,
         JobStatus::Submitted,
         JobStatus::Queued,
@@ -157,15 +165,15 @@ impl JobStatus {
     /// Cancel* → terminal; a stage may be skipped (a first poll can already see a finished job).
     /// A non-terminal status may be re-written with itself so that a poll can store fresh progress
     /// counters; a terminal status cannot, so a repeated or late poll changes nothing.
-    /// `StartFailed` is reachable only from `Pending` (the service never accepted the job), and
-    /// `Skipped` only at creation.
+    /// `StartFailed` is reachable only before the service accepted a job (`Open`, `Batched`,
+    /// `Pending`), and `Skipped` only at creation.
     pub fn can_transition_to(self, next: JobStatus) -> bool {
         if self.is_terminal() {
             return false;
         }
         match next {
             JobStatus::Skipped => false,
-            JobStatus::StartFailed => self == JobStatus::Pending,
+            JobStatus::StartFailed => self.stage() <= Stage::Recorded,
             _ if next == self => true,
             _ => next.stage() > self.stage(),
         }
@@ -188,6 +196,7 @@ impl JobStatus {
 
     fn stage(self) -> Stage {
         match self {
+            JobStatus::Open | JobStatus::Batched => Stage::Collecting,
             JobStatus::Pending => Stage::Recorded,
             JobStatus::Submitted => Stage::Submitted,
             JobStatus::Queued => Stage::Queued,
@@ -209,6 +218,7 @@ impl JobStatus {
 /// The order in which statuses may follow each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Stage {
+    Collecting,
     Recorded,
     Submitted,
     Queued,
@@ -219,6 +229,8 @@ enum Stage {
 }
 
 wire_names!(JobStatus {
+    Open => "OPEN",
+    Batched => "BATCHED",
     Pending => "PENDING",
     Submitted => "SUBMITTED",
     Queued => "QUEUED",
@@ -299,7 +311,14 @@ mod tests {
             assert_eq!(err.status, foreign);
         }
         // Our own statuses are never something a service reports.
-        for ours in ["PENDING", "START_FAILED", "SKIPPED", "TRACKING_STOPPED"] {
+        for ours in [
+            "OPEN",
+            "BATCHED",
+            "PENDING",
+            "START_FAILED",
+            "SKIPPED",
+            "TRACKING_STOPPED",
+        ] {
             assert!(JobStatus::from_service(Service::HealthLake, ours).is_err());
         }
     }
@@ -349,14 +368,17 @@ mod tests {
 
     #[test]
     fn running_statuses_may_be_rewritten_for_progress() {
-        for status in [Pending, Submitted, Queued, InProgress] {
+        for status in [Open, Batched, Pending, Submitted, Queued, InProgress] {
             assert!(status.can_transition_to(status));
         }
     }
 
     #[test]
     fn start_failed_only_from_pending_and_skipped_never() {
-        assert_eq!(JobStatus::allowed_predecessors(StartFailed), vec![Pending]);
+        assert_eq!(
+            JobStatus::allowed_predecessors(StartFailed),
+            vec![Open, Batched, Pending]
+        );
         assert!(JobStatus::allowed_predecessors(Skipped).is_empty());
     }
 
@@ -365,6 +387,8 @@ mod tests {
         assert_eq!(
             JobStatus::allowed_predecessors(Completed),
             vec![
+                Open,
+                Batched,
                 Pending,
                 Submitted,
                 Queued,
@@ -375,7 +399,11 @@ mod tests {
         );
         assert_eq!(
             JobStatus::allowed_predecessors(Queued),
-            vec![Pending, Submitted, Queued]
+            vec![Open, Batched, Pending, Submitted, Queued]
         );
+        // A batch closes forward only; an upload never goes back to waiting.
+        assert!(Open.can_transition_to(Pending));
+        assert!(!Pending.can_transition_to(Open));
+        assert!(!Completed.can_transition_to(Batched));
     }
 }

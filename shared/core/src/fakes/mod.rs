@@ -30,6 +30,8 @@ fn scripted(service: Service, operation: &'static str, code: String, retry: Retr
     }
 }
 
+mod batches;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -41,6 +43,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct MemoryJobStore {
     jobs: Mutex<HashMap<JobId, Job>>,
     markers: Mutex<HashMap<JobId, OutcomeMarkers>>,
+    cursors: Mutex<HashMap<JobId, u64>>,
+    lanes: Mutex<HashMap<String, batches::LaneState>>,
 }
 
 impl MemoryJobStore {
@@ -358,6 +362,15 @@ pub struct MemoryOutputs {
 }
 
 impl MemoryOutputs {
+    /// The URIs held under `prefix_uri`.
+    pub fn uris_under(&self, prefix_uri: &str) -> Vec<String> {
+        lock(&self.objects)
+            .keys()
+            .filter(|k| k.starts_with(prefix_uri))
+            .cloned()
+            .collect()
+    }
+
     pub fn put(&self, uri: impl Into<String>, text: impl Into<String>) {
         lock(&self.objects).insert(uri.into(), text.into());
     }

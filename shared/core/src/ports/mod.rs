@@ -2,7 +2,9 @@
 //! the domain's words. `healthimport-aws` implements each one over an AWS service; `fakes`
 //! implements each one in memory.
 
+pub mod admission;
 pub mod announce;
+pub mod batches;
 pub mod objects;
 pub mod outputs;
 pub mod service_jobs;

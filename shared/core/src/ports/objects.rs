@@ -1,5 +1,5 @@
-//! The `ObjectLister` port: what a DICOM batch folder holds, so its size can be checked against
-//! HealthImaging's per-job limits before the job is started.
+//! The object ports: listing a prefix, and the server-side copies that give each batch exactly its
+//! own files.
 
 use async_trait::async_trait;
 
@@ -20,11 +20,44 @@ pub struct ListError {
 
 #[async_trait]
 pub trait ObjectLister: Send + Sync {
-    /// Up to `limit` objects under `prefix` (more than the per-job limit is enough to refuse).
+    /// Up to `limit` objects under `prefix`.
     async fn list(
         &self,
         bucket: &str,
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<ListedObject>, ListError>;
+}
+
+/// Why a copy or a delete failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The source object is gone (deleted after it was uploaded): the copy can never succeed.
+    #[error("s3://{bucket}/{key} no longer exists")]
+    Gone { bucket: String, key: String },
+    #[error("{operation} on s3://{bucket}/{key} failed")]
+    Unavailable {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The port that gives each batch its own copy of its files: server-side copies into the batch's
+/// staging prefix, and their removal once the batch's outcome is recorded.
+#[async_trait]
+pub trait StagedCopies: Send + Sync {
+    /// Copies `from_key` (of `size` bytes; multipart above S3's 5 GB single-copy limit) to
+    /// `to_key` in the same bucket. Copying again overwrites with the same bytes.
+    async fn copy(
+        &self,
+        bucket: &str,
+        from_key: &str,
+        to_key: &str,
+        size: u64,
+    ) -> Result<(), ObjectError>;
+    /// Deletes every object under `prefix`; returns how many.
+    async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, ObjectError>;
 }

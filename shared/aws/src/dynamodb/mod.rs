@@ -5,6 +5,7 @@
 //! - partition key `jobId`;
 //! - GSI `bySource`: `sourceUri` (`s3://bucket/key`) + `createdAt`, to find the jobs of an upload;
 //! - GSI `byDatastoreStatus`: `datastoreId` + `status`, to list a data store's jobs in a status;
+//! - GSI `byBatch`: `batchId` + `createdAt`, the uploads of a batch (see `batches`);
 //! - GSI `byExport`: `exportOf` (the data store id, set on export records only) + `createdAt`, so
 //!   that an incremental export finds where the last one ended without reading any import;
 //! - TTL attribute `expiresAt` (epoch seconds), set only once a job is terminal so that a record
@@ -32,6 +33,9 @@ use healthimport::ports::store::{
 };
 use serde_json::{Map, Number, Value};
 use time::Duration;
+
+mod batches;
+pub use batches::BY_BATCH_INDEX;
 
 pub const BY_SOURCE_INDEX: &str = "bySource";
 pub const BY_DATASTORE_STATUS_INDEX: &str = "byDatastoreStatus";
@@ -708,8 +712,10 @@ mod tests {
             UpdateBuilder::transition(&change, &JobStatus::allowed_predecessors(change.to), |_| {
                 AttributeValue::N("0".into())
             });
-        assert_eq!(update.condition, "#status IN (:from0)");
-        assert_eq!(update.values[":from0"], AttributeValue::S("PENDING".into()));
+        assert_eq!(update.condition, "#status IN (:from0, :from1, :from2)");
+        assert_eq!(update.values[":from0"], AttributeValue::S("OPEN".into()));
+        assert_eq!(update.values[":from1"], AttributeValue::S("BATCHED".into()));
+        assert_eq!(update.values[":from2"], AttributeValue::S("PENDING".into()));
         assert!(update.expression.contains("#message = :message"));
         assert!(update.expression.contains("#expiresAt = :expiresAt"));
 
@@ -813,7 +819,9 @@ mod tests {
             .encode(&submitted)
             .unwrap();
         let rule = mock!(Client::update_item)
-            .match_requests(|r| r.condition_expression() == Some("#status IN (:from0, :from1)"))
+            .match_requests(|r| {
+                r.condition_expression() == Some("#status IN (:from0, :from1, :from2, :from3)")
+            })
             .then_output(move || {
                 UpdateItemOutput::builder()
                     .set_attributes(Some(new.clone()))
