@@ -40,11 +40,11 @@ pub enum RecordOutcome {
         job_id: JobId,
         reason: String,
     },
-    /// The upload is in `batch_id`, which holds `files` files now.
+    /// The upload is in `batch_id` (`opened`: as its first file).
     Batched {
         job_id: JobId,
         batch_id: JobId,
-        files: u64,
+        opened: bool,
     },
     /// Recorded before (a redelivered event); the record holds this status.
     AlreadyRecorded {
@@ -289,12 +289,10 @@ where
             )
             .await?
             {
-                Joined::Joined {
-                    batch_id, files, ..
-                } => RecordOutcome::Batched {
+                Joined::Joined { batch_id, opened } => RecordOutcome::Batched {
                     job_id,
                     batch_id,
-                    files,
+                    opened,
                 },
                 Joined::AlreadyRecorded(existing) => RecordOutcome::AlreadyRecorded {
                     job_id,

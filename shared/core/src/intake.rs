@@ -17,13 +17,8 @@ const MAX_GENERATION_STEPS: u32 = 64;
 /// What [`join_batch`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Joined {
-    /// The upload is in `batch_id`, which holds `files` files now; `opened`: it is the batch's
-    /// first file.
-    Joined {
-        batch_id: JobId,
-        files: u64,
-        opened: bool,
-    },
+    /// The upload is in `batch_id`; `opened`: it is the batch's first file.
+    Joined { batch_id: JobId, opened: bool },
     /// The upload was recorded before (a redelivered event): this is its record.
     AlreadyRecorded(Box<Job>),
 }
@@ -76,10 +71,9 @@ pub async fn join_batch(
             .join_batch(&batch_id, &upload, size, now, &rule)
             .await?
         {
-            JoinOutcome::Joined(fill) => {
+            JoinOutcome::Joined => {
                 return Ok(Joined::Joined {
                     batch_id,
-                    files: fill.files,
                     opened: false,
                 })
             }
@@ -100,7 +94,6 @@ pub async fn join_batch(
                     tracking.track(&batch_id).await?;
                     return Ok(Joined::Joined {
                         batch_id,
-                        files: 1,
                         opened: true,
                     });
                 }

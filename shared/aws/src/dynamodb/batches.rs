@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, TransactWriteItem, Update as TransactUpdate,
 };
-use healthimport::domain::batch::{BatchFill, BatchFolder, CloseReason, JoinRule};
+use healthimport::domain::batch::{BatchFolder, CloseReason, JoinRule};
 use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp};
 use healthimport::ports::admission::{Admission, Lane, StartAdmission};
 use healthimport::ports::batches::{BatchStore, CloseOutcome, JoinOutcome, OpenOutcome};
@@ -207,13 +207,7 @@ impl BatchStore for DynamoJobStore {
             self.put_new(upload)?,
         ];
         if self.transact(items).await? {
-            let batch = self.get(batch_id).await?;
-            let fill = batch
-                .as_ref()
-                .and_then(|b| b.batch())
-                .map(|b| b.fill)
-                .unwrap_or(BatchFill::first(size, at));
-            return Ok(JoinOutcome::Joined(fill));
+            return Ok(JoinOutcome::Joined);
         }
         if let Some(existing) = self.get(&upload.job_id).await? {
             return Ok(JoinOutcome::UploadExists(Box::new(existing)));

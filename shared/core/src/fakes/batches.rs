@@ -93,9 +93,8 @@ impl BatchStore for MemoryJobStore {
             first_file_at: f.first_file_at,
             last_file_at: at.max(f.last_file_at),
         };
-        let fill = batch.fill;
         jobs.insert(upload.job_id.clone(), upload.clone());
-        Ok(JoinOutcome::Joined(fill))
+        Ok(JoinOutcome::Joined)
     }
 
     async fn close_batch(

@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::batch::{BatchFill, BatchFolder, CloseReason, JoinRule};
+use crate::domain::batch::{BatchFolder, CloseReason, JoinRule};
 use crate::domain::job::{Job, JobId, JobStatus, Timestamp};
 use crate::ports::store::StoreError;
 
@@ -28,8 +28,8 @@ pub enum OpenOutcome {
 /// What a join did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {
-    /// The upload is in the batch, which now holds `fill`.
-    Joined(BatchFill),
+    /// The upload is in the batch.
+    Joined,
     /// The batch did not take the file: it is closed, full or due, or does not exist (`None`).
     /// The batch's record as it is now.
     NotAdmitted(Option<Box<Job>>),
