@@ -66,6 +66,7 @@ lint: supply-chain venv deploy-tools $(ASL_VALIDATOR)
 	$(DEPLOY_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 	mkdir -p .local
 	sed -e 's/"$${PollerFunctionArn}"/"arn:aws:lambda:us-east-1:123456789012:function:poller"/' \
+	    -e 's/"$${JobEventsFunctionArn}"/"arn:aws:lambda:us-east-1:123456789012:function:job-events"/' \
 	    -e 's/$${TrackingTimeoutSeconds}/86400/' statemachine/import-job.asl.json >.local/import-job.asl.json
 	$(ASL_VALIDATOR) --json-path .local/import-job.asl.json
 

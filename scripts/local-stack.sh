@@ -36,7 +36,7 @@ if [[ -n "${FUNCTION_ENV_OVERRIDES:-}" ]]; then
   functions_env="$merged"
 fi
 # The functions behind the Lambda Invoke API: the ones the tests, the demo and Step Functions invoke.
-functions=(starter poller exporter token-decoder)
+functions=(starter poller exporter token-decoder job-events)
 mkdir -p "$state"
 
 log() { printf 'local-stack: %s\n' "$*" >&2; }

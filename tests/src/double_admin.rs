@@ -33,7 +33,18 @@ impl DoubleAdmin {
         }
     }
 
-    /// Replaces the double's fault injection.
+    /// The double's current fault injection (the job event faults included), e.g. to change
+    /// one member and put the rest back with [`DoubleAdmin::set_faults`].
+    pub async fn faults(&self) -> Result<Faults, BoxError> {
+        let (status, response) = self.request("GET", "/faults", &[]).await?;
+        if status != 200 {
+            return Err(format!("GET {}/faults answered {status}: {response}", self.prefix).into());
+        }
+        Ok(serde_json::from_str(&response)?)
+    }
+
+    /// Replaces the double's fault injection, the job event faults included
+    /// (`Faults::dropping_every_event()`, ...).
     pub async fn set_faults(&self, faults: &Faults) -> Result<(), BoxError> {
         let body = serde_json::to_vec(faults)?;
         let (status, response) = self.request("POST", "/faults", &body).await?;

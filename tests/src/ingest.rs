@@ -142,9 +142,6 @@ pub async fn wire(
 ) -> Result<Ingest, BoxError> {
     let s3 = aws_sdk_s3::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let lambda = aws_sdk_lambda::Client::new(sdk);
-    let iam = aws_sdk_iam::Client::new(sdk);
-
     match s3.create_bucket().bucket(bucket).send().await {
         Ok(_) => {}
         Err(e)
@@ -179,71 +176,15 @@ pub async fn wire(
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or("no queue ARN")?;
 
-    // moto keeps a record of the function (for the event source); the code that runs is the real
-    // binary, so the package is an empty zip.
-    let role_name = format!("{function_name}-local");
-    let role_arn = match iam
-        .create_role()
-        .role_name(&role_name)
-        .assume_role_policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-        )
-        .send()
-        .await
-    {
-        Ok(created) => created.role.map(|r| r.arn).ok_or("no role")?,
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_entity_already_exists_exception()) => {
-            iam.get_role()
-                .role_name(&role_name)
-                .send()
-                .await?
-                .role
-                .map(|r| r.arn)
-                .ok_or("no role")?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    const EMPTY_ZIP: [u8; 22] = [
-        0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
-    match lambda
-        .create_function()
-        .function_name(function_name)
-        .runtime(Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role(&role_arn)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
-                .build(),
-        )
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_conflict_exception()) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mappings = lambda
-        .list_event_source_mappings()
-        .function_name(function_name)
-        .event_source_arn(&queue_arn)
-        .send()
-        .await?;
-    if mappings.event_source_mappings().is_empty() {
-        let mut mapping = lambda
-            .create_event_source_mapping()
-            .function_name(function_name)
-            .event_source_arn(&queue_arn)
-            .batch_size(definition.batch_size);
-        if definition.report_batch_item_failures {
-            mapping =
-                mapping.function_response_types(FunctionResponseType::ReportBatchItemFailures);
-        }
-        mapping.send().await?;
-    }
+    register_function(sdk, function_name).await?;
+    subscribe_queue(
+        sdk,
+        &queue_arn,
+        function_name,
+        definition.batch_size,
+        definition.report_batch_item_failures,
+    )
+    .await?;
 
     let mut notifications = NotificationConfiguration::builder();
     for (event, prefix) in &definition.notifications {
@@ -284,6 +225,101 @@ pub async fn wire(
             .map(|(_, p)| p.clone())
             .collect(),
     })
+}
+
+/// Registers `function_name` with moto's Lambda, so that event sources and rules can name it; the
+/// code that runs is the real binary behind `cargo lambda watch`, so the package is an empty zip.
+/// Returns the function's ARN.
+pub async fn register_function(sdk: &SdkConfig, function_name: &str) -> Result<String, BoxError> {
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let role_name = format!("{function_name}-local");
+    let role_arn = match iam
+        .create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+    {
+        Ok(created) => created.role.map(|r| r.arn).ok_or("no role")?,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_entity_already_exists_exception()) => {
+            iam.get_role()
+                .role_name(&role_name)
+                .send()
+                .await?
+                .role
+                .map(|r| r.arn)
+                .ok_or("no role")?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    const EMPTY_ZIP: [u8; 22] = [
+        0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let created = lambda
+        .create_function()
+        .function_name(function_name)
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(&role_arn)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
+                .build(),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(created) => Ok(created.function_arn.ok_or("no function ARN")?),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_conflict_exception()) =>
+        {
+            Ok(lambda
+                .get_function()
+                .function_name(function_name)
+                .send()
+                .await?
+                .configuration
+                .and_then(|c| c.function_arn)
+                .ok_or("no function ARN")?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The event source mapping from the queue `queue_arn` to `function_name` (moto polls the queue and
+/// invokes the function), made once.
+pub async fn subscribe_queue(
+    sdk: &SdkConfig,
+    queue_arn: &str,
+    function_name: &str,
+    batch_size: i32,
+    report_batch_item_failures: bool,
+) -> Result<(), BoxError> {
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let mappings = lambda
+        .list_event_source_mappings()
+        .function_name(function_name)
+        .event_source_arn(queue_arn)
+        .send()
+        .await?;
+    if mappings.event_source_mappings().is_empty() {
+        let mut mapping = lambda
+            .create_event_source_mapping()
+            .function_name(function_name)
+            .event_source_arn(queue_arn)
+            .batch_size(batch_size);
+        if report_batch_item_failures {
+            mapping =
+                mapping.function_response_types(FunctionResponseType::ReportBatchItemFailures);
+        }
+        mapping.send().await?;
+    }
+
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The local AWS stack healthimport's tests run against: a HealthLake + HealthImaging service
 //! double that speaks both services' wire protocols, and helpers for moto's server.
 
+pub mod bench_batches;
 pub mod demo;
 pub mod double;
 pub mod double_admin;

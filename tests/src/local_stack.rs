@@ -248,6 +248,7 @@ mod tests {
             vec![
                 healthimport_aws::dynamodb::BY_SOURCE_INDEX,
                 healthimport_aws::dynamodb::BY_DATASTORE_STATUS_INDEX,
+                healthimport_aws::dynamodb::BY_SERVICE_JOB_INDEX,
                 healthimport_aws::dynamodb::BY_BATCH_INDEX,
                 healthimport_aws::dynamodb::BY_EXPORT_INDEX,
             ]

@@ -1,7 +1,9 @@
 //! The rest of the deployment on the local stack, for the functions `cargo lambda watch` runs with
 //! `scripts/local-functions.env`: the jobs table (from `template.yaml`'s `JobsTable`), the output
-//! bucket, the event bus, and the tracking state machine (`statemachine/import-job.asl.json`, its
-//! Lambda tasks on the real `poller`). `crate::ingest` wires the upload side.
+//! bucket, the event bus, the tracking state machine (`statemachine/import-job.asl.json`, its
+//! Lambda tasks on the real `poller` and `job-events`), and event-driven completion (the services'
+//! job-event rules and the completion-check queue, on `job-events`). `crate::ingest` wires the
+//! upload side.
 //!
 //! Idempotent and safe to call from tests running in parallel: "already exists" is success.
 
@@ -155,6 +157,94 @@ impl LocalFunctions {
                     .is_some_and(|e| e.is_state_machine_already_exists()) => {}
             Err(e) => return Err(e.into()),
         }
+        self.wire_completion(sdk).await
+    }
+
+    /// Event-driven completion, as the template's `JobEventsFunction` events wire it: rules on the
+    /// default bus for both services' job events of the local data stores, targeting the
+    /// `job-events` function (moto's PutEvents cannot invoke a Lambda target: the local stack's
+    /// launcher delivers them), and the completion-check queue as its event source.
+    async fn wire_completion(&self, sdk: &SdkConfig) -> Result<(), BoxError> {
+        let function_arn = crate::ingest::register_function(sdk, "job-events").await?;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let queue_name = self
+            .setting("COMPLETION_CHECK_QUEUE_URL")?
+            .rsplit('/')
+            .next()
+            .map(str::to_owned)
+            .ok_or("COMPLETION_CHECK_QUEUE_URL names no queue")?;
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&queue_name)
+            .send()
+            .await?
+            .queue_url
+            .ok_or("no queue URL")?;
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .ok_or("no queue ARN")?;
+        crate::ingest::subscribe_queue(sdk, &queue_arn, "job-events", 10, true).await?;
+
+        let events = aws_sdk_eventbridge::Client::new(sdk);
+        let statuses = |kind: &str, changes: &[&str]| -> Vec<String> {
+            changes.iter().map(|c| format!("{kind} Job {c}")).collect()
+        };
+        let healthlake = [
+            "Submitted",
+            "Queued",
+            "In Progress",
+            "Completed",
+            "Completed With Errors",
+            "Failed",
+        ];
+        let fhir_detail_types = [
+            statuses("Import", &healthlake),
+            statuses("Export", &healthlake),
+        ]
+        .concat();
+        let rules = [
+            (
+                "healthimport-local-healthlake-jobs",
+                serde_json::json!({
+                    "source": ["aws.healthlake"],
+                    "detail-type": fhir_detail_types,
+                    "detail": {"datastoreId": [self.setting("FHIR_DATASTORE_ID")?]},
+                }),
+            ),
+            (
+                "healthimport-local-imaging-jobs",
+                serde_json::json!({
+                    "source": ["aws.medical-imaging"],
+                    "detail-type": statuses("Import", &["Submitted", "In Progress", "Completed", "Failed"]),
+                    "detail": {"datastoreId": [self.setting("IMAGING_DATASTORE_ID")?]},
+                }),
+            ),
+        ];
+        for (name, pattern) in rules {
+            events
+                .put_rule()
+                .name(name)
+                .event_pattern(pattern.to_string())
+                .send()
+                .await?;
+            events
+                .put_targets()
+                .rule(name)
+                .targets(
+                    aws_sdk_eventbridge::types::Target::builder()
+                        .id("job-events")
+                        .arn(&function_arn)
+                        .build()?,
+                )
+                .send()
+                .await?;
+        }
         Ok(())
     }
 
@@ -212,6 +302,11 @@ pub fn tracking_definition(poller_arn: &str, timeout_seconds: u32) -> Result<Str
     let text = std::fs::read_to_string(&path)?;
     let definition = text
         .replace("${PollerFunctionArn}", poller_arn)
+        // The job-events function sits next to the poller.
+        .replace(
+            "${JobEventsFunctionArn}",
+            &poller_arn.replace(":function:poller", ":function:job-events"),
+        )
         .replace("${TrackingTimeoutSeconds}", &timeout_seconds.to_string());
     // Checked here so a placeholder added to the file without a value fails loudly.
     serde_json::from_str::<Value>(&definition)

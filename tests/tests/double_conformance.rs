@@ -1,7 +1,9 @@
 //! The HealthLake + HealthImaging service double against the real SDK clients over HTTP, with
 //! jobs reading and writing moto's S3 (`AWS_ENDPOINT_URL`; these tests fail without it).
 //!
-//! The clients are built with retries disabled so the tests see the double's raw answers.
+//! The clients are built with retries disabled so the tests see the double's raw answers. The
+//! double puts its job events on moto's default event bus; the event tests read them back through
+//! a rule per data store whose target is an SQS queue (a target moto delivers itself).
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,9 +15,12 @@ use aws_sdk_healthlake::types::{
 };
 use aws_sdk_medicalimaging::types::JobStatus as ImagingStatus;
 use aws_sdk_s3::primitives::ByteStream;
-use healthimport_tests::double::{DoubleConfig, FaultScope, Faults, JobTimings, ServiceDouble};
+use healthimport_tests::double::{
+    DoubleClients, DoubleConfig, FaultScope, Faults, JobTimings, ServiceDouble, HEALTHLAKE_SOURCE,
+    IMAGING_SOURCE,
+};
 use healthimport_tests::local_stack;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
@@ -25,6 +30,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 struct Harness {
     double: ServiceDouble,
+    sdk: SdkConfig,
     s3: aws_sdk_s3::Client,
     healthlake: aws_sdk_healthlake::Client,
     imaging: aws_sdk_medicalimaging::Client,
@@ -35,7 +41,8 @@ impl Harness {
     async fn start(config: DoubleConfig) -> Self {
         let sdk = local_stack::sdk_config().await;
         let s3 = aws_sdk_s3::Client::new(&sdk);
-        let double = ServiceDouble::start(config, s3.clone())
+        let clients = DoubleClients::new(s3.clone(), aws_sdk_eventbridge::Client::new(&sdk));
+        let double = ServiceDouble::start(config, clients)
             .await
             .expect("start the service double");
         let bucket = local_stack::unique_name("double");
@@ -48,9 +55,15 @@ impl Harness {
             healthlake: healthlake_client(&sdk, &double),
             imaging: imaging_client(&sdk, &double),
             double,
+            sdk,
             s3,
             bucket,
         }
+    }
+
+    /// Reads back the job events of `datastore_id` from moto's default bus.
+    async fn tap(&self, source: &str, datastore_id: &str) -> EventTap {
+        EventTap::open(&self.sdk, source, datastore_id).await
     }
 
     fn uri(&self, key: &str) -> String {
@@ -1730,4 +1743,600 @@ async fn dicom_input_over_the_byte_limit_fails_the_job_with_a_message() {
         h.get(&manifest_key).await.is_none(),
         "a FAILED job writes no output"
     );
+}
+
+/// One event as the tap's queue received it, with SQS's SentTimestamp.
+struct Received {
+    event: Value,
+    sent_ms: u64,
+}
+
+/// The job events of one data store, read back through moto: a rule on the default bus matching
+/// the service's source and the data store, whose target is an SQS queue.
+struct EventTap {
+    eventbridge: aws_sdk_eventbridge::Client,
+    sqs: aws_sdk_sqs::Client,
+    source: String,
+    datastore_id: String,
+    rule: String,
+    queue_url: String,
+    received: Vec<Received>,
+}
+
+impl EventTap {
+    async fn open(sdk: &SdkConfig, source: &str, datastore_id: &str) -> Self {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let eventbridge = aws_sdk_eventbridge::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let name = local_stack::unique_name("job-events");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_owned();
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("the queue's ARN");
+        let pattern = json!({"source": [source], "detail": {"datastoreId": [datastore_id]}});
+        eventbridge
+            .put_rule()
+            .name(&name)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .unwrap();
+        eventbridge
+            .put_targets()
+            .rule(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Self {
+            eventbridge,
+            sqs,
+            source: source.to_owned(),
+            datastore_id: datastore_id.to_owned(),
+            rule: name,
+            queue_url,
+            received: Vec::new(),
+        }
+    }
+
+    /// Receives (and deletes) messages until `done` holds for everything received so far; panics
+    /// naming `what` at the deadline.
+    async fn receive_until(&mut self, what: &str, done: impl Fn(&[Received]) -> bool) {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !done(&self.received) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting until {what}; received {:#?}",
+                self.received
+                    .iter()
+                    .map(|received| &received.event)
+                    .collect::<Vec<_>>()
+            );
+            let answer = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send()
+                .await
+                .unwrap();
+            for message in answer.messages() {
+                let event = serde_json::from_str(message.body().unwrap()).unwrap();
+                let sent_ms = message
+                    .attributes()
+                    .and_then(|attributes| {
+                        attributes.get(&MessageSystemAttributeName::SentTimestamp)
+                    })
+                    .and_then(|sent| sent.parse().ok())
+                    .expect("SentTimestamp");
+                self.received.push(Received { event, sent_ms });
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The events received for `job_id`, in the order received.
+    fn of_job(&self, job_id: &str) -> Vec<&Received> {
+        self.received
+            .iter()
+            .filter(|received| received.event["detail"]["jobId"] == job_id)
+            .collect()
+    }
+
+    fn detail_types(&self, job_id: &str) -> Vec<&str> {
+        self.of_job(job_id)
+            .iter()
+            .map(|received| received.event["detail-type"].as_str().unwrap())
+            .collect()
+    }
+
+    /// Puts an event of our own that the rule matches. PutEvents delivers to SQS before it
+    /// answers, so once the sentinel has been received, everything put before it has been too.
+    async fn put_sentinel(&self) -> String {
+        let answer = self
+            .eventbridge
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source(&self.source)
+                    .detail_type("Sentinel")
+                    .detail(json!({"datastoreId": self.datastore_id}).to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.failed_entry_count(), 0);
+        answer.entries()[0].event_id().unwrap().to_owned()
+    }
+
+    async fn close(self) {
+        let _ = self
+            .eventbridge
+            .remove_targets()
+            .rule(&self.rule)
+            .ids("queue")
+            .send()
+            .await;
+        let _ = self.eventbridge.delete_rule().name(&self.rule).send().await;
+        let _ = self
+            .sqs
+            .delete_queue()
+            .queue_url(&self.queue_url)
+            .send()
+            .await;
+    }
+}
+
+/// The envelope members EventBridge sets, as moto sets them for the local account and Region.
+fn assert_envelope(event: &Value, source: &str, resource: &str) {
+    assert_eq!(event["version"], "0", "{event}");
+    assert!(
+        event["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{event}"
+    );
+    assert_eq!(event["source"], source, "{event}");
+    assert_eq!(event["account"], "123456789012", "{event}");
+    assert_eq!(event["region"], "us-east-1", "{event}");
+    assert_eq!(event["resources"], json!([resource]), "{event}");
+    let time = event["time"].as_str().expect("time");
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+}
+
+/// A sample event under `events/`.
+fn sample_event(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn imaging_arn(datastore_id: &str) -> String {
+    format!("arn:aws:medical-imaging:us-east-1:123456789012:datastore/{datastore_id}")
+}
+
+fn healthlake_arn(datastore_id: &str) -> String {
+    format!("arn:aws:healthlake:us-east-1:123456789012:datastore/fhir/{datastore_id}")
+}
+
+/// Milliseconds since the epoch of an SDK timestamp.
+fn epoch_millis(time: &aws_sdk_healthlake::primitives::DateTime) -> i128 {
+    i128::from(time.secs()) * 1000 + i128::from(time.subsec_nanos() / 1_000_000)
+}
+
+#[tokio::test]
+async fn imaging_jobs_put_their_documented_events_on_the_default_bus_in_order() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.imaging_datastore().await;
+    let mut tap = h.tap(IMAGING_SOURCE, &datastore).await;
+    h.put("dicom/events/a.dcm", dicom_file()).await;
+    let job_name = "b-7da77e05f54200ad8977a604-0";
+    let completed = h
+        .start_dicom(&datastore, "dicom/events/", "out/")
+        .job_name(job_name)
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let failed = h
+        .start_dicom(&datastore, "dicom/nothing-here/", "out/")
+        .job_name("empty")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+
+    tap.receive_until("both jobs' terminal events arrive", |received| {
+        [&completed, &failed].iter().all(|job_id| {
+            received.iter().any(|r| {
+                r.event["detail"]["jobId"] == job_id.as_str()
+                    && matches!(
+                        r.event["detail-type"].as_str(),
+                        Some("Import Job Completed" | "Import Job Failed")
+                    )
+            })
+        })
+    })
+    .await;
+    // The manifest is written before the terminal status (manifest_delay 0), so before its event.
+    assert!(h
+        .get(&format!(
+            "out/{datastore}-DicomImport-{completed}/job-output-manifest.json"
+        ))
+        .await
+        .is_some());
+
+    for (job_id, name, input, terminal) in [
+        (&completed, job_name, "dicom/events/", "COMPLETED"),
+        (&failed, "empty", "dicom/nothing-here/", "FAILED"),
+    ] {
+        let detail_types = tap.detail_types(job_id);
+        let terminal_type = if terminal == "COMPLETED" {
+            "Import Job Completed"
+        } else {
+            "Import Job Failed"
+        };
+        assert_eq!(
+            detail_types,
+            [
+                "Import Job Submitted",
+                "Import Job In Progress",
+                terminal_type
+            ],
+            "job {job_id}"
+        );
+        for (received, status) in
+            tap.of_job(job_id)
+                .iter()
+                .zip(["SUBMITTED", "IN_PROGRESS", terminal])
+        {
+            assert_envelope(&received.event, IMAGING_SOURCE, &imaging_arn(&datastore));
+            // The samples the functions are tested with have exactly these members.
+            assert_same_shape(
+                &received.event,
+                &sample_event("job-event-imaging-import-completed.json"),
+                "event",
+            );
+            assert_eq!(
+                received.event["detail"],
+                json!({
+                    "imagingVersion": "1.0",
+                    "datastoreId": datastore,
+                    "jobId": job_id,
+                    "jobName": name,
+                    "jobStatus": status,
+                    "inputS3Uri": h.uri(input),
+                    "outputS3Uri": h.uri("out/"),
+                })
+            );
+        }
+    }
+    let stats = h.double.stats();
+    assert_eq!(stats.events_put, 6);
+    assert_eq!(stats.event_put_failures, 0);
+    assert_eq!(stats.events_by_detail_type["Import Job Submitted"], 2);
+    assert_eq!(stats.events_by_detail_type["Import Job Failed"], 1);
+    tap.close().await;
+}
+
+#[tokio::test]
+async fn healthlake_jobs_put_their_documented_events_through_the_lane_in_order() {
+    // Long enough that the three later jobs are created, and show QUEUED, while the first runs.
+    let h = Harness::start(DoubleConfig {
+        healthlake: timings(1000),
+        ..fast_config()
+    })
+    .await;
+    let datastore = h.fhir_datastore().await;
+    let mut tap = h.tap(HEALTHLAKE_SOURCE, &datastore).await;
+    h.put(
+        "fhir/events/good.ndjson",
+        "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n",
+    )
+    .await;
+    h.put(
+        "fhir/events/mixed.ndjson",
+        "{\"resourceType\":\"Patient\",\"id\":\"p2\"}\n{\"id\":\"no-type\"}\n",
+    )
+    .await;
+    let start = |input: &str| h.start_fhir(&datastore, input, "out/").send();
+    let completed = start("fhir/events/good.ndjson")
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let with_errors = start("fhir/events/mixed.ndjson")
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let failed = start("fhir/events/nothing-here/")
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    let export = h
+        .start_fhir_export(&datastore, "exports/")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+
+    tap.receive_until("the export's terminal event arrives", |received| {
+        received.iter().any(|r| {
+            r.event["detail"]["jobId"] == export.as_str()
+                && r.event["detail-type"] == "Export Job Completed"
+        })
+    })
+    .await;
+
+    let expected = [
+        (&completed, "Import", None, "Completed"),
+        (
+            &with_errors,
+            "Import",
+            Some("Queued"),
+            "Completed With Errors",
+        ),
+        (&failed, "Import", Some("Queued"), "Failed"),
+        (&export, "Export", Some("Queued"), "Completed"),
+    ];
+    for (job_id, kind, queued, terminal) in expected {
+        let mut sequence = vec![format!("{kind} Job Submitted")];
+        sequence.extend(queued.map(|queued| format!("{kind} Job {queued}")));
+        sequence.push(format!("{kind} Job In Progress"));
+        sequence.push(format!("{kind} Job {terminal}"));
+        assert_eq!(tap.detail_types(job_id), sequence, "job {job_id}");
+
+        let (submitted, location) = if kind == "Import" {
+            let job = h.fhir_job(&datastore, job_id).await;
+            let uri = match job.input_data_config() {
+                Some(InputDataConfig::S3Uri(uri)) => uri.clone(),
+                other => panic!("{other:?}"),
+            };
+            (
+                epoch_millis(job.submit_time()),
+                json!({"inputDataConfig": {"s3Uri": uri}}),
+            )
+        } else {
+            let job = h.fhir_export_job(&datastore, job_id).await;
+            (
+                epoch_millis(job.submit_time()),
+                json!({"outputDataConfig": {"s3Uri": h.uri("exports/")}}),
+            )
+        };
+        let sample = if kind == "Import" {
+            sample_event("job-event-healthlake-import-completed.json")
+        } else {
+            sample_event("job-event-healthlake-export-completed.json")
+        };
+        for received in tap.of_job(job_id) {
+            let event = &received.event;
+            assert_envelope(event, HEALTHLAKE_SOURCE, &healthlake_arn(&datastore));
+            assert_same_shape(event, &sample, "event");
+            let detail = event["detail"].as_object().unwrap();
+            let mut members: Vec<&str> = detail.keys().map(String::as_str).collect();
+            members.sort_unstable();
+            let location_member = location.as_object().unwrap().keys().next().unwrap();
+            let mut expected_members = vec!["datastoreId", "jobId", "submitTime", location_member];
+            expected_members.sort_unstable();
+            assert_eq!(members, expected_members, "no status, message or progress");
+            assert_eq!(detail["jobId"], job_id.as_str());
+            assert_eq!(detail["datastoreId"], datastore.as_str());
+            assert_eq!(detail[location_member], location[location_member]);
+            // `2023-12-08T01:50:50.986Z`: the SubmitTime Describe answers, to the millisecond.
+            let submit_time = detail["submitTime"].as_str().unwrap();
+            assert!(
+                submit_time.len() == 24 && submit_time.ends_with('Z'),
+                "{submit_time}"
+            );
+            let parsed = time::OffsetDateTime::parse(
+                submit_time,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            let parsed_ms = parsed.unix_timestamp_nanos() / 1_000_000;
+            assert!(
+                (parsed_ms - submitted).abs() <= 1,
+                "{submit_time} vs {submitted} ms"
+            );
+        }
+    }
+    let stats = h.double.stats();
+    assert_eq!(stats.events_by_detail_type["Import Job Queued"], 2);
+    assert_eq!(stats.events_by_detail_type["Export Job Queued"], 1);
+    assert_eq!(stats.event_put_failures, 0);
+    tap.close().await;
+}
+
+/// A one-file HealthImaging job under `faults`, with a tap on its data store.
+async fn imaging_job_under(h: &Harness, faults: Faults) -> (EventTap, String, String) {
+    h.double.set_faults(faults);
+    let datastore = h.imaging_datastore().await;
+    let tap = h.tap(IMAGING_SOURCE, &datastore).await;
+    h.put(&format!("dicom/{datastore}/a.dcm"), dicom_file())
+        .await;
+    let job_id = h
+        .start_dicom(&datastore, &format!("dicom/{datastore}/"), "out/")
+        .job_name("faulty")
+        .send()
+        .await
+        .unwrap()
+        .job_id()
+        .to_owned();
+    (tap, datastore, job_id)
+}
+
+#[tokio::test]
+async fn dropped_job_events_never_arrive() {
+    let h = Harness::start(fast_config()).await;
+    let (mut tap, datastore, job_id) = imaging_job_under(&h, Faults::dropping_every_event()).await;
+    let job = h.wait_dicom_terminal(&datastore, &job_id).await;
+    assert_eq!(job.job_status(), &ImagingStatus::Completed);
+    wait_until(
+        "the emitter has dropped all three events",
+        DEADLINE,
+        || async { (h.double.stats().events_dropped == 3).then_some(()) },
+    )
+    .await;
+    let sentinel = tap.put_sentinel().await;
+    tap.receive_until("the sentinel arrives", |received| {
+        received.iter().any(|r| r.event["id"] == sentinel.as_str())
+    })
+    .await;
+    assert!(
+        tap.of_job(&job_id).is_empty(),
+        "no event of the job, the terminal one included: {:?}",
+        tap.detail_types(&job_id)
+    );
+    assert_eq!(h.double.stats().events_put, 0);
+    tap.close().await;
+}
+
+#[tokio::test]
+async fn duplicated_job_events_arrive_twice() {
+    let h = Harness::start(fast_config()).await;
+    let (mut tap, _, job_id) = imaging_job_under(&h, Faults::duplicating_every_event()).await;
+    tap.receive_until("every event arrives twice", |received| {
+        received
+            .iter()
+            .filter(|r| r.event["detail"]["jobId"] == job_id.as_str())
+            .count()
+            == 6
+    })
+    .await;
+    assert_eq!(
+        tap.detail_types(&job_id),
+        [
+            "Import Job Submitted",
+            "Import Job Submitted",
+            "Import Job In Progress",
+            "Import Job In Progress",
+            "Import Job Completed",
+            "Import Job Completed",
+        ]
+    );
+    let stats = h.double.stats();
+    assert_eq!(stats.events_duplicated, 3);
+    assert_eq!(stats.events_put, 6);
+    tap.close().await;
+}
+
+#[tokio::test]
+async fn reordered_job_events_arrive_after_the_job_s_next_event() {
+    let h = Harness::start(fast_config()).await;
+    let (mut tap, _, job_id) = imaging_job_under(&h, Faults::reordering_every_event()).await;
+    tap.receive_until("all three events arrive", |received| {
+        received
+            .iter()
+            .filter(|r| r.event["detail"]["jobId"] == job_id.as_str())
+            .count()
+            == 3
+    })
+    .await;
+    // SUBMITTED waits for IN_PROGRESS, which is held in turn and waits for COMPLETED.
+    assert_eq!(
+        tap.detail_types(&job_id),
+        [
+            "Import Job Submitted",
+            "Import Job Completed",
+            "Import Job In Progress",
+        ]
+    );
+    assert_eq!(h.double.stats().events_reordered, 2);
+    tap.close().await;
+}
+
+#[tokio::test]
+async fn delayed_job_events_arrive_late() {
+    let delay = Duration::from_millis(1500);
+    let h = Harness::start(fast_config()).await;
+    let (mut tap, datastore, job_id) =
+        imaging_job_under(&h, Faults::delaying_every_event(delay)).await;
+    let job = h.wait_dicom_terminal(&datastore, &job_id).await;
+    let ended_ms = epoch_millis(job.ended_at().expect("endedAt"));
+    tap.receive_until("the terminal event arrives", |received| {
+        received.iter().any(|r| {
+            r.event["detail"]["jobId"] == job_id.as_str()
+                && r.event["detail-type"] == "Import Job Completed"
+        })
+    })
+    .await;
+    let terminal = tap
+        .of_job(&job_id)
+        .into_iter()
+        .find(|r| r.event["detail-type"] == "Import Job Completed")
+        .unwrap();
+    let late_ms = i128::from(terminal.sent_ms) - ended_ms;
+    // endedAt is kept to the millisecond: allow that much rounding.
+    assert!(
+        late_ms >= i128::try_from(delay.as_millis()).unwrap() - 1,
+        "put {late_ms} ms after the job ended"
+    );
+    assert_eq!(h.double.stats().events_delayed, 3);
+    tap.close().await;
+}
+
+#[tokio::test]
+async fn the_stack_double_takes_event_faults_through_its_admin_api() {
+    let admin = healthimport_tests::double_admin::DoubleAdmin::from_env();
+    let before = admin.faults().await.unwrap();
+    let changed = Faults {
+        event_reorder_share: 0.5,
+        event_delay_share: 0.25,
+        event_delay_ms: 40,
+        ..before.clone()
+    };
+    admin.set_faults(&changed).await.unwrap();
+    assert_eq!(admin.faults().await.unwrap(), changed);
+    assert!(
+        admin
+            .set_faults(&Faults {
+                event_drop_share: 1.5,
+                ..before.clone()
+            })
+            .await
+            .is_err(),
+        "a share above 1 is refused"
+    );
+    admin.set_faults(&before).await.unwrap();
+    assert_eq!(admin.faults().await.unwrap(), before);
 }

@@ -3,7 +3,7 @@
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
 
-use crate::handler::Starting;
+use crate::handler::{Starting, TrackingMode};
 use crate::schedule::PollSchedule;
 
 /// The poller's configuration (environment variables of the same names, upper-cased).
@@ -18,6 +18,8 @@ pub struct PollerConfig {
     pub record_retention_days: u32,
     /// Batch closing, the services' pace and the start's patience.
     pub starting: Starting,
+    /// `TRACKING_MODE`: `events` (default) or `polling`.
+    pub tracking_mode: TrackingMode,
 }
 
 /// `START_MAX_AGE`: seconds, or a number with `s`, `m`, `h` or `d` (`24h`, the default).
@@ -59,6 +61,7 @@ impl PollerConfig {
                 max_age: start_max_age(env)?,
                 lane_wait_seconds: config::parsed_or(env, "START_WAIT_SECONDS", 30u64)?.max(1),
             },
+            tracking_mode: config::parsed_or(env, "TRACKING_MODE", TrackingMode::Events)?,
         })
     }
 }

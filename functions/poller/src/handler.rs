@@ -70,6 +70,31 @@ pub struct Poller<S, I, R, A> {
     pub announcer: A,
     pub schedule: PollSchedule,
     pub starting: Starting,
+    /// `TRACKING_MODE`: wait for the services' job events (`events`) or poll (`polling`).
+    pub tracking_mode: TrackingMode,
+}
+
+/// How a started job's end is noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrackingMode {
+    /// The service's own job event releases the workflow's wait; a re-check outside the
+    /// workflow backs up a lost event.
+    #[default]
+    Events,
+    /// The workflow polls with backoff.
+    Polling,
+}
+
+impl std::str::FromStr for TrackingMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "events" => Ok(TrackingMode::Events),
+            "polling" => Ok(TrackingMode::Polling),
+            other => Err(format!("{other:?}: expected `events` or `polling`")),
+        }
+    }
 }
 
 /// How jobs are brought to their start: when batches close and where their copies go, the
@@ -101,7 +126,9 @@ where
 
     async fn step(&self, input: PollerInput) -> Result<Value, PollerError> {
         let result = match input {
-            PollerInput::Start { job_id } => self.start(&job_id).await.map(to_json),
+            PollerInput::Start { job_id, deadline } => {
+                self.start(&job_id, deadline.as_ref()).await.map(to_json)
+            }
             PollerInput::Poll {
                 job_id,
                 polls,
@@ -135,7 +162,23 @@ where
 
     /// Brings the job to its start: closes its batch when due, stages the batch's files, takes
     /// its turn in its service's lane and starts it. Answers `waiting` while it must wait.
-    pub async fn start(&self, job_id: &JobId) -> Result<TrackingState, PollerError> {
+    pub async fn start(
+        &self,
+        job_id: &JobId,
+        deadline: Option<&Deadline>,
+    ) -> Result<TrackingState, PollerError> {
+        let state = self.bring_to_start(job_id).await?;
+        Ok(match self.tracking_mode {
+            TrackingMode::Events if !state.waiting && !state.terminal => TrackingState {
+                await_events: true,
+                await_timeout_seconds: deadline.map(|d| d.remaining_wait(Timestamp::now())),
+                ..state
+            },
+            _ => state,
+        })
+    }
+
+    async fn bring_to_start(&self, job_id: &JobId) -> Result<TrackingState, PollerError> {
         let mut job = self.load(job_id).await?;
         let now = Timestamp::now();
         if job.status == JobStatus::Open {
@@ -684,6 +727,8 @@ where
             status,
             terminal: status.is_terminal(),
             waiting: false,
+            await_events: false,
+            await_timeout_seconds: None,
             polls,
             next_wait_seconds: self.schedule.wait_after(polls),
         }
@@ -696,6 +741,8 @@ where
             status,
             terminal: false,
             waiting: true,
+            await_events: false,
+            await_timeout_seconds: None,
             polls: 0,
             next_wait_seconds: seconds.max(1),
         }
@@ -741,6 +788,8 @@ mod tests {
             outputs: MemoryOutputs::default(),
             announcer: RecordingAnnouncer::default(),
             schedule: PollSchedule::default(),
+            // The start path's own answers; the events mode's await has its own test.
+            tracking_mode: TrackingMode::Polling,
             starting: Starting {
                 batching: Batching {
                     policy: BatchPolicy::default(),
@@ -825,7 +874,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             out,
-            json!({"jobId": id, "status": "SUBMITTED", "terminal": false, "waiting": false, "polls": 0, "nextWaitSeconds": 15})
+            json!({"jobId": id, "status": "SUBMITTED", "terminal": false, "waiting": false, "awaitEvents": false, "polls": 0, "nextWaitSeconds": 15})
         );
         let job = record(&p, &id).await;
         assert_eq!(job.service_job_id.as_deref(), Some("svc-0"));
@@ -840,7 +889,7 @@ mod tests {
         p.services
             .starts
             .fail_next("ThrottlingException", Retry::Later);
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(
             (
                 state.status,
@@ -856,7 +905,10 @@ mod tests {
             .message
             .is_some_and(|m| m.contains("ThrottlingException")));
         // The workflow's next Start starts it, as the same job at the service.
-        assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
+        assert_eq!(
+            p.start(&id, None).await.unwrap().status,
+            JobStatus::Submitted
+        );
         assert_eq!(p.services.starts.jobs_started(), 1);
         assert_eq!(
             record(&p, &id).await.message,
@@ -866,13 +918,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_events_mode_a_started_job_awaits_its_event_within_the_executions_deadline() {
+        let mut p = poller();
+        p.tracking_mode = TrackingMode::Events;
+        let id = job(&p, Service::HealthLake, JobStatus::Pending).await;
+        let deadline = Deadline {
+            execution_started_at: Timestamp::now().plus(time::Duration::seconds(-100)),
+            timeout_seconds: 3600,
+        };
+        let state = p.start(&id, Some(&deadline)).await.unwrap();
+        assert_eq!(state.status, JobStatus::Submitted);
+        assert!(state.await_events && !state.waiting && !state.terminal);
+        // 3600 s less a fifth (at most 300 s) to record the end, less the 100 s gone.
+        let timeout = state.await_timeout_seconds.unwrap();
+        assert!((3199..=3200).contains(&timeout), "{timeout}");
+        // A job that ended is finished, never awaited.
+        let ended = job(&p, Service::HealthLake, JobStatus::Completed).await;
+        let state = p.start(&ended, Some(&deadline)).await.unwrap();
+        assert!(state.terminal && !state.await_events);
+    }
+
+    #[tokio::test]
     async fn a_start_refused_for_good_is_terminal_start_failed() {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::Pending).await;
         p.services
             .starts
             .fail_next("ValidationException", Retry::Never);
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(
             (state.status, state.terminal),
             (JobStatus::StartFailed, true)
@@ -883,7 +956,7 @@ mod tests {
     async fn start_leaves_a_started_job_alone() {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(state.status, JobStatus::InProgress);
         assert_eq!(p.services.starts.start_call_count(), 0);
     }
@@ -941,7 +1014,7 @@ mod tests {
     async fn an_open_batch_waits_until_it_is_due_then_closes_stages_and_starts() {
         let p = poller();
         let id = open_batch(&p, 3, 10, 10).await;
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert!(state.waiting, "{state:?}");
         assert_eq!(state.status, JobStatus::Open);
         assert!(
@@ -953,7 +1026,7 @@ mod tests {
         let id = {
             let p2 = poller();
             let id = open_batch(&p2, 3, 70, 61).await;
-            let state = p2.start(&id).await.unwrap();
+            let state = p2.start(&id, None).await.unwrap();
             assert_eq!((state.status, state.waiting), (JobStatus::Submitted, false));
             let batch = record(&p2, &id).await;
             assert_eq!(
@@ -984,7 +1057,7 @@ mod tests {
             .delete_prefix("ingest", "dicom/study-9/IM1")
             .await
             .unwrap();
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(state.status, JobStatus::Submitted, "max wait closed it");
         let members = p.store.members(&id).await.unwrap();
         let statuses: Vec<_> = members.iter().map(|m| (m.subject(), m.status)).collect();
@@ -1004,9 +1077,12 @@ mod tests {
         // The running-jobs cap is under test here, not the start rate.
         p.starting.pace.imaging_starts_per_second = 1e9;
         let first = job(&p, Service::HealthImaging, JobStatus::Pending).await;
-        assert_eq!(p.start(&first).await.unwrap().status, JobStatus::Submitted);
+        assert_eq!(
+            p.start(&first, None).await.unwrap().status,
+            JobStatus::Submitted
+        );
         let id = open_batch(&p, 1, 400, 1).await;
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(
             (state.status, state.waiting, state.next_wait_seconds),
             (JobStatus::Pending, true, 30)
@@ -1019,7 +1095,10 @@ mod tests {
             progress: None,
         });
         assert!(p.poll(&first, 0, None).await.unwrap().terminal);
-        assert_eq!(p.start(&id).await.unwrap().status, JobStatus::Submitted);
+        assert_eq!(
+            p.start(&id, None).await.unwrap().status,
+            JobStatus::Submitted
+        );
     }
 
     #[tokio::test]
@@ -1028,10 +1107,10 @@ mod tests {
         p.starting.max_age = time::Duration::seconds(60);
         p.starting.pace.imaging_max_running = 1;
         let blocker = job(&p, Service::HealthImaging, JobStatus::Pending).await;
-        p.start(&blocker).await.unwrap();
+        p.start(&blocker, None).await.unwrap();
         let id = open_batch(&p, 1, 400, 100).await;
         // Closed (and staged) long ago, by the clock: its start has waited past the limit.
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert!(state.waiting);
         let mut batch = record(&p, &id).await;
         if let healthimport::domain::job::Work::Batch { batch: b, .. } = &mut batch.work {
@@ -1045,7 +1124,7 @@ mod tests {
             },
             ..p
         };
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(
             (state.status, state.terminal),
             (JobStatus::StartFailed, true)
@@ -1060,7 +1139,7 @@ mod tests {
     async fn a_finished_batch_gives_each_upload_its_own_result_removes_its_copies_and_names_them() {
         let p = poller();
         let id = open_batch(&p, 2, 400, 1).await;
-        p.start(&id).await.unwrap();
+        p.start(&id, None).await.unwrap();
         p.services.report(JobReport {
             status: JobStatus::Completed,
             message: None,
@@ -1236,7 +1315,7 @@ mod tests {
         put_imaging_output(&p, "");
         let duration = 3_600;
         let mut clock = 0;
-        let mut state = p.start(&id).await.unwrap();
+        let mut state = p.start(&id, None).await.unwrap();
         let mut transitions = 2; // Start, Choice
         while !state.terminal {
             clock += state.next_wait_seconds;
@@ -1385,7 +1464,7 @@ mod tests {
     async fn a_pending_export_is_started_as_an_export() {
         let p = poller();
         let id = export_job(&p, JobStatus::Pending).await;
-        let state = p.start(&id).await.unwrap();
+        let state = p.start(&id, None).await.unwrap();
         assert_eq!(state.status, JobStatus::Submitted);
         let call = &p.services.starts.start_calls.lock().unwrap()[0];
         assert_eq!(call.work, StartWork::Export { since: None });
@@ -1528,7 +1607,7 @@ mod tests {
         p.services
             .starts
             .fail_next("ValidationException", Retry::Never);
-        p.start(&id).await.unwrap();
+        p.start(&id, None).await.unwrap();
         let finished = p.finish(&id, true).await.unwrap();
         assert_eq!(finished.status, JobStatus::StartFailed);
         assert!(finished.announced && finished.summary.has_failures == Some(true));
@@ -1732,7 +1811,13 @@ mod tests {
         let expected = [
             (
                 "poller-start.json",
-                PollerInput::Start { job_id: id.clone() },
+                PollerInput::Start {
+                    job_id: JobId::from_stored("b-7da77e05f54200ad8977a604-0"),
+                    deadline: Some(Deadline {
+                        execution_started_at: "2026-11-24T10:00:00.000Z".parse().unwrap(),
+                        timeout_seconds: 86400,
+                    }),
+                },
             ),
             (
                 "poller-poll.json",

@@ -18,6 +18,9 @@ use serde_json::Value;
 pub enum PollerInput {
     Start {
         job_id: JobId,
+        /// The execution's deadline: a started job's wait for its end must end before it.
+        #[serde(default, flatten)]
+        deadline: Option<Deadline>,
     },
     Poll {
         job_id: JobId,
@@ -42,7 +45,7 @@ pub enum PollerInput {
 impl PollerInput {
     pub fn job_id(&self) -> &JobId {
         match self {
-            PollerInput::Start { job_id }
+            PollerInput::Start { job_id, .. }
             | PollerInput::Poll { job_id, .. }
             | PollerInput::Finish { job_id, .. }
             | PollerInput::RecordFailure { job_id, .. } => job_id,
@@ -81,6 +84,18 @@ impl Deadline {
             .max(0) as u64;
         elapsed.saturating_add(next_wait_seconds) >= budget
     }
+
+    /// How long a wait that begins `now` may last: up to the point where [`Self::passed_before`]
+    /// would give up, so that the end can still be recorded.
+    pub fn remaining_wait(&self, now: Timestamp) -> u64 {
+        let allowance = (self.timeout_seconds / 5).min(300);
+        let budget = self.timeout_seconds.saturating_sub(allowance);
+        let elapsed = now
+            .unix_seconds()
+            .saturating_sub(self.execution_started_at.unix_seconds())
+            .max(0) as u64;
+        budget.saturating_sub(elapsed).max(1)
+    }
 }
 
 fn manifest_required() -> bool {
@@ -99,6 +114,11 @@ pub struct StepError {
 impl StepError {
     /// `Error: message`, the message taken from a Lambda error's JSON cause when it is one.
     pub fn describe(&self) -> String {
+        if self.error == "States.Timeout" {
+            // The wait for the job's end (events mode) ran to its TimeoutSeconds: the same end as
+            // a poll's TrackingTimedOut.
+            return "TrackingTimedOut: the job was not finished when its tracking time ran out (States.Timeout)".to_owned();
+        }
         let message = self.cause.as_deref().map(|cause| {
             serde_json::from_str::<Value>(cause)
                 .ok()
@@ -127,6 +147,12 @@ pub struct TrackingState {
     /// Not started yet (its batch is open, or it waits for its turn): wait and start again.
     #[serde(default)]
     pub waiting: bool,
+    /// Started, in `events` tracking mode: wait for the service's job event (AwaitEnd), for at most
+    /// `awaitTimeoutSeconds`, instead of polling.
+    #[serde(default)]
+    pub await_events: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub await_timeout_seconds: Option<u64>,
     pub polls: u32,
     pub next_wait_seconds: u64,
 }

@@ -19,5 +19,6 @@ pub fn poller(aws: &SdkConfig, config: PollerConfig) -> AwsPoller {
         announcer: healthimport_aws::announcer(aws, config.event_bus_name),
         schedule: config.schedule,
         starting: config.starting,
+        tracking_mode: config.tracking_mode,
     }
 }

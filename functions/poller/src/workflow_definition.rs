@@ -29,13 +29,22 @@ fn definition() -> Value {
         .replace(
             "${PollerFunctionArn}",
             "arn:aws:lambda:us-east-1:123456789012:function:poller",
-        );
+        )
+        .replace("${JobEventsFunctionArn}", JOB_EVENTS_ARN);
     assert!(!text.contains("${"), "an unknown substitution is left");
     serde_json::from_str(&text).unwrap()
 }
 
 fn states(asl: &Value) -> Vec<(&String, &Value)> {
     asl["States"].as_object().unwrap().iter().collect()
+}
+
+const JOB_EVENTS_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:job-events";
+
+/// Whether the Task state invokes the job-events function (the wait for a job's end) rather than
+/// the poller.
+fn calls_job_events(state: &Value) -> bool {
+    state["Parameters"]["FunctionName"] == JOB_EVENTS_ARN
 }
 
 fn names(list: &Value, key: &str) -> Vec<String> {
@@ -76,8 +85,12 @@ fn every_choice_has_a_default_and_every_task_retries_and_catches() {
 #[test]
 fn the_workflow_matches_only_error_types_the_poller_raises() {
     let asl = definition();
-    let known: BTreeSet<_> = ERROR_TYPES.iter().copied().collect();
     for (name, state) in states(&asl) {
+        let known: BTreeSet<_> = if calls_job_events(state) {
+            job_events::handler::ERROR_TYPES.iter().copied().collect()
+        } else {
+            ERROR_TYPES.iter().copied().collect()
+        };
         for list in [&state["Retry"], &state["Catch"]] {
             for error in names(list, "ErrorEquals") {
                 assert!(
@@ -105,12 +118,29 @@ fn every_payload_is_a_poller_input_and_the_loop_reads_poller_fields() {
         status: healthimport::domain::job::JobStatus::InProgress,
         terminal: false,
         waiting: true,
+        await_events: true,
+        await_timeout_seconds: Some(3600),
         polls: 2,
         next_wait_seconds: 240,
     };
     let state = serde_json::to_value(&state).unwrap();
     for (name, s) in states(&asl) {
         if s["Type"] != "Task" {
+            continue;
+        }
+        if calls_job_events(s) {
+            // The wait for the job's end: the job-events function's await request, with the
+            // task's token; its output is what releases it (a job and its end).
+            let payload = &s["Parameters"]["Payload"];
+            assert_eq!(payload["action"], "await", "{name}");
+            assert_eq!(payload["taskToken.$"], "$$.Task.Token", "{name}");
+            assert_eq!(payload["jobId.$"], "$.jobId", "{name}");
+            assert_eq!(
+                s["Resource"], "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "{name}"
+            );
+            assert_eq!(s["TimeoutSecondsPath"], "$.awaitTimeoutSeconds", "{name}");
+            assert!(state.get("awaitTimeoutSeconds").is_some());
             continue;
         }
         // Resolve the `key.$` JSONPath fields against a poller state, as Step Functions does.

@@ -13,6 +13,7 @@ pub mod healthlake_rest;
 pub mod imaging;
 pub mod s3;
 pub mod sfn;
+pub mod sqs;
 
 use aws_config::SdkConfig;
 use healthimport::config::ServiceTargets;
@@ -24,7 +25,8 @@ use crate::healthlake::HealthLakeJobs;
 use crate::healthlake_rest::RestExports;
 use crate::imaging::HealthImagingJobs;
 use crate::s3::S3Objects;
-use crate::sfn::StepFunctionsTracking;
+use crate::sfn::{StepFunctionsTracking, StepFunctionsWaits};
+use crate::sqs::SqsCompletionChecks;
 
 /// Both services' adapters, as every function that starts or reads jobs uses them.
 pub type AwsServiceJobs = ServiceJobs<HealthLakeJobs, HealthImagingJobs>;
@@ -78,4 +80,14 @@ pub fn s3_objects(aws: &SdkConfig) -> S3Objects {
 /// The Finished events, on `bus_name` (the account's default bus when `None`).
 pub fn announcer(aws: &SdkConfig, bus_name: Option<String>) -> EventBridgeAnnouncer {
     EventBridgeAnnouncer::new(aws_sdk_eventbridge::Client::new(aws), bus_name)
+}
+
+/// The executions waiting for their job's end.
+pub fn waiting_executions(aws: &SdkConfig) -> StepFunctionsWaits {
+    StepFunctionsWaits::new(aws_sdk_sfn::Client::new(aws))
+}
+
+/// The backstop's per-job re-checks, on the completion-check queue.
+pub fn completion_checks(aws: &SdkConfig, queue_url: &str) -> SqsCompletionChecks {
+    SqsCompletionChecks::new(aws_sdk_sqs::Client::new(aws), queue_url)
 }

@@ -1,13 +1,16 @@
-//! Step Functions adapter of the [`TrackingWorkflow`] port.
+//! Step Functions adapters: the [`TrackingWorkflow`] port (one execution per job) and the
+//! [`WaitingExecutions`] port (releasing an execution that waits for its job's end).
 
 use async_trait::async_trait;
-use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::Client;
 use healthimport::domain::job::JobId;
+use healthimport::ports::completion::{Release, ReleaseError, WaitingExecutions};
 use healthimport::ports::workflow::{
     TrackingError, TrackingInput, TrackingOutcome, TrackingWorkflow,
 };
+use serde_json::Value;
 
 /// [`TrackingWorkflow`] on a Step Functions Standard state machine. The execution is named after
 /// the job id: Standard workflows refuse a second execution of the same name (and accept a
@@ -59,5 +62,80 @@ impl TrackingWorkflow for StepFunctionsTracking {
                 source: Box::new(e),
             }),
         }
+    }
+}
+
+/// [`WaitingExecutions`] on Step Functions: `SendTaskSuccess` / `SendTaskFailure` with the token
+/// the waiting task handed out. A token whose wait has ended (released before, timed out, or its
+/// execution gone) is answered InvalidToken, TaskDoesNotExist or TaskTimedOut: all three mean
+/// "already released".
+#[derive(Debug, Clone)]
+pub struct StepFunctionsWaits {
+    client: Client,
+}
+
+impl StepFunctionsWaits {
+    pub fn new(client: Client) -> Self {
+        StepFunctionsWaits { client }
+    }
+}
+
+fn already_released(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("InvalidToken" | "TaskDoesNotExist" | "TaskTimedOut")
+    )
+}
+
+fn released<T, E>(job_id: &JobId, result: Result<T, SdkError<E>>) -> Result<Release, ReleaseError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(Release::Released),
+        Err(SdkError::ServiceError(e)) if already_released(e.err().code()) => {
+            Ok(Release::AlreadyReleased)
+        }
+        Err(e) => Err(ReleaseError {
+            job_id: job_id.clone(),
+            source: Box::new(e),
+        }),
+    }
+}
+
+#[async_trait]
+impl WaitingExecutions for StepFunctionsWaits {
+    async fn succeed(
+        &self,
+        job_id: &JobId,
+        token: &str,
+        output: &Value,
+    ) -> Result<Release, ReleaseError> {
+        let result = self
+            .client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await;
+        released(job_id, result)
+    }
+
+    async fn fail(
+        &self,
+        job_id: &JobId,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<Release, ReleaseError> {
+        let result = self
+            .client
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await;
+        released(job_id, result)
     }
 }

@@ -7,11 +7,13 @@
 //! - [`domain`]: what a job is and how it may move, routing, exports, manifests, the Finished
 //!   event. No I/O.
 //! - [`ports`]: the traits the handlers use and their error enums, in the domain's words.
-//! - [`intake`]: an upload's way into its batch; [`launch`]: the one record → start → track path; [`job_output`]: reading a finished job's
+//! - [`intake`]: an upload's way into its batch; [`completion`]: a job's end from its service's
+//!   event or the backstop's re-check; [`launch`]: the one record → start → track path; [`job_output`]: reading a finished job's
 //!   output through its port.
 //! - [`config`], [`telemetry`]: environment and tracing, shared by every function.
 //! - `fakes` (feature `fakes`): in-memory ports that obey the adapters' rules, for handler tests.
 
+pub mod completion;
 pub mod config;
 pub mod domain;
 #[cfg(feature = "fakes")]

@@ -11,7 +11,10 @@
 //!
 //! The jobs read and write S3 through a client from the standard AWS configuration, so
 //! `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`), `AWS_REGION` and the credentials variables
-//! point it at moto's server.
+//! point it at moto's server. The services' job events go to the default event bus through an
+//! EventBridge client from the same configuration: by default whenever an EventBridge endpoint
+//! is configured (`AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_EVENTBRIDGE`), so that a double
+//! without a local stack never sends anything to AWS; `DOUBLE_EMIT_EVENTS` says otherwise.
 //!
 //! Knobs (all optional):
 //! - `DOUBLE_PORT`: port on 127.0.0.1 (default 5056; 0 = any free port)
@@ -34,17 +37,25 @@
 //! - `DOUBLE_JOB_FAILURE_SHARE`: share of jobs that end FAILED (0)
 //! - `DOUBLE_STALL_SHARE`: share of jobs that stay IN_PROGRESS for good (0)
 //! - `DOUBLE_FAULT_SCOPE`: `all` operations (default) or `start` operations only
+//! - `DOUBLE_EMIT_EVENTS`: `true` or `false`: put the services' job events on EventBridge's
+//!   default bus (default: when an EventBridge endpoint is configured)
+//! - `DOUBLE_EVENT_DROP_SHARE`, `DOUBLE_EVENT_DUPLICATE_SHARE`: shares of job events never put /
+//!   put twice (0)
+//! - `DOUBLE_EVENT_DELAY_SHARE`, `DOUBLE_EVENT_DELAY_MS`: share of job events put late, and how
+//!   late (0, 0)
+//! - `DOUBLE_EVENT_REORDER_SHARE`: share of non-terminal job events put after the job's next
+//!   event (0)
 //! - `DOUBLE_SEED`: seed of the fault-injection RNG
 //! - `DOUBLE_FHIR_DATASTORE_IDS`, `DOUBLE_IMAGING_DATASTORE_IDS`: comma lists of data store ids
 //!   (32 characters `[0-9a-z]`) that exist from the start
 //!
 //! Admin endpoints: `GET /_double/health`, `GET /_double/stats`, `GET|POST /_double/faults`
-//! (see `healthimport_tests::double`).
+//! (the event faults included; see `healthimport_tests::double`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use healthimport_tests::double::{DoubleConfig, ServiceDouble, ENV_VARIABLES};
+use healthimport_tests::double::{DoubleClients, DoubleConfig, ServiceDouble, ENV_VARIABLES};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -81,7 +92,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Command, CliError> {
 fn print_help() {
     println!("service-double: HealthLake + HealthImaging service double over HTTP\n");
     println!("usage: service-double [--port N]\n");
-    println!("S3 comes from the standard AWS configuration (AWS_ENDPOINT_URL, AWS_REGION, ...).");
+    println!("S3 comes from the standard AWS configuration (AWS_ENDPOINT_URL, AWS_REGION, ...),");
+    println!("and so does EventBridge, where the job events go (to its default event bus).");
     println!("Environment:");
     for (name, meaning) in ENV_VARIABLES {
         println!("  {name:<36} {meaning}");
@@ -109,6 +121,13 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// An endpoint for EventBridge is configured (the local stack's), so events go there and not to
+/// AWS.
+fn eventbridge_endpoint_configured(aws: &aws_config::SdkConfig) -> bool {
+    aws.endpoint_url().is_some()
+        || std::env::var("AWS_ENDPOINT_URL_EVENTBRIDGE").is_ok_and(|url| !url.trim().is_empty())
 }
 
 #[tokio::main]
@@ -144,8 +163,19 @@ async fn main() -> ExitCode {
     }
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::Client::new(&aws);
-    let double = match ServiceDouble::start(config, s3).await {
+    let emit_events = config
+        .emit_events
+        .unwrap_or_else(|| eventbridge_endpoint_configured(&aws));
+    let clients = DoubleClients {
+        s3: aws_sdk_s3::Client::new(&aws),
+        eventbridge: emit_events.then(|| aws_sdk_eventbridge::Client::new(&aws)),
+    };
+    if !emit_events {
+        info!(
+            "job events are off (DOUBLE_EMIT_EVENTS=false, or no EventBridge endpoint configured)"
+        );
+    }
+    let double = match ServiceDouble::start(config, clients).await {
         Ok(double) => double,
         Err(err) => {
             eprintln!("service-double: cannot start: {err}");

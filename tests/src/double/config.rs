@@ -84,6 +84,19 @@ pub struct Faults {
     /// must give up.
     pub stall_share: f64,
     pub scope: FaultScope,
+    /// Share of job events (EventBridge) that are never put: a lost event.
+    pub event_drop_share: f64,
+    /// Share of job events put twice: a duplicate.
+    pub event_duplicate_share: f64,
+    /// Share of job events put `event_delay_ms` after the status change instead of at once.
+    pub event_delay_share: f64,
+    /// How late a delayed job event is put, in milliseconds.
+    pub event_delay_ms: u64,
+    /// Share of a job's non-terminal events held back until the job's next event, then put
+    /// after it (at share 1: SUBMITTED, COMPLETED, IN_PROGRESS). A terminal event is never held:
+    /// nothing follows it. `event_reorder` is accepted as the member's name as well.
+    #[serde(alias = "event_reorder")]
+    pub event_reorder_share: f64,
 }
 
 impl Faults {
@@ -112,6 +125,63 @@ impl Faults {
         }
     }
 
+    /// Every job event (EventBridge) is lost: nothing tells a waiting workflow that a job ended.
+    pub fn dropping_every_event() -> Faults {
+        Faults {
+            event_drop_share: 1.0,
+            ..Faults::default()
+        }
+    }
+
+    /// Every job event is put twice.
+    pub fn duplicating_every_event() -> Faults {
+        Faults {
+            event_duplicate_share: 1.0,
+            ..Faults::default()
+        }
+    }
+
+    /// Every job event is put `delay` after the status change it announces.
+    pub fn delaying_every_event(delay: Duration) -> Faults {
+        Faults {
+            event_delay_share: 1.0,
+            event_delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            ..Faults::default()
+        }
+    }
+
+    /// Every non-terminal job event is put after the job's next one: IN_PROGRESS arrives after
+    /// COMPLETED.
+    pub fn reordering_every_event() -> Faults {
+        Faults {
+            event_reorder_share: 1.0,
+            ..Faults::default()
+        }
+    }
+
+    /// The same faults with every share clamped into `0.0..=1.0` (NaN as 0).
+    pub fn clamped(self) -> Faults {
+        let clamp = |share: f64| {
+            if share.is_nan() {
+                0.0
+            } else {
+                share.clamp(0.0, 1.0)
+            }
+        };
+        Faults {
+            throttle_share: clamp(self.throttle_share),
+            internal_error_share: clamp(self.internal_error_share),
+            job_failure_share: clamp(self.job_failure_share),
+            stall_share: clamp(self.stall_share),
+            scope: self.scope,
+            event_drop_share: clamp(self.event_drop_share),
+            event_duplicate_share: clamp(self.event_duplicate_share),
+            event_delay_share: clamp(self.event_delay_share),
+            event_delay_ms: self.event_delay_ms,
+            event_reorder_share: clamp(self.event_reorder_share),
+        }
+    }
+
     /// Checks every share is a probability and the two per-call shares fit in one draw.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let shares = [
@@ -119,6 +189,10 @@ impl Faults {
             ("internal_error_share", self.internal_error_share),
             ("job_failure_share", self.job_failure_share),
             ("stall_share", self.stall_share),
+            ("event_drop_share", self.event_drop_share),
+            ("event_duplicate_share", self.event_duplicate_share),
+            ("event_delay_share", self.event_delay_share),
+            ("event_reorder_share", self.event_reorder_share),
         ];
         for (name, share) in shares {
             if !(0.0..=1.0).contains(&share) {
@@ -172,6 +246,10 @@ pub struct DoubleConfig {
     /// one; a start beyond it is refused with ThrottlingException and creates no job.
     pub healthlake_max_queued_jobs_per_datastore: usize,
     pub faults: Faults,
+    /// Whether the double puts the services' job events on EventBridge's default bus (of the
+    /// EventBridge client it is started with). `None`: whenever it has a client (the standalone
+    /// binary builds one when an EventBridge endpoint is configured); `Some(false)`: never.
+    pub emit_events: Option<bool>,
     /// Seed of the RNG behind fault injection.
     pub rng_seed: u64,
     /// Data stores that exist (ACTIVE) from the start, with these ids.
@@ -210,6 +288,7 @@ impl Default for DoubleConfig {
             // queue.
             healthlake_max_queued_jobs_per_datastore: 25,
             faults: Faults::default(),
+            emit_events: None,
             rng_seed: 0x5EED,
             fhir_datastore_ids: Vec::new(),
             imaging_datastore_ids: Vec::new(),
@@ -312,6 +391,30 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
         "`all` operations (default) or `start` operations only",
     ),
     (
+        "DOUBLE_EMIT_EVENTS",
+        "put the services' job events on EventBridge's default bus: true, false (default: when an EventBridge endpoint is configured)",
+    ),
+    (
+        "DOUBLE_EVENT_DROP_SHARE",
+        "share of job events never put (default 0)",
+    ),
+    (
+        "DOUBLE_EVENT_DUPLICATE_SHARE",
+        "share of job events put twice (default 0)",
+    ),
+    (
+        "DOUBLE_EVENT_DELAY_SHARE",
+        "share of job events put DOUBLE_EVENT_DELAY_MS late (default 0)",
+    ),
+    (
+        "DOUBLE_EVENT_DELAY_MS",
+        "how late a delayed job event is put (default 0)",
+    ),
+    (
+        "DOUBLE_EVENT_REORDER_SHARE",
+        "share of non-terminal job events put after the job's next event (default 0)",
+    ),
+    (
         "DOUBLE_SEED",
         "seed of the fault-injection RNG (default 24301)",
     ),
@@ -405,6 +508,11 @@ impl DoubleConfig {
                 internal_error_share: env.parse("DOUBLE_INTERNAL_ERROR_SHARE")?.unwrap_or(0.0),
                 job_failure_share: env.parse("DOUBLE_JOB_FAILURE_SHARE")?.unwrap_or(0.0),
                 stall_share: env.parse("DOUBLE_STALL_SHARE")?.unwrap_or(0.0),
+                event_drop_share: env.parse("DOUBLE_EVENT_DROP_SHARE")?.unwrap_or(0.0),
+                event_duplicate_share: env.parse("DOUBLE_EVENT_DUPLICATE_SHARE")?.unwrap_or(0.0),
+                event_delay_share: env.parse("DOUBLE_EVENT_DELAY_SHARE")?.unwrap_or(0.0),
+                event_delay_ms: env.parse("DOUBLE_EVENT_DELAY_MS")?.unwrap_or(0),
+                event_reorder_share: env.parse("DOUBLE_EVENT_REORDER_SHARE")?.unwrap_or(0.0),
                 scope: match env.string("DOUBLE_FAULT_SCOPE").as_deref() {
                     None | Some("all") => FaultScope::AllOperations,
                     Some("start") => FaultScope::StartOnly,
@@ -417,6 +525,7 @@ impl DoubleConfig {
                     }
                 },
             },
+            emit_events: env.flag("DOUBLE_EMIT_EVENTS")?,
             rng_seed: env.parse("DOUBLE_SEED")?.unwrap_or(defaults.rng_seed),
             fhir_datastore_ids: env.list("DOUBLE_FHIR_DATASTORE_IDS"),
             imaging_datastore_ids: env.list("DOUBLE_IMAGING_DATASTORE_IDS"),
@@ -494,6 +603,22 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
                 })
             })
             .transpose()
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+    fn flag(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        let Some(value) = self.string(name) else {
+            return Ok(None);
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ConfigError::Invalid {
+                variable: name.to_owned(),
+                value,
+                reason: "expected true or false".to_owned(),
+            }),
+        }
     }
 
     fn millis(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
@@ -587,6 +712,74 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn job_events_and_their_faults_come_from_the_environment() {
+        let defaults = DoubleConfig::from_lookup(|_| None).unwrap();
+        assert_eq!(
+            defaults.emit_events, None,
+            "on when an endpoint is available"
+        );
+        let config = DoubleConfig::from_lookup(|name| {
+            let value = match name {
+                "DOUBLE_EMIT_EVENTS" => "FALSE",
+                "DOUBLE_EVENT_DROP_SHARE" => "0.1",
+                "DOUBLE_EVENT_DUPLICATE_SHARE" => "0.2",
+                "DOUBLE_EVENT_DELAY_SHARE" => "0.3",
+                "DOUBLE_EVENT_DELAY_MS" => "1500",
+                "DOUBLE_EVENT_REORDER_SHARE" => "1",
+                _ => return None,
+            };
+            Some(value.to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.emit_events, Some(false));
+        assert_eq!(config.faults.event_drop_share, 0.1);
+        assert_eq!(config.faults.event_duplicate_share, 0.2);
+        assert_eq!(config.faults.event_delay_share, 0.3);
+        assert_eq!(config.faults.event_delay_ms, 1500);
+        assert_eq!(config.faults.event_reorder_share, 1.0);
+        let on = DoubleConfig::from_lookup(|name| {
+            (name == "DOUBLE_EMIT_EVENTS").then(|| "true".to_owned())
+        })
+        .unwrap();
+        assert_eq!(on.emit_events, Some(true));
+
+        for (name, bad) in [
+            ("DOUBLE_EMIT_EVENTS", "maybe"),
+            ("DOUBLE_EVENT_DROP_SHARE", "2"),
+            ("DOUBLE_EVENT_DELAY_MS", "-1"),
+        ] {
+            let err =
+                DoubleConfig::from_lookup(|variable| (variable == name).then(|| bad.to_owned()))
+                    .unwrap_err();
+            let shown = err.to_string();
+            assert!(
+                shown.contains(name)
+                    || shown.contains(&name.to_ascii_lowercase()["double_".len()..]),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_faults_read_as_json_with_either_name_for_reordering() {
+        let faults: Faults =
+            serde_json::from_str(r#"{"event_reorder": 1.0, "event_delay_ms": 20}"#).unwrap();
+        assert_eq!(faults.event_reorder_share, 1.0);
+        assert_eq!(faults.event_delay_ms, 20);
+        assert_eq!(faults.throttle_share, 0.0);
+        let faults: Faults = serde_json::from_str(r#"{"event_reorder_share": 0.5}"#).unwrap();
+        assert_eq!(faults.event_reorder_share, 0.5);
+        let clamped = Faults {
+            event_drop_share: 3.0,
+            event_delay_share: f64::NAN,
+            ..Faults::default()
+        }
+        .clamped();
+        assert_eq!(clamped.event_drop_share, 1.0);
+        assert_eq!(clamped.event_delay_share, 0.0);
     }
 
     #[test]

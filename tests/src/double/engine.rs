@@ -19,6 +19,24 @@ pub(crate) fn spawn_job(shared: Arc<Shared>, service: Service, job_id: String) {
     tokio::spawn(run_job(shared, service, job_id));
 }
 
+/// A HealthLake job created behind the account's running job: once its submit delay has passed
+/// it shows QUEUED, which is announced then (if the lane has not reached it first).
+pub(crate) fn watch_queued(shared: Arc<Shared>, job_id: String) {
+    tokio::spawn(async move {
+        let submit_delay = shared.config.healthlake.submit_delay;
+        let Some(submitted) = shared
+            .state
+            .lock()
+            .job_mut(Service::HealthLake, &job_id)
+            .map(|job| job.submitted_instant)
+        else {
+            return;
+        };
+        tokio::time::sleep_until(submitted + submit_delay).await;
+        shared.state.lock().announce_queued(&job_id);
+    });
+}
+
 /// A finished run: the counts, the resources an import stored, and the manifest when it is due
 /// after the terminal status.
 struct Finished {
@@ -104,17 +122,21 @@ fn begin(shared: &Shared, service: Service, job_id: &str) -> Option<(Job, Instan
     }
     let stalled = state.roll_stall();
     let job = state.job_mut(service, job_id)?;
-    let started = match job.phase {
-        JobPhase::InProgress { started } => started,
+    job.injected_failure = injected_failure;
+    job.stalled = stalled;
+    let (started, changed) = match job.phase {
+        JobPhase::InProgress { started } => (started, false),
         _ => {
             let now = Instant::now();
             job.phase = JobPhase::InProgress { started: now };
-            now
+            (now, true)
         }
     };
-    job.injected_failure = injected_failure;
-    job.stalled = stalled;
-    Some((job.clone(), started))
+    let snapshot = job.clone();
+    if changed {
+        state.announce(service, job_id);
+    }
+    Some((snapshot, started))
 }
 
 /// Records how long a job runs (for its progress report) and returns when it ends.

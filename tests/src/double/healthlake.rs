@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::info;
 
-use super::engine::spawn_job;
+use super::engine::{spawn_job, watch_queued};
 use super::output::megabytes;
 use super::state::{Datastore, Job, JobKind, JobRequest, Operation, Service, Started};
 use super::validate::{self, required, ApiError};
@@ -189,6 +189,8 @@ fn submit_fhir_job(shared: &Arc<Shared>, request: JobRequest) -> Result<Value, A
             );
             if *run_now {
                 spawn_job(Arc::clone(shared), Service::HealthLake, job_id.clone());
+            } else {
+                watch_queued(Arc::clone(shared), job_id.clone());
             }
         }
         Started::Replayed { .. } => info!(job_id, datastore_id, ?kind, "FHIR job start replayed"),
@@ -603,8 +605,14 @@ fn start_rest_export(
         .job(Service::HealthLake, datastore_id, &job_id)?
         .status(&shared.config.healthlake);
     drop(state);
-    if let Started::Created { run_now: true, .. } = started {
-        spawn_job(Arc::clone(shared), Service::HealthLake, job_id.clone());
+    match started {
+        Started::Created { run_now: true, .. } => {
+            spawn_job(Arc::clone(shared), Service::HealthLake, job_id.clone());
+        }
+        Started::Created { run_now: false, .. } => {
+            watch_queued(Arc::clone(shared), job_id.clone());
+        }
+        Started::Replayed { .. } => {}
     }
     info!(
         job_id,

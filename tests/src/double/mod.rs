@@ -63,6 +63,26 @@
 //! - Fault injection ([`Faults`]): shares of calls answered ThrottlingException or
 //!   InternalServerException, on all operations or on the starts only, from an RNG seeded by
 //!   `DoubleConfig::rng_seed`.
+//! - Job events: with an EventBridge client ([`DoubleClients`]; not when
+//!   `DoubleConfig::emit_events` is `Some(false)`) the double puts the services' own job events
+//!   on the default event bus of that client's account and Region, one per status change, at the
+//!   moment the job reaches it: SUBMITTED when the job is created (a replayed start announces
+//!   nothing), QUEUED when a HealthLake job still waits for the account's lane once its submit
+//!   delay has passed, IN_PROGRESS when it starts running, the terminal status when it ends
+//!   (after the manifest is written when `manifest_delay` is zero; a stalled job never ends).
+//!   HealthImaging: source `aws.medical-imaging`, detail-type `Import Job <Status>`,
+//!   `detail{imagingVersion "1.0", datastoreId, jobId, jobName, jobStatus, inputS3Uri,
+//!   outputS3Uri}`. HealthLake: source `aws.healthlake`, detail-type `Import Job <Status>` or
+//!   `Export Job <Status>` (`Submitted`, `Queued`, `In Progress`, `Completed`, `Completed With
+//!   Errors`, `Failed`), `detail{jobId, submitTime, datastoreId, inputDataConfig{s3Uri}}` (an
+//!   export: `outputDataConfig{s3Uri}`), no status, message or progress. `resources` holds the
+//!   data store's ARN; `time` is when the status changed. A job's events are put in the order
+//!   of its changes, up to ten per PutEvents call, by one emitter task: a put never delays or
+//!   fails the job; a failure is logged and counted ([`DoubleStats::event_put_failures`]). The
+//!   event faults ([`Faults`]: `event_drop_share`, `event_duplicate_share`, `event_delay_share`
+//!   with `event_delay_ms`, `event_reorder_share`) are drawn from their own RNG seeded by
+//!   `rng_seed`, in the order the events are announced, and counted in [`DoubleStats`]. Member
+//!   names and spellings: see the `events` module.
 //!
 //! # Output layout
 //! HealthImaging, under `<outputS3Uri>/<datastoreId>-DicomImport-<jobId>/`:
@@ -101,11 +121,14 @@
 //! - `GET /_double/stats` → [`DoubleStats`] as JSON.
 //! - `GET /_double/faults` → the current [`Faults`]; `POST /_double/faults` with a [`Faults`]
 //!   JSON body (`{"throttle_share": 0.3, "internal_error_share": 0.0, "job_failure_share": 0.0,
-//!   "stall_share": 0.0, "scope": "all_operations" | "start_only"}`, missing members = 0 / all operations) replaces
-//!   them: 204, or 400 with a reason.
+//!   "stall_share": 0.0, "scope": "all_operations" | "start_only", "event_drop_share": 0.0,
+//!   "event_duplicate_share": 0.0, "event_delay_share": 0.0, "event_delay_ms": 0,
+//!   "event_reorder_share": 0.0}`, missing members = 0 / all operations) replaces them: 204, or
+//!   400 with a reason.
 
 mod config;
 mod engine;
+mod events;
 mod healthlake;
 mod imaging;
 mod model;
@@ -129,6 +152,7 @@ use tracing::{info, warn};
 pub use config::{
     ConfigError, DoubleConfig, FaultScope, Faults, JobTimings, DEFAULT_BINARY_PORT, ENV_VARIABLES,
 };
+pub use events::{HEALTHLAKE_SOURCE, IMAGING_SOURCE};
 pub use model::{ideal_drain, ideal_drain_with_bytes, jobs_needed};
 pub use state::{DoubleStats, Service};
 
@@ -165,6 +189,41 @@ pub(crate) fn epoch_seconds(time: SystemTime) -> f64 {
     seconds
 }
 
+/// The AWS clients the double works with: S3 for its jobs' input and output and, optionally,
+/// EventBridge for the services' job events (events are off without it).
+#[derive(Debug, Clone)]
+pub struct DoubleClients {
+    pub s3: aws_sdk_s3::Client,
+    pub eventbridge: Option<aws_sdk_eventbridge::Client>,
+}
+
+impl DoubleClients {
+    pub fn new(s3: aws_sdk_s3::Client, eventbridge: aws_sdk_eventbridge::Client) -> Self {
+        Self {
+            s3,
+            eventbridge: Some(eventbridge),
+        }
+    }
+
+    /// Both clients from one SDK configuration (the same endpoint, Region and credentials).
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
+        Self::new(
+            aws_sdk_s3::Client::new(sdk),
+            aws_sdk_eventbridge::Client::new(sdk),
+        )
+    }
+}
+
+/// S3 only: no job events.
+impl From<aws_sdk_s3::Client> for DoubleClients {
+    fn from(s3: aws_sdk_s3::Client) -> Self {
+        Self {
+            s3,
+            eventbridge: None,
+        }
+    }
+}
+
 /// The running double. Dropping it stops the server (job tasks end on their own).
 pub struct ServiceDouble {
     shared: Arc<Shared>,
@@ -176,19 +235,31 @@ pub struct ServiceDouble {
 impl ServiceDouble {
     /// Binds `127.0.0.1:<config.port>` (0 = any free port) and serves until dropped or
     /// [`ServiceDouble::shutdown`]. Fails on an invalid configuration or a port in use.
-    pub async fn start(config: DoubleConfig, s3: aws_sdk_s3::Client) -> std::io::Result<Self> {
+    ///
+    /// `clients`: an `aws_sdk_s3::Client` alone (no job events), or [`DoubleClients`] with an
+    /// EventBridge client to put the job events with.
+    pub async fn start(
+        config: DoubleConfig,
+        clients: impl Into<DoubleClients>,
+    ) -> std::io::Result<Self> {
+        let DoubleClients { s3, eventbridge } = clients.into();
         config
             .validate()
             .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let address = listener.local_addr()?;
         let endpoint_url = format!("http://{address}");
+        let eventbridge = eventbridge.filter(|_| config.emit_events != Some(false));
         let shared = Arc::new(Shared {
             state: Locked::new(state::State::new(&config)),
             config,
             s3,
             endpoint_url,
         });
+        let emitting = eventbridge.is_some();
+        if let Some(eventbridge) = eventbridge {
+            events::start_emitter(&shared, eventbridge);
+        }
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let app = router(Arc::clone(&shared));
         let server = tokio::spawn(async move {
@@ -200,7 +271,7 @@ impl ServiceDouble {
                 warn!(error = %err, "service double server stopped with an error");
             }
         });
-        info!(%address, "service double started");
+        info!(%address, job_events = emitting, "service double started");
         Ok(Self {
             shared,
             address,
@@ -225,21 +296,7 @@ impl ServiceDouble {
 
     /// Replaces fault injection from the next call on. Shares outside `0.0..=1.0` are clamped.
     pub fn set_faults(&self, faults: Faults) {
-        let clamp = |share: f64| {
-            if share.is_nan() {
-                0.0
-            } else {
-                share.clamp(0.0, 1.0)
-            }
-        };
-        let faults = Faults {
-            throttle_share: clamp(faults.throttle_share),
-            internal_error_share: clamp(faults.internal_error_share),
-            job_failure_share: clamp(faults.job_failure_share),
-            stall_share: clamp(faults.stall_share),
-            scope: faults.scope,
-        };
-        self.shared.state.lock().set_faults(faults);
+        self.shared.state.lock().set_faults(faults.clamped());
     }
 
     /// Stops accepting connections and waits for the server to finish the requests in flight.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::config::{DoubleConfig, FaultScope, Faults, JobTimings};
+use super::events::{ArnScope, EventSink, JobEvent};
 use super::output::JobCounts;
 use super::validate::ApiError;
 
@@ -122,6 +123,21 @@ pub struct DoubleStats {
     pub start_calls_by_client_token: BTreeMap<String, u64>,
     /// Jobs failed on purpose by `job_failure_share`.
     pub injected_job_failures: u64,
+    /// Job events announced (one per status change), by detail-type, before event faults.
+    pub events_by_detail_type: BTreeMap<String, u64>,
+    /// Job event entries EventBridge accepted (each copy of a duplicate counts).
+    pub events_put: u64,
+    /// Job event entries EventBridge refused or that could not be sent (each is logged; the job
+    /// goes on regardless).
+    pub event_put_failures: u64,
+    /// Job events never put (`event_drop_share`).
+    pub events_dropped: u64,
+    /// Job events put twice (`event_duplicate_share`).
+    pub events_duplicated: u64,
+    /// Job events put late (`event_delay_share`).
+    pub events_delayed: u64,
+    /// Job events held back until the job's next event (`event_reorder_share`).
+    pub events_reordered: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +207,8 @@ pub struct Job {
     pub injected_failure: bool,
     /// Decided when the job starts running, from `stall_share`: it never ends.
     pub stalled: bool,
+    /// HealthLake: its QUEUED event has been announced.
+    pub queued_announced: bool,
 }
 
 impl Job {
@@ -334,10 +352,35 @@ pub struct State {
     pub fhir_lane: Lane,
     pub faults: Faults,
     fault_rng: fastrand::Rng,
+    /// The event faults' own draws, so that turning them on leaves the other faults' sequence
+    /// alone.
+    event_rng: fastrand::Rng,
     pub stats: DoubleStats,
     imaging_max_running_jobs: usize,
     fhir_max_queued_jobs: usize,
+    /// Where job events go; `None` while events are off.
+    event_sink: Option<EventSink>,
+    healthlake_timings: JobTimings,
+    imaging_timings: JobTimings,
+    /// Region and account of the data store ARNs in job events.
+    arn_scope: ArnScope,
 }
+
+/// What the event faults do to one job event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFate {
+    /// Never put.
+    Dropped,
+    /// Put now, once or twice.
+    Now { copies: usize },
+    /// Put `delay` later, once or twice.
+    Delayed { copies: usize, delay: Duration },
+    /// Held until the job's next event, then put after it.
+    Held { copies: usize },
+}
+
+/// Mixed into `rng_seed` for the event faults' RNG.
+const EVENT_RNG_SALT: u64 = 0xE7E7_E7E7_E7E7_E7E7;
 
 /// A fresh id: 32 lowercase hex characters, which fits every id pattern of both services.
 pub fn new_id() -> String {
@@ -358,9 +401,17 @@ impl State {
             fhir_lane: Lane::default(),
             faults: config.faults.clone(),
             fault_rng: fastrand::Rng::with_seed(config.rng_seed),
+            event_rng: fastrand::Rng::with_seed(config.rng_seed ^ EVENT_RNG_SALT),
             stats: DoubleStats::default(),
             imaging_max_running_jobs: config.imaging_max_running_jobs_per_datastore,
             fhir_max_queued_jobs: config.healthlake_max_queued_jobs_per_datastore,
+            event_sink: None,
+            healthlake_timings: config.healthlake.clone(),
+            imaging_timings: config.imaging.clone(),
+            arn_scope: ArnScope {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
         };
         let seeded = config
             .fhir_datastore_ids
@@ -589,9 +640,102 @@ impl State {
             run_time: None,
             injected_failure: false,
             stalled: false,
+            queued_announced: false,
         };
         self.jobs.insert((service, id.clone()), job);
+        self.announce(service, &id);
         id
+    }
+
+    /// Where the job events go: from now on every status change is announced to `sink`.
+    pub fn set_event_sink(&mut self, sink: EventSink) {
+        self.event_sink = Some(sink);
+    }
+
+    /// Announces the job's current status as its service's job event. Called under the lock at
+    /// the moment of each status change, so a job's events leave in the order of its changes.
+    /// Never fails: without a sink (events off) it does nothing.
+    pub fn announce(&mut self, service: Service, job_id: &str) {
+        let timings = match service {
+            Service::HealthLake => &self.healthlake_timings,
+            Service::Imaging => &self.imaging_timings,
+        };
+        let Some(status) = self
+            .jobs
+            .get(&(service, job_id.to_owned()))
+            .map(|job| job.status(timings))
+        else {
+            return;
+        };
+        self.announce_status(service, job_id, status);
+    }
+
+    fn announce_status(&mut self, service: Service, job_id: &str, status: &'static str) {
+        let Some(sink) = &self.event_sink else {
+            return;
+        };
+        let Some(job) = self.jobs.get(&(service, job_id.to_owned())) else {
+            return;
+        };
+        let event = JobEvent::of(job, status, &self.arn_scope);
+        *self
+            .stats
+            .events_by_detail_type
+            .entry(event.detail_type.clone())
+            .or_default() += 1;
+        sink.send(event);
+    }
+
+    /// A HealthLake job still waiting in the account's queue once its submit delay has passed
+    /// shows QUEUED: announce it, once.
+    pub fn announce_queued(&mut self, job_id: &str) {
+        let Some(job) = self.job_mut(Service::HealthLake, job_id) else {
+            return;
+        };
+        if job.queued_announced
+            || !job.waiting_in_queue
+            || !matches!(job.phase, JobPhase::Submitted)
+        {
+            return;
+        }
+        job.queued_announced = true;
+        self.announce_status(Service::HealthLake, job_id, "QUEUED");
+    }
+
+    /// Draws what the event faults do to one job event, counting it.
+    pub fn event_fate(&mut self, terminal: bool) -> EventFate {
+        let Faults {
+            event_drop_share,
+            event_duplicate_share,
+            event_delay_share,
+            event_delay_ms,
+            event_reorder_share,
+            ..
+        } = self.faults;
+        // No draw for a fault that is off, as for the other faults.
+        let mut roll = |share: f64| share > 0.0 && self.event_rng.f64() < share;
+        if roll(event_drop_share) {
+            self.stats.events_dropped += 1;
+            return EventFate::Dropped;
+        }
+        let copies = if roll(event_duplicate_share) { 2 } else { 1 };
+        let delayed = roll(event_delay_share);
+        let held = !delayed && !terminal && roll(event_reorder_share);
+        if copies == 2 {
+            self.stats.events_duplicated += 1;
+        }
+        if delayed {
+            self.stats.events_delayed += 1;
+            EventFate::Delayed {
+                copies,
+                delay: Duration::from_millis(event_delay_ms),
+            }
+        } else if held {
+            self.stats.events_reordered += 1;
+            EventFate::Held { copies }
+        } else {
+            EventFate::Now { copies }
+        }
     }
 
     /// A HealthLake job of `kind`: an import is not found by DescribeFHIRExportJob, nor the
@@ -751,18 +895,27 @@ impl State {
             ended_at: SystemTime::now(),
             message,
         };
+        self.announce(service, job_id);
         if service != Service::HealthLake || self.fhir_lane.running.as_deref() != Some(job_id) {
             return None;
         }
         let next = self.fhir_lane.waiting.pop_front();
         self.fhir_lane.running.clone_from(&next);
-        let next_job = self.job_mut(service, next.as_deref()?)?;
-        next_job.waiting_in_queue = false;
+        let next_id = next.clone()?;
+        let next_job = self.job_mut(service, &next_id)?;
         // A job that has shown QUEUED must go straight on to IN_PROGRESS, never back to SUBMITTED.
         if next_job.submitted_instant.elapsed() >= submit_delay {
+            // It has been QUEUED since its submit delay passed: announced by its queue watch, or
+            // now if the hand-over beat the watch to it.
+            self.announce_queued(&next_id);
+            let next_job = self.job_mut(service, &next_id)?;
+            next_job.waiting_in_queue = false;
             next_job.phase = JobPhase::InProgress {
                 started: Instant::now(),
             };
+            self.announce(service, &next_id);
+        } else {
+            next_job.waiting_in_queue = false;
         }
         next
     }
@@ -975,6 +1128,101 @@ mod tests {
             state.start_fhir_job(request(&datastore, Some("q-3"))),
             Ok(Started::Created { run_now: false, .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn job_events_are_announced_in_the_order_of_the_job_s_changes() {
+        let mut state = State::new(&DoubleConfig::default());
+        let (sink, mut receiver) = EventSink::channel();
+        state.set_event_sink(sink);
+        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let first = state
+            .start_fhir_job(request(&datastore, Some("e-1")))
+            .unwrap();
+        let second = state
+            .start_fhir_job(request(&datastore, Some("e-2")))
+            .unwrap();
+        // A replayed start changes nothing and announces nothing.
+        state
+            .start_fhir_job(request(&datastore, Some("e-2")))
+            .unwrap();
+        state.end_job(
+            Service::HealthLake,
+            first.job_id(),
+            Terminal::Completed,
+            None,
+            Duration::ZERO,
+        );
+        // The hand-over announced QUEUED: the watch finds nothing left to say.
+        state.announce_queued(second.job_id());
+        state.end_job(
+            Service::HealthLake,
+            second.job_id(),
+            Terminal::CompletedWithErrors,
+            None,
+            Duration::ZERO,
+        );
+        let mut announced = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            assert_eq!(event.source, "aws.healthlake");
+            assert_eq!(
+                event.resource,
+                format!("arn:aws:healthlake:us-east-1:123456789012:datastore/fhir/{datastore}")
+            );
+            announced.push((event.job_id, event.detail_type, event.terminal));
+        }
+        let (first, second) = (first.job_id().to_owned(), second.job_id().to_owned());
+        assert_eq!(
+            announced,
+            [
+                (first.clone(), "Import Job Submitted".to_owned(), false),
+                (second.clone(), "Import Job Submitted".to_owned(), false),
+                (first, "Import Job Completed".to_owned(), true),
+                (second.clone(), "Import Job Queued".to_owned(), false),
+                (second.clone(), "Import Job In Progress".to_owned(), false),
+                (second, "Import Job Completed With Errors".to_owned(), true),
+            ]
+        );
+        assert_eq!(state.stats.events_by_detail_type["Import Job Submitted"], 2);
+    }
+
+    #[tokio::test]
+    async fn event_faults_are_drawn_from_the_seed_and_never_hold_a_terminal_event() {
+        let faults = Faults {
+            event_drop_share: 0.2,
+            event_duplicate_share: 0.2,
+            event_delay_share: 0.2,
+            event_delay_ms: 7,
+            event_reorder_share: 0.5,
+            ..Faults::default()
+        };
+        let draws = |terminal: bool| {
+            let mut state = State::new(&DoubleConfig::default());
+            state.set_faults(faults.clone());
+            (0..200)
+                .map(|_| state.event_fate(terminal))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(false), draws(false), "the same seed, the same fates");
+        let fates = draws(false);
+        for fate in [
+            EventFate::Dropped,
+            EventFate::Now { copies: 1 },
+            EventFate::Held { copies: 1 },
+            EventFate::Delayed {
+                copies: 2,
+                delay: Duration::from_millis(7),
+            },
+        ] {
+            assert!(fates.contains(&fate), "{fate:?} never drawn");
+        }
+        assert!(!draws(true)
+            .iter()
+            .any(|fate| matches!(fate, EventFate::Held { .. })));
+        // Off means no draw at all: the other faults' sequence is untouched.
+        let mut state = State::new(&DoubleConfig::default());
+        assert_eq!(state.event_fate(false), EventFate::Now { copies: 1 });
+        assert_eq!(state.stats.events_dropped + state.stats.events_reordered, 0);
     }
 
     #[tokio::test]

@@ -13,6 +13,8 @@
 //! - A lane (`lane-<service>[-<datastore>]`) holds its jobs in the string set `holders` and the
 //!   earliest next start in `nextStartAt` (epoch milliseconds); one conditional update takes a
 //!   place and a start slot together.
+//! - [`CompletionStore`]: the waiting execution's `taskToken` on the job's item, and GSI
+//!   `byServiceJob` (`serviceJobId`) to find a job by the service's id (HealthLake's events).
 
 use std::collections::HashMap;
 
@@ -26,6 +28,7 @@ use healthimport::domain::batch::{BatchFolder, CloseReason, JoinRule};
 use healthimport::domain::job::{Job, JobId, JobStatus, Timestamp};
 use healthimport::ports::admission::{Admission, Lane, StartAdmission};
 use healthimport::ports::batches::{BatchStore, CloseOutcome, JoinOutcome, OpenOutcome};
+use healthimport::ports::completion::CompletionStore;
 use healthimport::ports::store::{JobStore, StoreError};
 
 use super::{Conditional, DynamoJobStore, Item, Update};
@@ -372,5 +375,65 @@ impl StartAdmission for DynamoJobStore {
         )
         .await?;
         Ok(())
+    }
+}
+
+pub const BY_SERVICE_JOB_INDEX: &str = "byServiceJob";
+
+#[async_trait]
+impl CompletionStore for DynamoJobStore {
+    async fn keep_task_token(
+        &self,
+        job_id: &JobId,
+        token: &str,
+    ) -> Result<Option<Job>, StoreError> {
+        let update = Update {
+            expression: "SET #token = :token".to_owned(),
+            condition: "attribute_exists(#id)".to_owned(),
+            names: names(&[("#token", "taskToken"), ("#id", "jobId")]),
+            values: HashMap::from([(":token".to_owned(), s(token))]),
+        };
+        match self.update(job_id, update, ReturnValue::AllNew).await? {
+            Conditional::Written(Some(item)) => Ok(Some(self.decode(item)?)),
+            Conditional::Written(None) => self.get(job_id).await,
+            Conditional::Refused(_) => Ok(None),
+        }
+    }
+
+    async fn task_token(&self, job_id: &JobId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_item(job_id)
+            .await?
+            .and_then(|item| match item.get("taskToken") {
+                Some(AttributeValue::S(token)) => Some(token.clone()),
+                _ => None,
+            }))
+    }
+
+    async fn find_by_service_job(&self, service_job_id: &str) -> Result<Option<Job>, StoreError> {
+        // The index projects keys only (and is eventually consistent): the record is read itself.
+        let found = self
+            .client
+            .query()
+            .table_name(self.table())
+            .index_name(BY_SERVICE_JOB_INDEX)
+            .key_condition_expression("#svc = :svc")
+            .expression_attribute_names("#svc", "serviceJobId")
+            .expression_attribute_values(":svc", s(service_job_id))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| self.unavailable("Query", e))?;
+        let job_id = found
+            .items()
+            .first()
+            .and_then(|item| match item.get("jobId") {
+                Some(AttributeValue::S(id)) => Some(JobId::from_stored(id.clone())),
+                _ => None,
+            });
+        match job_id {
+            Some(job_id) => self.get(&job_id).await,
+            None => Ok(None),
+        }
     }
 }

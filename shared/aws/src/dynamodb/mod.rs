@@ -35,7 +35,7 @@ use serde_json::{Map, Number, Value};
 use time::Duration;
 
 mod batches;
-pub use batches::BY_BATCH_INDEX;
+pub use batches::{BY_BATCH_INDEX, BY_SERVICE_JOB_INDEX};
 
 pub const BY_SOURCE_INDEX: &str = "bySource";
 pub const BY_DATASTORE_STATUS_INDEX: &str = "byDatastoreStatus";

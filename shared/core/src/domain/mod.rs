@@ -5,6 +5,7 @@ pub mod export;
 pub mod finished;
 pub mod ids;
 pub mod job;
+pub mod job_event;
 pub mod manifest;
 pub mod outcome;
 pub mod routing;

@@ -31,6 +31,8 @@ fn scripted(service: Service, operation: &'static str, code: String, retry: Retr
 }
 
 mod batches;
+mod completion;
+pub use completion::{RecordingChecks, RecordingExecutions};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -45,6 +47,7 @@ pub struct MemoryJobStore {
     markers: Mutex<HashMap<JobId, OutcomeMarkers>>,
     cursors: Mutex<HashMap<JobId, u64>>,
     lanes: Mutex<HashMap<String, batches::LaneState>>,
+    tokens: Mutex<HashMap<JobId, String>>,
 }
 
 impl MemoryJobStore {

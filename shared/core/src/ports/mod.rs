@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod announce;
 pub mod batches;
+pub mod completion;
 pub mod objects;
 pub mod outputs;
 pub mod service_jobs;
