@@ -439,7 +439,16 @@ where
         let mut manifest_found = None;
         let mut note = None;
         if markers.outcome_at.is_none() {
-            let decided = self.read_outcome(&job, require_manifest).await?;
+            let mut decided = self.read_outcome(&job, require_manifest).await?;
+            if let Some(batch) = job.batch() {
+                // The batch's failed files as the uploads they are, not their staged copies.
+                let staging = &self.starting.batching.staging;
+                for failed in &mut decided.outcome.failed_files {
+                    failed.input_file =
+                        staging.unstaged(&job.job_id, &batch.folder, &failed.input_file);
+                    failed.message = staging.unstaged(&job.job_id, &batch.folder, &failed.message);
+                }
+            }
             manifest_found = decided.manifest_found;
             note = decided.note;
             match self.store.record_outcome(job_id, &decided.outcome).await? {
@@ -532,7 +541,8 @@ where
         let mut failures = HashMap::new();
         for failed in output.failed_files {
             if let Some(key) = staging.upload_key(&job.job_id, &batch.folder, &failed.input_file) {
-                failures.entry(key).or_insert(failed.message);
+                let message = staging.unstaged(&job.job_id, &batch.folder, &failed.message);
+                failures.entry(key).or_insert(message);
             }
         }
         Ok(failures)

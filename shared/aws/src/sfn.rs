@@ -2,7 +2,9 @@
 //! [`WaitingExecutions`] port (releasing an execution that waits for its job's end).
 
 use async_trait::async_trait;
-use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError;
+use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::Client;
 use healthimport::domain::job::JobId;
@@ -80,22 +82,40 @@ impl StepFunctionsWaits {
     }
 }
 
-fn already_released(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("InvalidToken" | "TaskDoesNotExist" | "TaskTimedOut")
-    )
+/// Step Functions' answers for a token whose wait is over.
+trait WaitOver {
+    fn wait_over(&self) -> bool;
+}
+
+impl WaitOver for SendTaskSuccessError {
+    fn wait_over(&self) -> bool {
+        matches!(
+            self,
+            SendTaskSuccessError::InvalidToken(_)
+                | SendTaskSuccessError::TaskDoesNotExist(_)
+                | SendTaskSuccessError::TaskTimedOut(_)
+        )
+    }
+}
+
+impl WaitOver for SendTaskFailureError {
+    fn wait_over(&self) -> bool {
+        matches!(
+            self,
+            SendTaskFailureError::InvalidToken(_)
+                | SendTaskFailureError::TaskDoesNotExist(_)
+                | SendTaskFailureError::TaskTimedOut(_)
+        )
+    }
 }
 
 fn released<T, E>(job_id: &JobId, result: Result<T, SdkError<E>>) -> Result<Release, ReleaseError>
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: WaitOver + std::error::Error + Send + Sync + 'static,
 {
     match result {
         Ok(_) => Ok(Release::Released),
-        Err(SdkError::ServiceError(e)) if already_released(e.err().code()) => {
-            Ok(Release::AlreadyReleased)
-        }
+        Err(SdkError::ServiceError(e)) if e.err().wait_over() => Ok(Release::AlreadyReleased),
         Err(e) => Err(ReleaseError {
             job_id: job_id.clone(),
             source: Box::new(e),
@@ -137,5 +157,50 @@ impl WaitingExecutions for StepFunctionsWaits {
             .send()
             .await;
         released(job_id, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    use aws_sdk_sfn::types::error::{InvalidToken, TaskDoesNotExist, TaskTimedOut};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn waits(error: Option<fn() -> SendTaskSuccessError>) -> StepFunctionsWaits {
+        let rule = match error {
+            Some(error) => mock!(Client::send_task_success).then_error(error),
+            None => mock!(Client::send_task_success)
+                .match_requests(|r| {
+                    r.task_token() == Some("token") && r.output() == Some(r#"{"jobId":"j"}"#)
+                })
+                .then_output(|| SendTaskSuccessOutput::builder().build()),
+        };
+        StepFunctionsWaits::new(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&rule]))
+    }
+
+    #[tokio::test]
+    async fn a_released_wait_is_released_and_an_ended_one_is_already_released() {
+        let job = JobId::from_stored("j");
+        let output = serde_json::json!({"jobId": "j"});
+        assert_eq!(
+            waits(None).succeed(&job, "token", &output).await.unwrap(),
+            Release::Released
+        );
+        // Each of Step Functions' three answers for a token whose wait is over.
+        let answers: [fn() -> SendTaskSuccessError; 3] = [
+            || SendTaskSuccessError::InvalidToken(InvalidToken::builder().build()),
+            || SendTaskSuccessError::TaskDoesNotExist(TaskDoesNotExist::builder().build()),
+            || SendTaskSuccessError::TaskTimedOut(TaskTimedOut::builder().build()),
+        ];
+        for ended in answers {
+            assert_eq!(
+                waits(Some(ended))
+                    .succeed(&job, "token", &output)
+                    .await
+                    .unwrap(),
+                Release::AlreadyReleased
+            );
+        }
     }
 }

@@ -295,6 +295,14 @@ impl Staging {
     }
 }
 
+impl Staging {
+    /// `text` (a service's message, a failed file's name) with the batch's staged copies named as
+    /// the uploads they are: the copies are removed once the outcome is recorded, the uploads stay.
+    pub fn unstaged(&self, batch_id: &JobId, folder: &str, text: &str) -> String {
+        text.replace(&self.batch_prefix(batch_id), folder)
+    }
+}
+
 impl Default for Staging {
     fn default() -> Self {
         Staging::new("staging/")
@@ -465,6 +473,14 @@ mod tests {
         assert_eq!(
             staging.upload_key(&batch, "dicom/", "s3://ingest/staging/b-other-0/x.dcm"),
             None
+        );
+        assert_eq!(
+            staging.unstaged(
+                &batch,
+                "dicom/study 1/",
+                "s3://ingest/staging/b-abc-0/IM 0001.dcm is not a DICOM P10 file"
+            ),
+            "s3://ingest/dicom/study 1/IM 0001.dcm is not a DICOM P10 file"
         );
     }
 
