@@ -112,11 +112,15 @@ clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .local .tools
 
 # Figures (benchmarks, not tests): tracking cost per job duration, starter and poller cold start,
-# memory and size, the token decoder's decision latency and cold start.
+# memory and size, batches against one job per upload, the token decoder's decision latency and
+# cold start.
 bench: venv
 	cargo build --quiet --workspace --all-targets
 	target/debug/examples/tracking-cost
 	scripts/local-stack.sh run -- scripts/bench-functions.sh
+	# Batches against today's one job per upload, side by side (its own stack; prints one table).
+	# A missed target is reported, not fatal: the figures are what the bench is for.
+	-scripts/bench-batches.sh
 	# Requests per upload and the DICOM burst's start rate, printed by the starter's load tests.
 	scripts/local-stack.sh run -- cargo test --quiet --workspace --test starter_load -- --nocapture
 	$(MAKE) bench-token-decoder

@@ -578,10 +578,15 @@ pub fn render_statuses(rows: &[Row]) -> String {
                 .iter()
                 .map(|(status, n)| format!("{status} {}", thousands(*n as u64)))
                 .collect();
-            let uploads = result
-                .uploads_took
-                .map(|d| format!("uploads took {}; ", seconds(d)))
-                .unwrap_or_default();
+            let uploads = match (result.uploads_took, &result.drain) {
+                (Some(took), Drain::Done(drain)) => format!(
+                    "uploads took {}, drained {} after the last; ",
+                    seconds(took),
+                    seconds(drain.saturating_sub(took))
+                ),
+                (Some(took), _) => format!("uploads took {}; ", seconds(took)),
+                (None, _) => String::new(),
+            };
             out.push_str(&format!(
                 "  {:<44} {design:<10}: {uploads}{}\n",
                 row.workload.label(row.files),
@@ -1591,6 +1596,11 @@ mod tests {
         );
         assert!(lines[3].contains(">600.0 s (0 done)") && lines[3].contains(">10.00×"));
         assert!(lines[4].contains("never imported") && lines[4].contains("not run"));
+        let statuses = render_statuses(&rows);
+        assert!(
+            statuses.contains("uploads took 12.0 s, drained 288.0 s after the last; COMPLETED 35"),
+            "{statuses}"
+        );
         // Every line's first separator is in the same column.
         let column = |l: &str| l.find('|');
         assert!(lines

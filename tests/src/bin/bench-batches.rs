@@ -174,8 +174,8 @@ async fn run() -> Result<bool, BoxError> {
     println!("\n== results (time scale {scale}; divide times by {scale} for AWS time)\n");
     print!("{}", render_table(&rows));
     println!(
-        "\nfinal status of each file (and how long the row's uploads took: moto's share of the \
-         drain, seconds on AWS):"
+        "\nfinal status of each file; how long the row's uploads took (moto's share of the drain: \
+         seconds on AWS) and how long it drained after its last upload:"
     );
     print!("{}", render_statuses(&rows));
 
