@@ -239,7 +239,10 @@ where
         } else {
             change.to
         };
-        let mut described = Transition::to(to, change.at).with_service_job_id(service_job_id);
+        // Stamped after the read: an earlier status written meanwhile (events arrive together)
+        // keeps an earlier time in the history than this end.
+        let mut described =
+            Transition::to(to, Timestamp::now()).with_service_job_id(service_job_id);
         if let Some(message) = report.message {
             described = described.with_message(message);
         }
