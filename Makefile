@@ -117,6 +117,8 @@ clean:
 bench: venv
 	cargo build --quiet --workspace --all-targets
 	target/debug/examples/tracking-cost
+	# Event-driven completion against polling, side by side (two stacks; prints one table).
+	-scripts/bench-completion.sh
 	scripts/local-stack.sh run -- scripts/bench-functions.sh
 	# Batches against today's one job per upload, side by side (its own stack; prints one table).
 	# A missed target is reported, not fatal: the figures are what the bench is for.

@@ -2,6 +2,7 @@
 //! double that speaks both services' wire protocols, and helpers for moto's server.
 
 pub mod bench_batches;
+pub mod bench_completion;
 pub mod demo;
 pub mod double;
 pub mod double_admin;

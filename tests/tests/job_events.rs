@@ -371,7 +371,7 @@ async fn end_before_the_wait(
         .start_execution()
         .state_machine_arn(&state_machine)
         .name(job.job_id.execution_name())
-        .input(json!({"jobId": job.job_id}).to_string())
+        .input(json!({"jobId": job.job_id, "nextWaitSeconds": 0}).to_string())
         .send()
         .await
         .unwrap()

@@ -184,6 +184,16 @@ fn every_payload_is_a_poller_input_and_the_loop_reads_poller_fields() {
         asl["States"]["WaitBeforeStart"]["SecondsPath"],
         "$.nextWaitSeconds"
     );
+    // The execution's input (what the starter and the exporter start it with) is read by its
+    // first state, the wait before the first Start.
+    assert_eq!(asl["StartAt"], "WaitBeforeStart");
+    let input = serde_json::to_value(healthimport::ports::workflow::TrackingInput {
+        job_id: healthimport::domain::job::JobId::from_stored("j"),
+        next_wait_seconds: 60,
+    })
+    .unwrap();
+    assert_eq!(input["nextWaitSeconds"], 60);
+    assert_eq!(input["jobId"], "j");
     let wait = asl["States"]["WaitBeforePoll"]["SecondsPath"]
         .as_str()
         .unwrap();

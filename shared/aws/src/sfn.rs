@@ -34,9 +34,14 @@ impl StepFunctionsTracking {
 
 #[async_trait]
 impl TrackingWorkflow for StepFunctionsTracking {
-    async fn track(&self, job_id: &JobId) -> Result<TrackingOutcome, TrackingError> {
+    async fn track(
+        &self,
+        job_id: &JobId,
+        first_wait_seconds: u64,
+    ) -> Result<TrackingOutcome, TrackingError> {
         let input = serde_json::to_string(&TrackingInput {
             job_id: job_id.clone(),
+            next_wait_seconds: first_wait_seconds,
         })
         .map_err(|e| TrackingError {
             job_id: job_id.clone(),

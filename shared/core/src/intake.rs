@@ -77,7 +77,9 @@ pub async fn join_batch(
                     opened: false,
                 })
             }
-            JoinOutcome::UploadExists(existing) => return redelivered(tracking, existing).await,
+            JoinOutcome::UploadExists(existing) => {
+                return redelivered(tracking, batching, existing).await
+            }
             JoinOutcome::NotAdmitted(current) => current,
         };
         let Some(batch) = current else {
@@ -91,7 +93,9 @@ pub async fn join_batch(
             match store.open_batch(&batch, &upload).await? {
                 OpenOutcome::Opened => {
                     tracing::info!(folder = %folder.folder, generation, "batch opened");
-                    tracking.track(&batch_id).await?;
+                    tracking
+                        .track(&batch_id, first_wait(&batching.policy))
+                        .await?;
                     return Ok(Joined::Joined {
                         batch_id,
                         opened: true,
@@ -100,7 +104,7 @@ pub async fn join_batch(
                 // Another upload opened it a moment earlier: join it.
                 OpenOutcome::BatchExists => continue,
                 OpenOutcome::UploadExists(existing) => {
-                    return redelivered(tracking, existing).await
+                    return redelivered(tracking, batching, existing).await
                 }
             }
         };
@@ -131,13 +135,21 @@ pub async fn join_batch(
 
 async fn redelivered(
     tracking: &(impl TrackingWorkflow + ?Sized),
+    batching: &Batching,
     existing: Box<Job>,
 ) -> Result<Joined, IntakeError> {
     // The first delivery may have stopped between the batch's open and its workflow's start.
     if let Some(batch_id) = existing.batch_id() {
-        tracking.track(batch_id).await?;
+        tracking
+            .track(batch_id, first_wait(&batching.policy))
+            .await?;
     }
     Ok(Joined::AlreadyRecorded(existing))
+}
+
+/// A batch's workflow first wakes when the batch could close: not before its quiet period.
+fn first_wait(policy: &BatchPolicy) -> u64 {
+    policy.quiet.whole_seconds().max(0) as u64
 }
 
 /// Closes the open batch of `folder` because its marker arrived; `None` when none is open (it

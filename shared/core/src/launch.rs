@@ -196,7 +196,7 @@ pub async fn launch(
         }
         CreateOutcome::AlreadyExists(existing) => {
             // Started (or refused) before; make sure it is tracked, which is idempotent.
-            tracking.track(&existing.job_id).await?;
+            tracking.track(&existing.job_id, 0).await?;
             return Ok(Launched::AlreadyRecorded(existing.status));
         }
     };
@@ -208,6 +208,6 @@ pub async fn launch(
     };
     // Every recorded job gets its execution: it polls a started job, retries a pending start,
     // and announces a failed one.
-    tracking.track(&job.job_id).await?;
+    tracking.track(&job.job_id, 0).await?;
     Ok(launched)
 }

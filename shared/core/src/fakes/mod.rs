@@ -252,7 +252,11 @@ impl RecordingTracking {
 
 #[async_trait]
 impl TrackingWorkflow for RecordingTracking {
-    async fn track(&self, job_id: &JobId) -> Result<TrackingOutcome, TrackingError> {
+    async fn track(
+        &self,
+        job_id: &JobId,
+        _first_wait_seconds: u64,
+    ) -> Result<TrackingOutcome, TrackingError> {
         let mut tracked = lock(&self.tracked);
         if tracked.contains(job_id) {
             return Ok(TrackingOutcome::AlreadyTracking);

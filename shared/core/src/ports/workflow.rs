@@ -12,6 +12,10 @@ use crate::domain::job::JobId;
 #[serde(rename_all = "camelCase")]
 pub struct TrackingInput {
     pub job_id: JobId,
+    /// How long the execution waits before its first step: a batch's quiet period (it cannot
+    /// close sooner), 0 for a job that can start at once. Fixed per kind of job, so a repeated
+    /// start has the same input.
+    pub next_wait_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,5 +37,10 @@ pub struct TrackingError {
 
 #[async_trait]
 pub trait TrackingWorkflow: Send + Sync {
-    async fn track(&self, job_id: &JobId) -> Result<TrackingOutcome, TrackingError>;
+    /// Starts the job's execution, which waits `first_wait_seconds` before its first step.
+    async fn track(
+        &self,
+        job_id: &JobId,
+        first_wait_seconds: u64,
+    ) -> Result<TrackingOutcome, TrackingError>;
 }
