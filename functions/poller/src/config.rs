@@ -134,6 +134,7 @@ mod tests {
                 data_access_role_arn: "arn:aws:iam::123456789012:role/fhir".into(),
                 output_s3_uri: "s3://out/fhir/".into(),
                 output_kms_key_id: "alias/k".into(),
+                validation_level: None,
                 export: None,
             })
         );

@@ -3,7 +3,9 @@
 //! exports go through [`crate::healthlake_rest`].
 
 use async_trait::async_trait;
-use aws_sdk_healthlake::types::{InputDataConfig, OutputDataConfig, S3Configuration};
+use aws_sdk_healthlake::types::{
+    InputDataConfig, OutputDataConfig, S3Configuration, ValidationLevel,
+};
 use aws_sdk_healthlake::Client;
 use healthimport::domain::job::{JobCounts, JobKind, Service, Timestamp};
 use healthimport::ports::service_jobs::{
@@ -19,6 +21,8 @@ pub struct HealthLakeJobs {
     data_access_role_arn: String,
     /// HealthLake requires a KMS key for the output location.
     output_kms_key_id: String,
+    /// StartFHIRImportJob's `ValidationLevel`; `None`: the service's default.
+    validation_level: Option<ValidationLevel>,
     export: Option<ExportSettings>,
 }
 
@@ -41,8 +45,16 @@ impl HealthLakeJobs {
             client,
             data_access_role_arn: data_access_role_arn.into(),
             output_kms_key_id: output_kms_key_id.into(),
+            validation_level: None,
             export: None,
         }
+    }
+
+    /// Imports validate at `level` (`strict`, `structure-only`, `minimal`; checked by the
+    /// configuration); `None` leaves it to the service.
+    pub fn with_validation_level(mut self, level: Option<&str>) -> Self {
+        self.validation_level = level.map(ValidationLevel::from);
+        self
     }
 
     /// Enables exports with their own data-access role and KMS key; `rest` serves incremental
@@ -119,7 +131,8 @@ impl JobService for HealthLakeJobs {
         );
         let input = builder
             .input_data_config(InputDataConfig::S3Uri(input_s3_uri.clone()))
-            .job_output_data_config(output);
+            .job_output_data_config(output)
+            .set_validation_level(self.validation_level.clone());
         let started = call(SERVICE, OP, input.send()).await?;
         started_job(SERVICE, OP, started.job_id(), started.job_status().as_str())
     }

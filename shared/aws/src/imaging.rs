@@ -14,6 +14,8 @@ use crate::errors::{call, job_report, of_job, started_job, with_job_identity};
 pub struct HealthImagingJobs {
     client: Client,
     data_access_role_arn: String,
+    /// StartDICOMImportJob's `inputOwnerAccountId`: the account that must own the input bucket.
+    input_owner_account_id: Option<String>,
 }
 
 impl HealthImagingJobs {
@@ -21,7 +23,15 @@ impl HealthImagingJobs {
         HealthImagingJobs {
             client,
             data_access_role_arn: data_access_role_arn.into(),
+            input_owner_account_id: None,
         }
+    }
+
+    /// Every start names the account that must own the input bucket (the deploying account), so
+    /// a look-alike bucket in another account is refused.
+    pub fn with_input_owner(mut self, account_id: Option<&str>) -> Self {
+        self.input_owner_account_id = account_id.map(str::to_owned);
+        self
     }
 }
 
@@ -45,7 +55,8 @@ impl JobService for HealthImagingJobs {
         );
         let input = builder
             .input_s3_uri(input_s3_uri)
-            .output_s3_uri(&request.output_s3_uri);
+            .output_s3_uri(&request.output_s3_uri)
+            .set_input_owner_account_id(self.input_owner_account_id.clone());
         let started = call(SERVICE, OP, input.send()).await?;
         started_job(SERVICE, OP, started.job_id(), started.job_status().as_str())
     }

@@ -39,7 +39,8 @@ pub fn service_jobs(aws: &SdkConfig, targets: &ServiceTargets) -> AwsServiceJobs
                 aws_sdk_healthlake::Client::new(aws),
                 &t.data_access_role_arn,
                 &t.output_kms_key_id,
-            );
+            )
+            .with_validation_level(t.validation_level.as_deref());
             match &t.export {
                 Some(export) => jobs.with_export(
                     &export.data_access_role_arn,
@@ -54,6 +55,7 @@ pub fn service_jobs(aws: &SdkConfig, targets: &ServiceTargets) -> AwsServiceJobs
                 aws_sdk_medicalimaging::Client::new(aws),
                 &t.data_access_role_arn,
             )
+            .with_input_owner(t.input_owner_account_id.as_deref())
         }),
     }
 }

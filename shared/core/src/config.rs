@@ -152,6 +152,9 @@ pub struct FhirTarget {
     pub data_access_role_arn: String,
     pub output_s3_uri: String,
     pub output_kms_key_id: String,
+    /// `FHIR_VALIDATION_LEVEL`: StartFHIRImportJob's `ValidationLevel` (`strict`,
+    /// `structure-only` or `minimal`); `None` sends none, which is the service's default.
+    pub validation_level: Option<String>,
     /// Where exports of this data store go; `None` when exports are not configured.
     pub export: Option<ExportTarget>,
 }
@@ -170,7 +173,14 @@ pub struct ImagingTarget {
     pub datastore_id: String,
     pub data_access_role_arn: String,
     pub output_s3_uri: String,
+    /// `IMAGING_INPUT_OWNER_ACCOUNT_ID`: the account that must own the input bucket
+    /// (StartDICOMImportJob's `inputOwnerAccountId`), a guard against a look-alike bucket in
+    /// another account. The template sets the deploying account.
+    pub input_owner_account_id: Option<String>,
 }
+
+/// StartFHIRImportJob's documented `ValidationLevel` values.
+pub const FHIR_VALIDATION_LEVELS: [&str; 3] = ["strict", "structure-only", "minimal"];
 
 impl ServiceTargets {
     /// Where `service`'s imports go; `None` when it is not configured.
@@ -200,6 +210,18 @@ impl ServiceTargets {
                 data_access_role_arn: required(env, "FHIR_DATA_ACCESS_ROLE_ARN")?,
                 output_s3_uri: s3_uri(env, "FHIR_OUTPUT_S3_URI")?,
                 output_kms_key_id: required(env, "FHIR_OUTPUT_KMS_KEY_ID")?,
+                validation_level: match optional(env, "FHIR_VALIDATION_LEVEL") {
+                    None => None,
+                    Some(level) if FHIR_VALIDATION_LEVELS.contains(&level.as_str()) => Some(level),
+                    Some(level) => {
+                        return Err(ConfigError::Invalid {
+                            name: "FHIR_VALIDATION_LEVEL".into(),
+                            reason: format!(
+                                "{level:?}: expected strict, structure-only or minimal"
+                            ),
+                        })
+                    }
+                },
                 export: match optional(env, "FHIR_EXPORT_S3_URI") {
                     None => None,
                     Some(_) => Some(ExportTarget {
@@ -216,6 +238,20 @@ impl ServiceTargets {
                 datastore_id,
                 data_access_role_arn: required(env, "IMAGING_DATA_ACCESS_ROLE_ARN")?,
                 output_s3_uri: s3_uri(env, "IMAGING_OUTPUT_S3_URI")?,
+                input_owner_account_id: match optional(env, "IMAGING_INPUT_OWNER_ACCOUNT_ID") {
+                    None => None,
+                    Some(account)
+                        if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        Some(account)
+                    }
+                    Some(account) => {
+                        return Err(ConfigError::Invalid {
+                            name: "IMAGING_INPUT_OWNER_ACCOUNT_ID".into(),
+                            reason: format!("{account:?} is not a 12-digit account id"),
+                        })
+                    }
+                },
             }),
         };
         Ok(ServiceTargets { fhir, imaging })
@@ -242,6 +278,47 @@ fn s3_uri(env: &impl Env, name: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod target_tests {
     use super::*;
+
+    #[test]
+    fn the_new_start_members_are_read_and_checked() {
+        let env = [
+            ("FHIR_DATASTORE_ID", "f"),
+            (
+                "FHIR_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/r",
+            ),
+            ("FHIR_OUTPUT_S3_URI", "s3://out/fhir/"),
+            ("FHIR_OUTPUT_KMS_KEY_ID", "k"),
+            ("FHIR_VALIDATION_LEVEL", "structure-only"),
+            ("IMAGING_DATASTORE_ID", "d"),
+            (
+                "IMAGING_DATA_ACCESS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/i",
+            ),
+            ("IMAGING_OUTPUT_S3_URI", "s3://out/dicom/"),
+            ("IMAGING_INPUT_OWNER_ACCOUNT_ID", "123456789012"),
+        ];
+        let targets = ServiceTargets::from_env(&env).unwrap();
+        assert_eq!(
+            targets.fhir.unwrap().validation_level.as_deref(),
+            Some("structure-only")
+        );
+        assert_eq!(
+            targets.imaging.unwrap().input_owner_account_id.as_deref(),
+            Some("123456789012")
+        );
+        for (name, bad) in [
+            ("FHIR_VALIDATION_LEVEL", "lenient"),
+            ("IMAGING_INPUT_OWNER_ACCOUNT_ID", "1234"),
+        ] {
+            let env: Vec<_> = env
+                .iter()
+                .map(|&(k, v)| (k, if k == name { bad } else { v }))
+                .collect();
+            let err = ServiceTargets::from_env(&env).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
 
     #[test]
     fn unset_datastore_means_service_not_configured() {
