@@ -50,6 +50,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
+use crate::bench_env::Lookup;
 use crate::double::{ideal_drain_with_bytes, DoubleConfig, Service as DoubleService};
 use crate::double_admin::DoubleAdmin;
 use crate::pipeline::LocalPipeline;
@@ -99,30 +100,12 @@ impl BenchSettings {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<BenchSettings, BoxError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let count = |name: &str, default: usize| -> Result<usize, BoxError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("{name}={v:?}: expected a whole number").into()),
-            }
-        };
-        let scale_text = get("BENCH_TIME_SCALE").ok_or(
-            "BENCH_TIME_SCALE is not set: run the bench through scripts/bench-batches.sh, which \
-             sets it together with the double's timings",
+        let env = Lookup(lookup);
+        let scale = env.time_scale(
+            "run the bench through scripts/bench-batches.sh, which sets it together with the \
+             double's timings",
         )?;
-        let scale: f64 = scale_text
-            .parse()
-            .map_err(|_| format!("BENCH_TIME_SCALE={scale_text:?}: expected a number"))?;
-        if !(scale.is_finite() && scale > 0.0 && scale <= 1.0) {
-            return Err(format!("BENCH_TIME_SCALE={scale_text}: must be in (0, 1]").into());
-        }
-        let halves = match get("BENCH_HALVES") {
+        let halves = match env.get("BENCH_HALVES") {
             None => Halves {
                 per_upload: true,
                 batches: true,
@@ -145,11 +128,11 @@ impl BenchSettings {
         };
         let settings = BenchSettings {
             scale,
-            fhir_files: count("BENCH_FHIR_FILES", 1000)?,
-            study_files: count("BENCH_STUDY_FILES", 1000)?,
-            lone_files: count("BENCH_LONE_FILES", 100)?,
-            upload_concurrency: count("BENCH_UPLOAD_CONCURRENCY", 32)?.max(3),
-            deadline: Duration::from_secs(count("BENCH_DEADLINE_SECONDS", 600)? as u64),
+            fhir_files: env.count("BENCH_FHIR_FILES", 1000)?,
+            study_files: env.count("BENCH_STUDY_FILES", 1000)?,
+            lone_files: env.count("BENCH_LONE_FILES", 100)?,
+            upload_concurrency: env.count("BENCH_UPLOAD_CONCURRENCY", 32)?.max(3),
+            deadline: Duration::from_secs(env.count("BENCH_DEADLINE_SECONDS", 600)? as u64),
             halves,
         };
         Ok(settings)

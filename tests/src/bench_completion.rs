@@ -44,6 +44,7 @@ use healthimport::domain::job::{JobId, Timestamp};
 use healthimport::ports::store::JobStore;
 use serde::{Deserialize, Serialize};
 
+use crate::bench_env::Lookup;
 use crate::double::{DoubleConfig, Faults};
 use crate::double_admin::DoubleAdmin;
 use crate::local_stack::template_path;
@@ -191,33 +192,17 @@ impl Settings {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, BoxError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let count = |name: &str, default: usize| -> Result<usize, BoxError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("{name}={v:?}: expected a whole number").into()),
-            }
-        };
+        let env = Lookup(lookup);
         let run_it = "run the bench through scripts/bench-completion.sh";
-        let mode: Mode = get("BENCH_MODE")
+        let mode: Mode = env
+            .get("BENCH_MODE")
             .ok_or_else(|| format!("BENCH_MODE is not set: {run_it}"))?
             .parse()
             .map_err(|e| format!("BENCH_MODE={e}"))?;
-        let scale_text = get("BENCH_TIME_SCALE")
-            .ok_or_else(|| format!("BENCH_TIME_SCALE is not set: {run_it}"))?;
-        let scale: f64 = scale_text
-            .parse()
-            .map_err(|_| format!("BENCH_TIME_SCALE={scale_text:?}: expected a number"))?;
-        if !(scale.is_finite() && scale > 0.0 && scale <= 1.0) {
-            return Err(format!("BENCH_TIME_SCALE={scale_text}: must be in (0, 1]").into());
-        }
-        let out = get("BENCH_OUT").ok_or_else(|| format!("BENCH_OUT is not set: {run_it}"))?;
+        let scale = env.time_scale(run_it)?;
+        let out = env
+            .get("BENCH_OUT")
+            .ok_or_else(|| format!("BENCH_OUT is not set: {run_it}"))?;
         let default_dropped = match mode {
             Mode::Events => 3,
             Mode::Polling => 0,
@@ -225,11 +210,11 @@ impl Settings {
         Ok(Settings {
             mode,
             scale,
-            latency_jobs: count("BENCH_LATENCY_JOBS", 10)?.max(1),
-            dropped_jobs: count("BENCH_DROPPED_JOBS", default_dropped)?,
+            latency_jobs: env.count("BENCH_LATENCY_JOBS", 10)?.max(1),
+            dropped_jobs: env.count("BENCH_DROPPED_JOBS", default_dropped)?,
             long_jobs: mode == Mode::Events
-                || matches!(get("BENCH_POLLING_LONG").as_deref(), Some("1" | "true")),
-            margin: Duration::from_secs(count("BENCH_DEADLINE_SECONDS", 150)? as u64),
+                || matches!(env.get("BENCH_POLLING_LONG").as_deref(), Some("1" | "true")),
+            margin: Duration::from_secs(env.count("BENCH_DEADLINE_SECONDS", 150)? as u64),
             out: PathBuf::from(out),
         })
     }

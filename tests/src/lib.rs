@@ -3,6 +3,7 @@
 
 pub mod bench_batches;
 pub mod bench_completion;
+pub mod bench_env;
 pub mod demo;
 pub mod double;
 pub mod double_admin;
