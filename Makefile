@@ -77,6 +77,9 @@ test: lint
 	cargo build --workspace --all-targets
 	mkdir -p .local; set -o pipefail; scripts/local-stack.sh run -- cargo test --workspace --no-fail-fast 2>&1 | tee .local/test.log
 	@awk '/^test result:/ {p+=$$4; f+=$$6} END {printf "%d passed, %d failed\n", p, f}' .local/test.log
+	# AWS's own clients (boto3, pinned) against the service double: every operation we use parses
+	# with its model's required members, and errors map to the right exception classes.
+	set -o pipefail; PYTHONDONTWRITEBYTECODE=1 LOCAL_STACK_DIR=.local/conformance scripts/local-stack.sh run -- $(VENV)/bin/python -m pytest -q tests/conformance 2>&1 | tee .local/conformance.log
 
 fmt:
 	cargo fmt --all

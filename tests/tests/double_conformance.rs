@@ -792,10 +792,23 @@ async fn dicom_broken_file_is_a_customer_error_in_a_completed_job() {
     let manifest = h
         .get_json(&format!("{folder}job-output-manifest.json"))
         .await;
-    assert_same_shape(
-        &manifest,
-        &fixture("imaging-job-output-manifest.json"),
-        "manifest",
+    // AWS's example (HealthImaging developer guide, "Understanding import jobs") also carries
+    // the job's `inputS3Uri` and `outputS3Uri`, as the fixture does.
+    let expected = fixture("imaging-job-output-manifest.json");
+    assert_same_shape(&manifest, &expected, "manifest");
+    assert_eq!(
+        manifest["jobSummary"]["inputS3Uri"],
+        json!(h.uri("dicom/b2/"))
+    );
+    assert_eq!(manifest["jobSummary"]["outputS3Uri"], json!(h.uri(&folder)));
+    // Our parser ignores members it does not know.
+    let parsed = healthimport::domain::manifest::parse_imaging_manifest(&manifest.to_string())
+        .expect("the poller parses the double's manifest");
+    assert_eq!(
+        parsed.counts.scanned,
+        manifest["jobSummary"]["numberOfScannedFiles"]
+            .as_u64()
+            .unwrap()
     );
     assert_same_shape(
         &failures[0],
@@ -2339,4 +2352,316 @@ async fn the_stack_double_takes_event_faults_through_its_admin_api() {
     );
     admin.set_faults(&before).await.unwrap();
     assert_eq!(admin.faults().await.unwrap(), before);
+}
+
+// --- Bulk Data kick-off headers, request ids, the newer Start members ---
+
+/// The raw response's `x-amzn-RequestId` (HTTP header names are case-insensitive).
+fn request_id_of(response: &str) -> String {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("x-amzn-requestid")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no x-amzn-RequestId in {head}"))
+}
+
+fn response_body(response: &str) -> Value {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {body:?}"))
+}
+
+/// A `$export` kick-off with the given extra header lines (each ending in `\r\n`). The double
+/// checks that an `Authorization` header is present and SigV4-shaped, not its signature.
+async fn kick_off(h: &Harness, datastore_id: &str, headers: &str) -> (u16, String) {
+    let body = json!({
+        "JobName": "kick-off",
+        "OutputDataConfig": {"S3Configuration": {"S3Uri": h.uri("exports/"), "KmsKeyId": KMS_KEY}},
+        "DataAccessRoleArn": ROLE,
+    })
+    .to_string();
+    raw_http(
+        &h.double,
+        &format!(
+            "POST /datastore/{datastore_id}/r4/$export?_since=2026-11-30T06%3A00%3A00.123Z HTTP/1.1\r\n\
+             Host: x\r\nContent-Type: application/json\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/healthlake/aws4_request, SignedHeaders=host, Signature=00\r\n\
+             X-Amz-Date: 20261130T060000Z\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+fn assert_outcome(response: &str, code: &str, mentions: &str) {
+    let outcome = response_body(response);
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    assert_eq!(outcome["issue"][0]["severity"], "error", "{outcome}");
+    assert_eq!(outcome["issue"][0]["code"], code, "{outcome}");
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains(mentions), "{diagnostics}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/fhir+json"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn export_kick_off_without_accept_fhir_json_is_refused() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.fhir_datastore().await;
+    let (status, response) = kick_off(&h, &datastore, "Prefer: respond-async\r\n").await;
+    assert_eq!(status, 400, "{response}");
+    assert_outcome(&response, "required", "Accept");
+    let (status, response) = kick_off(
+        &h,
+        &datastore,
+        "Accept: application/json\r\nPrefer: respond-async\r\n",
+    )
+    .await;
+    assert_eq!(status, 406, "{response}");
+    assert_outcome(&response, "not-supported", "application/fhir+json");
+    // Refusals create no job.
+    let listed = h
+        .healthlake
+        .list_fhir_export_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.export_job_properties_list().is_empty());
+    // With parameters, and among other media types, it is accepted.
+    let (status, response) = kick_off(
+        &h,
+        &datastore,
+        "Accept: application/json, application/fhir+json; charset=utf-8\r\nPrefer: respond-async\r\n",
+    )
+    .await;
+    assert_eq!(status, 202, "{response}");
+}
+
+#[tokio::test]
+async fn export_kick_off_without_prefer_respond_async_is_refused() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.fhir_datastore().await;
+    for headers in [
+        "Accept: application/fhir+json\r\n",
+        "Accept: application/fhir+json\r\nPrefer: return=minimal\r\n",
+    ] {
+        let (status, response) = kick_off(&h, &datastore, headers).await;
+        assert_eq!(status, 400, "{headers}: {response}");
+        assert_outcome(&response, "required", "Prefer: respond-async");
+    }
+    let listed = h
+        .healthlake
+        .list_fhir_export_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.export_job_properties_list().is_empty());
+    let (status, response) = kick_off(
+        &h,
+        &datastore,
+        "Accept: application/fhir+json\r\nPrefer: respond-async, handling=lenient\r\n",
+    )
+    .await;
+    assert_eq!(status, 202, "{response}");
+    assert_eq!(response_body(&response)["jobStatus"], "SUBMITTED");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_fresh_request_id() {
+    let h = Harness::start(fast_config()).await;
+    let fhir = h.fhir_datastore().await;
+    let imaging = h.imaging_datastore().await;
+    let missing = "0".repeat(32);
+    let healthlake = |datastore_id: &str| {
+        let body = json!({ "DatastoreId": datastore_id }).to_string();
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: HealthLake.DescribeFHIRDatastore\r\n\
+             Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let imaging_get = |datastore_id: &str| {
+        format!("GET /datastore/{datastore_id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    };
+    let bulk = "Accept: application/fhir+json\r\nPrefer: respond-async\r\n";
+    let mut ids = Vec::new();
+    for (what, request, expected) in [
+        ("HealthLake success", healthlake(&fhir), 200),
+        ("HealthLake error", healthlake(&missing), 400),
+        ("HealthImaging success", imaging_get(&imaging), 200),
+        ("HealthImaging error", imaging_get(&missing), 404),
+    ] {
+        let (status, response) = raw_http(&h.double, &request).await;
+        assert_eq!(status, expected, "{what}: {response}");
+        ids.push(request_id_of(&response));
+    }
+    let (status, response) = kick_off(&h, &fhir, bulk).await;
+    assert_eq!(status, 202, "FHIR REST success: {response}");
+    ids.push(request_id_of(&response));
+    let (status, response) = kick_off(&h, &fhir, "Accept: application/fhir+json\r\n").await;
+    assert_eq!(status, 400, "FHIR REST error: {response}");
+    ids.push(request_id_of(&response));
+    let (status, response) = raw_http(
+        &h.double,
+        "GET /listImageSets/datastore/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 404, "unknown operation: {response}");
+    ids.push(request_id_of(&response));
+    for id in &ids {
+        assert_eq!(id.len(), 36, "{id}");
+    }
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "fresh ids: {ids:?}");
+
+    // The SDKs read it, on a success and on an error.
+    use aws_sdk_healthlake::operation::RequestId as _;
+    let described = h
+        .healthlake
+        .describe_fhir_datastore()
+        .datastore_id(&fhir)
+        .send()
+        .await
+        .unwrap();
+    assert!(described.request_id().is_some_and(|id| id.len() == 36));
+    let refused = h
+        .imaging
+        .get_datastore()
+        .datastore_id(&missing)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        aws_sdk_medicalimaging::operation::RequestId::request_id(&refused)
+            .is_some_and(|id| id.len() == 36),
+        "{refused:?}"
+    );
+}
+
+/// What the double recorded of a job's start request (`GET /_double/jobs/{id}`).
+async fn recorded_job(h: &Harness, job_id: &str) -> Value {
+    let (status, response) = raw_http(
+        &h.double,
+        &format!("GET /_double/jobs/{job_id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+    response_body(&response)
+}
+
+#[tokio::test]
+async fn fhir_validation_level_is_checked_and_kept_on_the_job() {
+    use aws_sdk_healthlake::types::ValidationLevel;
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.fhir_datastore().await;
+    let mut started = Vec::new();
+    for level in [
+        Some(ValidationLevel::Strict),
+        Some(ValidationLevel::StructureOnly),
+        Some(ValidationLevel::Minimal),
+        None,
+    ] {
+        let job = h
+            .start_fhir(&datastore, "fhir/x.ndjson", "out/")
+            .set_validation_level(level.clone())
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{level:?}: {err:?}"));
+        started.push((level, job.job_id().to_owned()));
+    }
+    for (level, job_id) in &started {
+        let job = h.fhir_job(&datastore, job_id).await;
+        assert_eq!(job.validation_level(), level.as_ref(), "{job_id}");
+        let recorded = recorded_job(&h, job_id).await;
+        assert_eq!(
+            recorded["validationLevel"].as_str(),
+            level.as_ref().map(ValidationLevel::as_str),
+            "{recorded}"
+        );
+    }
+    let refused = h
+        .start_fhir(&datastore, "fhir/x.ndjson", "out/")
+        .validation_level(ValidationLevel::from("lenient"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&refused), 400);
+    let err = refused.into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+    assert_eq!(
+        err.meta().message(),
+        Some(
+            "1 validation error detected: Value 'lenient' at 'ValidationLevel' failed to satisfy \
+             constraint: Member must satisfy enum value set: [strict, structure-only, minimal]"
+        )
+    );
+}
+
+#[tokio::test]
+async fn dicom_input_owner_must_be_twelve_digits_and_the_double_s_account() {
+    let h = Harness::start(fast_config()).await;
+    let datastore = h.imaging_datastore().await;
+    let own = DoubleConfig::default().account_id;
+    let started = h
+        .start_dicom(&datastore, "dicom/owned/", "out/")
+        .input_owner_account_id(&own)
+        .send()
+        .await
+        .unwrap();
+    let recorded = recorded_job(&h, started.job_id()).await;
+    assert_eq!(recorded["inputOwnerAccountId"], json!(own), "{recorded}");
+    let unowned = h
+        .start_dicom(&datastore, "dicom/any/", "out/")
+        .send()
+        .await
+        .unwrap();
+    let recorded = recorded_job(&h, unowned.job_id()).await;
+    assert_eq!(recorded["inputOwnerAccountId"], Value::Null, "{recorded}");
+
+    for malformed in ["12345", "12345678901a", "1234567890123"] {
+        let refused = h
+            .start_dicom(&datastore, "dicom/x/", "out/")
+            .input_owner_account_id(malformed)
+            .send()
+            .await
+            .unwrap_err();
+        let status = refused.raw_response().map(|r| r.status().as_u16());
+        let err = refused.into_service_error();
+        assert!(err.is_validation_exception(), "{malformed}: {err:?}");
+        assert_eq!(status, Some(400));
+        let message = err.meta().message().unwrap_or_default();
+        assert!(
+            message.starts_with("1 validation error detected: Value")
+                && message.contains("'inputOwnerAccountId'"),
+            "{message}"
+        );
+    }
+    let refused = h
+        .start_dicom(&datastore, "dicom/x/", "out/")
+        .input_owner_account_id("210987654321")
+        .send()
+        .await
+        .unwrap_err();
+    let status = refused.raw_response().map(|r| r.status().as_u16());
+    let err = refused.into_service_error();
+    assert!(err.is_access_denied_exception(), "{err:?}");
+    assert_eq!(status, Some(403));
+    // Refusals create no job.
+    let listed = h
+        .imaging
+        .list_dicom_import_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.job_summaries().len(), 2);
 }

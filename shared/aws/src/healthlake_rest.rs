@@ -44,6 +44,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// How much of an error body is kept in a message.
 const MAX_ERROR_CHARS: usize = 300;
+/// FHIR Bulk Data: a kick-off request "SHALL" carry `Accept: application/fhir+json` and
+/// `Prefer: respond-async` (https://hl7.org/fhir/uv/bulkdata/export.html#headers).
+const FHIR_JSON: &str = "application/fhir+json";
+const PREFER: &str = "prefer";
+const RESPOND_ASYNC: &str = "respond-async";
+/// What a query value keeps unencoded: RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`),
+/// as SigV4's canonical query string does, so that the bytes sent are the bytes signed.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 type Https = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -242,7 +254,8 @@ impl RestExports {
             .method(Method::POST)
             .uri(url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/fhir+json, application/json")
+            .header(header::ACCEPT, FHIR_JSON)
+            .header(PREFER, RESPOND_ASYNC)
             .body(Full::new(Bytes::from(body.clone())))
             .map_err(|e| unsigned(e.to_string()))?;
         let headers: Vec<(String, String)> = request
@@ -306,7 +319,9 @@ fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `<endpoint>$export?_since=<instant>`: the system-level export of the data store.
+/// `<endpoint>$export?_since=<instant>`: the system-level export of the data store. The instant is
+/// encoded as SigV4 canonicalises a query (RFC 3986 unreserved characters kept, the rest `%XX`
+/// in upper case), and this one string is both sent and signed ([`RestExports::signed_post`]).
 pub fn export_url(datastore_endpoint: &str, since: Timestamp) -> String {
     let base = if datastore_endpoint.ends_with('/') {
         datastore_endpoint.to_owned()
@@ -314,7 +329,7 @@ pub fn export_url(datastore_endpoint: &str, since: Timestamp) -> String {
         format!("{datastore_endpoint}/")
     };
     let since = since.to_string();
-    let since = percent_encoding::utf8_percent_encode(&since, percent_encoding::NON_ALPHANUMERIC);
+    let since = percent_encoding::utf8_percent_encode(&since, QUERY_VALUE);
     format!("{base}$export?_since={since}")
 }
 
@@ -393,10 +408,75 @@ mod tests {
         );
         assert_eq!(
             url,
-            "https://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/$export?_since=2026%2D11%2D27T02%3A00%3A00%2E000Z"
+            "https://healthlake.eu-west-1.amazonaws.com/datastore/abc/r4/$export?_since=2026-11-27T02%3A00%3A00.000Z"
         );
         assert!(export_url("http://127.0.0.1:5156/datastore/abc/r4", since)
             .starts_with("http://127.0.0.1:5156/datastore/abc/r4/$export?"));
+    }
+
+    #[test]
+    fn the_query_keeps_unreserved_characters_and_encodes_the_rest() {
+        let since: Timestamp = "2026-11-30T06:00:00.123Z".parse().unwrap();
+        let url = export_url("https://h.example/datastore/abc/r4/", since);
+        let (_, query) = url.split_once('?').unwrap();
+        assert_eq!(query, "_since=2026-11-30T06%3A00%3A00.123Z");
+        let raw: String = (0u8..128).map(char::from).collect();
+        let encoded = percent_encoding::utf8_percent_encode(&raw, QUERY_VALUE).to_string();
+        for c in raw.chars() {
+            let unreserved = c.is_ascii_alphanumeric() || "-._~".contains(c);
+            let literal = c.to_string();
+            let escaped = format!("%{:02X}", u32::from(c));
+            if unreserved {
+                assert!(encoded.contains(&literal), "{c:?} kept");
+            } else {
+                assert!(encoded.contains(&escaped), "{c:?} encoded as {escaped}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_request_sends_the_signed_query_and_both_bulk_data_headers() {
+        let credentials =
+            aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let sdk = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let exports = RestExports::new(&sdk);
+        let since: Timestamp = "2026-11-30T06:00:00.123Z".parse().unwrap();
+        let url = export_url("http://127.0.0.1:1/datastore/abc/r4/", since);
+        let request = exports.signed_post(&url, "{}".into()).await.unwrap();
+        // What goes on the wire is the URL that was signed, byte for byte.
+        assert_eq!(request.uri().to_string(), url);
+        assert_eq!(
+            request.uri().query(),
+            Some("_since=2026-11-30T06%3A00%3A00.123Z")
+        );
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("accept"), "application/fhir+json");
+        assert_eq!(header("prefer"), "respond-async");
+        let authorization = header("authorization");
+        assert!(
+            authorization.starts_with("AWS4-HMAC-SHA256 Credential="),
+            "{authorization}"
+        );
+        // Both headers are covered by the signature.
+        let signed = authorization
+            .split("SignedHeaders=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_default();
+        let signed: Vec<&str> = signed.split(';').collect();
+        assert!(signed.contains(&"accept"), "{authorization}");
+        assert!(signed.contains(&"prefer"), "{authorization}");
     }
 
     #[test]

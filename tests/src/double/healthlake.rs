@@ -1,5 +1,5 @@
 //! HealthLake over awsJson1.0: `POST /` with `X-Amz-Target: HealthLake.<Operation>`, JSON in and
-//! out, errors as `{"__type": ..., "message": ...}`. Member names follow the SDK's
+//! out, errors as `{"__type": ..., "Message": ...}`. Member names follow the SDK's
 //! `protocol_serde` (PascalCase); timestamps are epoch seconds as JSON numbers. Also the one FHIR
 //! REST operation the functions use: `POST <datastore endpoint>$export` ([`rest_export`]).
 
@@ -56,9 +56,10 @@ pub(crate) async fn dispatch(
     }
 }
 
-/// The awsJson1.0 error shape.
+/// The awsJson1.0 error shape, its member spelled as HealthLake's model spells it (`Message`;
+/// botocore drops a `message` it does not know).
 pub(crate) fn error_response(error: &ApiError) -> Response {
-    let body = json!({"__type": error.type_name(), "message": error.to_string()});
+    let body = json!({"__type": error.type_name(), "Message": error.to_string()});
     (
         error.healthlake_status(),
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
@@ -162,6 +163,7 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
         kms_key_id: Some(kms_key_id),
         since: None,
         validation_level: input.validation_level,
+        input_owner_account_id: None,
         client_token: input.client_token,
     };
     submit_fhir_job(shared, request)
@@ -241,6 +243,7 @@ fn export_request(
         kms_key_id: Some(kms_key_id),
         since,
         validation_level: None,
+        input_owner_account_id: None,
         client_token: input.client_token,
     })
 }
@@ -543,6 +546,9 @@ pub(crate) async fn rest_export(
             "Missing Authentication Token",
         );
     }
+    if let Some(refusal) = bulk_data_refusal(&headers) {
+        return refusal;
+    }
     let admitted = shared.state.lock().admit(Operation::FhirRestExport);
     let result = admitted.and_then(|()| start_rest_export(&shared, &datastore_id, &query, &body));
     match result {
@@ -571,6 +577,62 @@ pub(crate) async fn rest_export(
             operation_outcome(status, error.type_name(), &error.to_string())
         }
     }
+}
+
+/// The Bulk Data kick-off headers, checked as a strict FHIR server does. The FHIR Bulk Data
+/// Access IG (v2.0.0, "Bulk Data Kick-off Request", Headers:
+/// https://hl7.org/fhir/uv/bulkdata/export.html#headers) asks clients for
+/// `Accept: application/fhir+json` ("Currently, only application/fhir+json is supported") and
+/// `Prefer: respond-async` ("Currently, only a value of respond-async is supported"), and lets a
+/// server that misses either "return an error"; its "Response - Error" is "HTTP status code of
+/// 4XX or 5XX" whose body "SHALL be a FHIR OperationOutcome resource in JSON format". It names no
+/// exact status, so: 400 Bad Request for a missing header (the request is incomplete), and 406
+/// Not Acceptable (RFC 9110 §15.5.7) for an `Accept` that is present but does not name
+/// `application/fhir+json` (wildcards are not taken as naming it: the double is there to catch a
+/// client that forgets the header). `Prefer` may carry other preferences besides
+/// `respond-async` (`respond-async, handling=lenient`), in one header or several.
+fn bulk_data_refusal(headers: &HeaderMap) -> Option<Response> {
+    let values = |name: header::HeaderName| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|item| item.trim().to_ascii_lowercase())
+            .filter(|item| !item.is_empty())
+            .collect()
+    };
+    let accept = values(header::ACCEPT);
+    if accept.is_empty() {
+        return Some(operation_outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "The Accept header is required on a Bulk Data kick-off request: Accept: application/fhir+json",
+        ));
+    }
+    let media_type = |item: &String| item.split(';').next().unwrap_or_default().trim().to_owned();
+    if !accept
+        .iter()
+        .any(|item| media_type(item) == "application/fhir+json")
+    {
+        return Some(operation_outcome(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            &format!(
+                "Accept {:?} is not supported: only application/fhir+json is",
+                accept.join(", ")
+            ),
+        ));
+    }
+    let prefer = values(header::HeaderName::from_static("prefer"));
+    if !prefer.iter().any(|item| item == "respond-async") {
+        return Some(operation_outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "A Bulk Data kick-off request requires the header Prefer: respond-async",
+        ));
+    }
+    None
 }
 
 fn start_rest_export(

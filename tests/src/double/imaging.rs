@@ -96,12 +96,19 @@ pub(crate) async fn start_import_job(
         validate::s3_uri("inputS3Uri", &input_s3_uri)?;
         validate::s3_uri("outputS3Uri", &output_s3_uri)?;
         if let Some(name) = &input.job_name {
-            validate::name("jobName", name)?;
+            validate::imaging_job_name("jobName", name)?;
         }
         if let Some(account) = &input.input_owner_account_id {
             if account.len() != 12 || !account.bytes().all(|c| c.is_ascii_digit()) {
                 return Err(ApiError::Validation(format!(
                     "1 validation error detected: Value '{account}' at 'inputOwnerAccountId' failed to satisfy constraint: Member must be 12 digits"
+                )));
+            }
+            // Every bucket the double reads is its own account's: a start that names another
+            // owner is one AWS refuses before reading anything.
+            if account != &shared.config.account_id {
+                return Err(ApiError::AccessDenied(format!(
+                    "The input bucket of {input_s3_uri} is not owned by account {account}"
                 )));
             }
         }
@@ -115,6 +122,7 @@ pub(crate) async fn start_import_job(
             kms_key_id: None,
             since: None,
             validation_level: None,
+            input_owner_account_id: input.input_owner_account_id,
             client_token: Some(client_token),
         };
         let mut state = shared.state.lock();

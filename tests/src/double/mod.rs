@@ -19,6 +19,11 @@
 //!   present, HealthImaging shape otherwise).
 //!
 //! # Behaviour
+//! - Every response carries a fresh `x-amzn-RequestId` (a random UUID), errors and the FHIR
+//!   REST endpoint included.
+//! - FHIR REST `$export` requires the Bulk Data kick-off headers `Accept: application/fhir+json`
+//!   and `Prefer: respond-async` (400 with an OperationOutcome when one is missing, 406 for an
+//!   `Accept` that does not name `application/fhir+json`).
 //! - Data stores are ACTIVE as soon as they are created; the same ClientToken creates nothing
 //!   new and returns the first data store. Ids (data stores, jobs, image sets) are 32 lowercase
 //!   hex characters. [`DoubleConfig`] can pre-seed data stores with fixed ids.
@@ -53,6 +58,11 @@
 //!   (5,000 / 10,000) or, HealthImaging, more bytes (10 GB), cannot be listed or its output cannot be written (the S3 error), or by
 //!   `job_failure_share`. FAILED jobs write no output. A job drawn by `stall_share` stays
 //!   IN_PROGRESS for good.
+//! - StartFHIRImportJob `ValidationLevel`: `strict`, `structure-only` or `minimal` (else
+//!   ValidationException); kept on the job and returned by Describe/List as `ValidationLevel`.
+//! - StartDICOMImportJob `inputOwnerAccountId`: 12 digits (else ValidationException), and the
+//!   double's own `account_id`, the owner of every bucket it reads (else AccessDeniedException,
+//!   403); kept on the job (GetDICOMImportJob does not return it: see `GET /_double/jobs/{id}`).
 //! - StartDICOMImportJob: token bucket (1/s, burst 2 by default) → ThrottlingException 429;
 //!   more than `imaging_max_running_jobs_per_datastore` unfinished jobs →
 //!   ServiceQuotaExceededException 402. A refused start creates no job. Order of checks:
@@ -86,7 +96,8 @@
 //!
 //! # Output layout
 //! HealthImaging, under `<outputS3Uri>/<datastoreId>-DicomImport-<jobId>/`:
-//! `job-output-manifest.json` = `{"jobSummary": {jobId, datastoreId, successOutputS3Uri,
+//! `job-output-manifest.json` = `{"jobSummary": {jobId, datastoreId, inputS3Uri, outputS3Uri
+//! (the job's own folder), successOutputS3Uri,
 //! failureOutputS3Uri, warningsOutputS3Uri, numberOfScannedFiles, numberOfImportedFiles,
 //! numberOfFilesWithCustomerError, numberOfFilesWithServerError, numberOfGeneratedImageSets,
 //! imageSetsSummary: [{imageSetId, imageSetVersion, isPrimary, numberOfMatchedSOPInstances}]}}`,
@@ -119,6 +130,9 @@
 //! # Admin endpoints (for the standalone binary)
 //! - `GET /_double/health` → `ok`.
 //! - `GET /_double/stats` → [`DoubleStats`] as JSON.
+//! - `GET /_double/jobs/{jobId}` → what the job's start request gave, as recorded:
+//!   `{service, jobId, datastoreId, kind, jobName, inputS3Uri, outputS3Uri, validationLevel,
+//!   inputOwnerAccountId}` (null when absent); 404 for an unknown job.
 //! - `GET /_double/faults` → the current [`Faults`]; `POST /_double/faults` with a [`Faults`]
 //!   JSON body (`{"throttle_share": 0.3, "internal_error_share": 0.0, "job_failure_share": 0.0,
 //!   "stall_share": 0.0, "scope": "all_operations" | "start_only", "event_drop_share": 0.0,
@@ -343,6 +357,7 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/_double/health", get(|| async { "ok" }))
         .route("/_double/stats", get(admin_stats))
+        .route("/_double/jobs/{job_id}", get(admin_job))
         .route(
             "/_double/faults",
             get(admin_get_faults).post(admin_set_faults),
@@ -350,6 +365,41 @@ fn router(shared: Arc<Shared>) -> Router {
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .with_state(shared)
+        .layer(axum::middleware::map_response(with_request_id))
+}
+
+/// The header both services put on every answer, errors included (the SDKs read it into
+/// `request_id()`; awsJson1.0 and restJson1 spell it the same).
+pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+
+/// Stamps a fresh `x-amzn-RequestId` on every response: API operations, errors, the FHIR REST
+/// `$export`, the admin endpoints and the fallback alike.
+async fn with_request_id(mut response: Response) -> Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id()) {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_static(REQUEST_ID_HEADER),
+            value,
+        );
+    }
+    response
+}
+
+/// A random version-4 UUID, as AWS's request ids are. Drawn from the thread's own RNG, not the
+/// seeded fault RNG, so that request ids never shift which calls the faults hit.
+fn request_id() -> String {
+    let bits = fastrand::u128(..);
+    // Version 4, variant 10xx.
+    let bits = (bits & !(0xf << 76)) | (0x4 << 76);
+    let bits = (bits & !(0x3 << 62)) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 async fn unknown_operation(headers: HeaderMap, uri: axum::http::Uri) -> Response {
@@ -363,6 +413,34 @@ async fn unknown_operation(headers: HeaderMap, uri: axum::http::Uri) -> Response
 
 async fn admin_stats(State(shared): State<Arc<Shared>>) -> Json<DoubleStats> {
     Json(shared.state.lock().stats.clone())
+}
+
+/// What a start request gave a job, as the double recorded it (members the Describe/Get
+/// operations do not return, such as `inputOwnerAccountId`, included).
+async fn admin_job(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(job_id): axum::extract::Path<String>,
+) -> Response {
+    let state = shared.state.lock();
+    let Some(job) = [Service::HealthLake, Service::Imaging]
+        .into_iter()
+        .find_map(|service| state.jobs.get(&(service, job_id.clone())))
+    else {
+        return (StatusCode::NOT_FOUND, format!("no job {job_id}")).into_response();
+    };
+    let request = &job.request;
+    Json(serde_json::json!({
+        "service": format!("{:?}", job.service),
+        "jobId": job.id,
+        "datastoreId": request.datastore_id,
+        "kind": format!("{:?}", request.kind),
+        "jobName": request.name,
+        "inputS3Uri": request.input_s3_uri,
+        "outputS3Uri": request.output_s3_uri,
+        "validationLevel": request.validation_level,
+        "inputOwnerAccountId": request.input_owner_account_id,
+    }))
+    .into_response()
 }
 
 async fn admin_get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
@@ -383,4 +461,27 @@ async fn admin_set_faults(
     info!(?faults, "fault injection changed");
     shared.state.lock().set_faults(faults);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_are_fresh_version_4_uuids() {
+        let first = request_id();
+        let second = request_id();
+        assert_ne!(first, second);
+        for id in [first, second] {
+            let groups: Vec<&str> = id.split('-').collect();
+            let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+            assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+                "{id}"
+            );
+            assert!(groups[2].starts_with('4'), "{id}");
+            assert!(groups[3].starts_with(['8', '9', 'a', 'b']), "{id}");
+        }
+    }
 }

@@ -460,6 +460,10 @@ impl OutputLayout {
                 json!({"jobSummary": {
                     "jobId": job.id,
                     "datastoreId": job.request.datastore_id,
+                    // As in the example of the developer guide ("Understanding import jobs"):
+                    // the job's input prefix, and its own output folder.
+                    "inputS3Uri": job.request.input_s3_uri,
+                    "outputS3Uri": self.job_folder.uri(),
                     "successOutputS3Uri": self.folder("SUCCESS").uri(),
                     "failureOutputS3Uri": self.folder("FAILURE").uri(),
                     "warningsOutputS3Uri": self.folder("WARNING").uri(),

@@ -185,6 +185,8 @@ pub struct JobRequest {
     /// An `$export` with `_since`: only resources changed at or after it are exported.
     pub since: Option<SystemTime>,
     pub validation_level: Option<String>,
+    /// HealthImaging's `inputOwnerAccountId`, as given.
+    pub input_owner_account_id: Option<String>,
     pub client_token: Option<String>,
 }
 
@@ -950,6 +952,7 @@ mod tests {
             kms_key_id: None,
             since: None,
             validation_level: None,
+            input_owner_account_id: None,
             client_token: token.map(str::to_owned),
         }
     }

@@ -23,6 +23,9 @@ pub enum ApiError {
     InternalServer(String),
     #[error("{0}")]
     UnknownOperation(String),
+    /// Both services' AccessDeniedException (HealthImaging: HTTP 403).
+    #[error("{0}")]
+    AccessDenied(String),
 }
 
 impl ApiError {
@@ -37,6 +40,7 @@ impl ApiError {
             Self::ServiceQuotaExceeded(_) => "ServiceQuotaExceededException",
             Self::InternalServer(_) => "InternalServerException",
             Self::UnknownOperation(_) => "UnknownOperationException",
+            Self::AccessDenied(_) => "AccessDeniedException",
         }
     }
 
@@ -57,6 +61,7 @@ impl ApiError {
             Self::Throttling(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceQuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             Self::InternalServer(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::AccessDenied(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -179,6 +184,20 @@ pub fn name(member: &str, value: &str) -> Result<(), ApiError> {
             member,
             value,
             "Member must have length between 1 and 64",
+        ));
+    }
+    Ok(())
+}
+
+/// HealthImaging's `JobName`: 1 to 64 of `[A-Za-z0-9._/#-]` (its service model's pattern).
+pub fn imaging_job_name(member: &str, value: &str) -> Result<(), ApiError> {
+    name(member, value)?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '#' | '-');
+    if !value.chars().all(allowed) {
+        return Err(constraint(
+            member,
+            value,
+            "Member must satisfy regular expression pattern: [A-Za-z0-9._/#-]+",
         ));
     }
     Ok(())
