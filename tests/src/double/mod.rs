@@ -147,6 +147,8 @@ mod healthlake;
 mod imaging;
 mod model;
 mod output;
+/// SigV4 verification of a request (tested; not yet in the request path: issue 15 item 1).
+pub mod sigv4;
 mod state;
 mod validate;
 
