@@ -2665,3 +2665,100 @@ async fn dicom_input_owner_must_be_twelve_digits_and_the_double_s_account() {
         .unwrap();
     assert_eq!(listed.job_summaries().len(), 2);
 }
+
+#[tokio::test]
+async fn requests_not_signed_with_the_configured_credentials_are_refused_as_aws_does() {
+    let h = Harness::start(DoubleConfig {
+        signing_credentials: Some(("testing".to_owned(), "testing".to_owned())),
+        ..fast_config()
+    })
+    .await;
+    // The SDK signs with the stack's credentials: accepted, by both services.
+    let datastore = h.fhir_datastore().await;
+    h.healthlake
+        .list_fhir_import_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap();
+    // (An unknown data store: refused for that, after the signature was accepted.)
+    let unknown = "0".repeat(32);
+    let err = h
+        .imaging
+        .get_datastore()
+        .datastore_id(&unknown)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{err:?}"
+    );
+
+    // Signed with the wrong secret: InvalidSignatureException, as AWS answers a signing bug.
+    let wrong = h
+        .sdk
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    "testing",
+                    "not-the-secret",
+                    None,
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build();
+    let err = healthlake_client(&wrong, &h.double)
+        .list_fhir_import_jobs()
+        .datastore_id(&datastore)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidSignatureException"),
+        "{err:?}"
+    );
+    let err = imaging_client(&wrong, &h.double)
+        .get_datastore()
+        .datastore_id(&unknown)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidSignatureException"),
+        "{err:?}"
+    );
+
+    // `Credential=garbage` and no signature at all, on the wire.
+    let request = |authorization: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: HealthLake.ListFHIRDatastores\r\n\
+             Content-Type: application/x-amz-json-1.0\r\n{authorization}\
+             X-Amz-Date: 20261130T060000Z\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    let (status, response) = raw_http(
+        &h.double,
+        &request(
+            "Authorization: AWS4-HMAC-SHA256 Credential=garbage, SignedHeaders=host, Signature=00\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{response}");
+    assert_eq!(
+        response_body(&response)["__type"],
+        "IncompleteSignatureException"
+    );
+    let (status, response) = raw_http(&h.double, &request("")).await;
+    assert_eq!(status, 403, "{response}");
+    assert_eq!(
+        response_body(&response)["__type"],
+        "MissingAuthenticationTokenException"
+    );
+}

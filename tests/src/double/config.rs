@@ -250,6 +250,9 @@ pub struct DoubleConfig {
     /// EventBridge client it is started with). `None`: whenever it has a client (the standalone
     /// binary builds one when an EventBridge endpoint is configured); `Some(false)`: never.
     pub emit_events: Option<bool>,
+    /// The access key and secret every request must be SigV4-signed with (both services' APIs
+    /// and the FHIR REST `$export`); `None` accepts any request, signed or not.
+    pub signing_credentials: Option<(String, String)>,
     /// Seed of the RNG behind fault injection.
     pub rng_seed: u64,
     /// Data stores that exist (ACTIVE) from the start, with these ids.
@@ -289,6 +292,9 @@ impl Default for DoubleConfig {
             healthlake_max_queued_jobs_per_datastore: 25,
             faults: Faults::default(),
             emit_events: None,
+            // In-process doubles (the conformance harness) take any request; the standalone
+            // binary, which the local stack runs, verifies every signature (DOUBLE_VERIFY_SIGNATURES).
+            signing_credentials: None,
             rng_seed: 0x5EED,
             fhir_datastore_ids: Vec::new(),
             imaging_datastore_ids: Vec::new(),
@@ -415,6 +421,18 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
         "share of non-terminal job events put after the job's next event (default 0)",
     ),
     (
+        "DOUBLE_VERIFY_SIGNATURES",
+        "`true` (default) to refuse requests not SigV4-signed with DOUBLE_ACCESS_KEY_ID / DOUBLE_SECRET_ACCESS_KEY (default testing / testing), as AWS does; `false` to take any",
+    ),
+    (
+        "DOUBLE_ACCESS_KEY_ID",
+        "the access key requests must be signed with (default testing)",
+    ),
+    (
+        "DOUBLE_SECRET_ACCESS_KEY",
+        "its secret (default testing)",
+    ),
+    (
         "DOUBLE_SEED",
         "seed of the fault-injection RNG (default 24301)",
     ),
@@ -526,6 +544,15 @@ impl DoubleConfig {
                 },
             },
             emit_events: env.flag("DOUBLE_EMIT_EVENTS")?,
+            signing_credentials: match env.parse::<bool>("DOUBLE_VERIFY_SIGNATURES")? {
+                Some(false) => None,
+                None | Some(true) => Some((
+                    env.string("DOUBLE_ACCESS_KEY_ID")
+                        .unwrap_or_else(|| "testing".to_owned()),
+                    env.string("DOUBLE_SECRET_ACCESS_KEY")
+                        .unwrap_or_else(|| "testing".to_owned()),
+                )),
+            },
             rng_seed: env.parse("DOUBLE_SEED")?.unwrap_or(defaults.rng_seed),
             fhir_datastore_ids: env.list("DOUBLE_FHIR_DATASTORE_IDS"),
             imaging_datastore_ids: env.list("DOUBLE_IMAGING_DATASTORE_IDS"),

@@ -526,7 +526,8 @@ fn datastore_endpoint(shared: &Shared, datastore: &Datastore) -> String {
 /// The FHIR REST `POST <datastore endpoint>$export[?_since=<instant>]`: an export job like
 /// StartFHIRExportJob's (same queue, same Describe/List), without a ClientToken. It answers
 /// `202 Accepted` with the job and its status location. The request must carry a SigV4
-/// `Authorization` header (its signature is not verified: the double has no secret keys).
+/// `Authorization` header (its signature is verified before, by the router, when the double has
+/// credentials).
 pub(crate) async fn rest_export(
     State(shared): State<Arc<Shared>>,
     Path(datastore_id): Path<String>,

@@ -4,7 +4,9 @@
 //!
 //! One server on one port serves both protocols; point the SDKs at [`ServiceDouble::endpoint_url`]
 //! (`.endpoint_url(..)` on the client config, or `AWS_ENDPOINT_URL_HEALTHLAKE` /
-//! `AWS_ENDPOINT_URL_MEDICAL_IMAGING`). Requests are not authenticated.
+//! `AWS_ENDPOINT_URL_MEDICAL_IMAGING`). With `signing_credentials` set (the standalone binary's
+//! default: `testing` / `testing`, the local stack's credentials), every request must be SigV4-signed
+//! with them and is refused as AWS refuses it otherwise ([`sigv4`]).
 //!
 //! # Operations
 //! - HealthLake (awsJson1.0, `POST /`, `X-Amz-Target: HealthLake.<Op>`): StartFHIRImportJob,
@@ -147,7 +149,7 @@ mod healthlake;
 mod imaging;
 mod model;
 mod output;
-/// SigV4 verification of a request (tested; not yet in the request path: issue 15 item 1).
+/// SigV4 verification of every request, when the double is given credentials.
 pub mod sigv4;
 mod state;
 mod validate;
@@ -366,8 +368,91 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            verify_signature,
+        ))
         .with_state(shared)
         .layer(axum::middleware::map_response(with_request_id))
+}
+
+/// The largest request body the double reads to check its signature.
+const MAX_SIGNED_BODY: usize = 16 * 1024 * 1024;
+
+/// Refuses a request that is not SigV4-signed with the configured credentials, as both services
+/// do, with their error shape (HealthLake's awsJson `__type`/`Message`, HealthImaging's
+/// `x-amzn-ErrorType` header and `message`). The admin endpoints are the double's own.
+async fn verify_signature(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some((access_key, secret)) = shared.config.signing_credentials.clone() else {
+        return next.run(request).await;
+    };
+    if request.uri().path().starts_with("/_double/") {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_SIGNED_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let signed = sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &bytes,
+    };
+    let credentials = |key: &str| (key == access_key).then(|| secret.clone());
+    match sigv4::verify(&signed, &credentials, std::time::SystemTime::now()) {
+        Ok(()) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
+        }
+        Err(refused) => {
+            let status = axum::http::StatusCode::from_u16(refused.status())
+                .unwrap_or(axum::http::StatusCode::FORBIDDEN);
+            let healthlake_api = parts.headers.contains_key("x-amz-target");
+            if healthlake_api {
+                let body = serde_json::json!({"__type": refused.error_type(), "Message": refused.message()});
+                (
+                    status,
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/x-amz-json-1.0",
+                    )],
+                    body.to_string(),
+                )
+                    .into_response()
+            } else {
+                let body = serde_json::json!({"message": refused.message()});
+                (
+                    status,
+                    [
+                        ("x-amzn-errortype", refused.error_type()),
+                        ("content-type", "application/json"),
+                    ],
+                    body.to_string(),
+                )
+                    .into_response()
+            }
+        }
+    }
 }
 
 /// The header both services put on every answer, errors included (the SDKs read it into
