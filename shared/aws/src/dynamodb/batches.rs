@@ -50,10 +50,6 @@ fn names(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-fn millis(at: Timestamp) -> i64 {
-    (at.datetime().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 impl DynamoJobStore {
     fn key(&self, id: &JobId) -> HashMap<String, AttributeValue> {
         HashMap::from([("jobId".to_owned(), s(id))])
@@ -304,7 +300,7 @@ impl StartAdmission for DynamoJobStore {
         job_id: &JobId,
         now: Timestamp,
     ) -> Result<Admission, StoreError> {
-        let now_ms = millis(now);
+        let now_ms = now.unix_millis();
         let mut expression = "ADD #holders :me".to_owned();
         let mut condition =
             "(attribute_not_exists(#holders) OR size(#holders) < :capacity OR contains(#holders, :id))"

@@ -125,6 +125,16 @@ pub struct JoinRule {
     pub first_file_after: Timestamp,
 }
 
+impl JoinRule {
+    /// Whether an open batch holding `fill` takes the file: the condition the store writes.
+    pub fn holds_for(&self, fill: &BatchFill) -> bool {
+        fill.files <= self.files_at_most
+            && self.bytes_at_most.is_none_or(|most| fill.bytes <= most)
+            && fill.last_file_at > self.last_file_after
+            && fill.first_file_at > self.first_file_after
+    }
+}
+
 /// What [`BatchPolicy::admits`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admits {
@@ -417,10 +427,7 @@ mod tests {
             (fill(2, IMAGING_MAX_JOB_BYTES - 10, 0, 1), 10, at(2)),
         ] {
             let rule = p.join_rule(Service::HealthImaging, size, now);
-            let by_rule = f.files <= rule.files_at_most
-                && rule.bytes_at_most.is_none_or(|most| f.bytes <= most)
-                && f.last_file_at > rule.last_file_after
-                && f.first_file_at > rule.first_file_after;
+            let by_rule = rule.holds_for(&f);
             assert_eq!(
                 by_rule,
                 p.admits(Service::HealthImaging, &f, size, now) == Admits::Join,

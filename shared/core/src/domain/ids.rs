@@ -88,6 +88,10 @@ impl Timestamp {
         self.0.unix_timestamp()
     }
 
+    pub fn unix_millis(self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
     pub fn plus(self, by: Duration) -> Timestamp {
         Timestamp(self.0 + by)
     }

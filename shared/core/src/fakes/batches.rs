@@ -27,10 +27,6 @@ fn fill_mut(job: &mut Job) -> Option<&mut crate::domain::job::Batch> {
     }
 }
 
-fn millis(at: Timestamp) -> i64 {
-    (at.datetime().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 #[async_trait]
 impl BatchStore for MemoryJobStore {
     async fn latest_generation(&self, folder: &BatchFolder) -> Result<u64, StoreError> {
@@ -79,11 +75,7 @@ impl BatchStore for MemoryJobStore {
             return Ok(JoinOutcome::NotAdmitted(Some(Box::new(snapshot))));
         };
         let f = batch.fill;
-        let admitted = status == JobStatus::Open
-            && f.files <= rule.files_at_most
-            && rule.bytes_at_most.is_none_or(|most| f.bytes <= most)
-            && f.last_file_at > rule.last_file_after
-            && f.first_file_at > rule.first_file_after;
+        let admitted = status == JobStatus::Open && rule.holds_for(&f);
         if !admitted {
             return Ok(JoinOutcome::NotAdmitted(Some(Box::new(snapshot))));
         }
@@ -152,7 +144,7 @@ impl StartAdmission for MemoryJobStore {
     ) -> Result<Admission, StoreError> {
         let mut lanes = lock(&self.lanes);
         let state = lanes.entry(lane.name.clone()).or_default();
-        let now_ms = millis(now);
+        let now_ms = now.unix_millis();
         if !state.holders.contains(job_id) && state.holders.len() >= lane.capacity as usize {
             return Ok(Admission::Wait {
                 retry_after_ms: 0,
