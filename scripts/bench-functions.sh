@@ -35,8 +35,9 @@ for _ in $(seq 100); do
 done
 INVOKE_URL="http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/_/invocations"
 
-# The functions' local configuration, as `cargo lambda watch` gives it in the local stack.
-mapfile -t SETTINGS < <(grep -v '^#' scripts/local-functions.env | grep .)
+# The functions' local configuration as the local stack gives it to them: local-functions.env with
+# the ids of the data stores the stack created through the API.
+mapfile -t SETTINGS < <(grep -v '^#' "${HEALTHIMPORT_LOCAL_FUNCTIONS_ENV:?run inside scripts/local-stack.sh}" | grep .)
 
 bench() {
   local name=$1 event=$2

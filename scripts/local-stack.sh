@@ -18,6 +18,9 @@
 # FUNCTION_INSTANCES (default 4): instances of each function, i.e. its concurrency.
 # FUNCTION_ENV_OVERRIDES: a file of VAR=value lines that replace or add to local-functions.env for
 # this stack (the bench runs the pipeline with the service's real pacing this way).
+# DOUBLE_DATASTORE_CREATE_MS: how long the double's new data stores stay CREATING (default 200).
+# Nothing is pre-seeded: the data stores are created through the API from template.yaml's
+# resources (target/debug/provision-datastores) before the functions start.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,14 +30,10 @@ moto_port="${MOTO_PORT:-5155}"
 double_port="${DOUBLE_PORT:-5156}"
 lambda_port="${LAMBDA_PORT:-5157}"
 instances="${FUNCTION_INSTANCES:-4}"
-functions_env="$root/scripts/local-functions.env"
-if [[ -n "${FUNCTION_ENV_OVERRIDES:-}" ]]; then
-  mkdir -p "$state"
-  merged="$state/functions.env"
-  # Later lines win: `env` applies them in order.
-  cat "$functions_env" "$FUNCTION_ENV_OVERRIDES" >"$merged"
-  functions_env="$merged"
-fi
+# The functions' settings of this stack: local-functions.env, then the overrides, then (appended
+# by provision-datastores once the double has created them) the data store ids. Later lines win:
+# `env` applies them in order, and so do the tests reading the file.
+functions_env="$state/functions.env"
 # The functions behind the Lambda Invoke API: the ones the tests, the demo and Step Functions invoke.
 functions=(starter poller exporter token-decoder job-events)
 mkdir -p "$state"
@@ -73,8 +72,6 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 VARS
 }
 
-function_setting() { sed -n "s/^$1=//p" "$functions_env" | tail -n 1; }
-
 start() {
   for port in "$moto_port" "$double_port" "$lambda_port"; do
     if port_in_use "$port"; then
@@ -86,12 +83,20 @@ start() {
     log "moto or cargo-lambda is not installed in $venv (run: make venv)"
     return 1
   fi
+  # The double validates every request against botocore's own service models, pinned in the venv.
+  local models=("$venv"/lib/python3*/site-packages/botocore/data)
+  if [[ -z "${DOUBLE_SERVICE_MODELS:-}" && ! -d "${models[0]}" ]]; then
+    log "botocore's service models are not installed in $venv (run: make venv)"
+    return 1
+  fi
   # `make test`'s own build, so a no-op after it; before anything starts, so nothing waits on it.
   # --keep-going: one test target that does not compile must not keep the stack from starting
   # (the test run itself then reports it).
   log "building (cargo build --workspace --all-targets)"
   (cd "$root" && cargo build --quiet --workspace --all-targets --keep-going) ||
     log "some targets did not build; starting with what did"
+  # Merged afresh each start: the ids of an earlier stack's data stores mean nothing to this one.
+  cat "$root/scripts/local-functions.env" ${FUNCTION_ENV_OVERRIDES:+"$FUNCTION_ENV_OVERRIDES"} >"$functions_env"
   stack_env >"$state/env"
   # shellcheck disable=SC1091
   source "$state/env"
@@ -108,11 +113,22 @@ start() {
     -d '{"stepfunctions": {"execute_state_machine": true}}' >/dev/null
 
   log "starting the service double on 127.0.0.1:$double_port"
-  DOUBLE_FHIR_DATASTORE_IDS=$(function_setting FHIR_DATASTORE_ID) \
-    DOUBLE_IMAGING_DATASTORE_IDS=$(function_setting IMAGING_DATASTORE_ID) \
+  DOUBLE_SERVICE_MODELS=${DOUBLE_SERVICE_MODELS:-${models[0]}} \
+    DOUBLE_DATASTORE_CREATE_MS=${DOUBLE_DATASTORE_CREATE_MS:-200} \
     "$root/target/debug/service-double" --port "$double_port" >"$state/double.log" 2>&1 &
   echo $! >"$state/double.pid"
   wait_for double "grep -q 'service-double listening' '$state/double.log'"
+
+  # The data stores, through CreateFHIRDatastore / CreateDatastore as the template declares them;
+  # it waits until both are ACTIVE and appends their ids to the functions' env file, which the
+  # function instances below read.
+  log "creating the data stores through the double's API"
+  if ! "$root/target/debug/provision-datastores" --env-file "$functions_env" \
+    >"$state/provision-datastores.log" 2>&1; then
+    log "the data stores could not be created; its log:"
+    cat "$state/provision-datastores.log" >&2
+    return 1
+  fi
 
   # The Lambda Invoke and Runtime APIs only: cargo lambda watch would otherwise `cargo run` each
   # function at its first invocation (one instance at a time), a build with other features.

@@ -69,6 +69,40 @@ def test_create_and_describe_fhir_datastore(healthlake, datastore):
     assert properties["DatastoreTypeVersion"] == "R4"
 
 
+def test_a_new_datastore_is_creating_then_active_and_listed(healthlake):
+    created = call(healthlake, "create_fhir_datastore", DatastoreName="conformance-lifecycle",
+                   DatastoreTypeVersion="R4", ClientToken=token())
+    datastore_id = created["DatastoreId"]
+    # Nothing is pre-seeded and nothing is ACTIVE at once: the double's data stores are CREATING
+    # for DOUBLE_DATASTORE_CREATE_MS (200 ms on the local stack) first.
+    assert created["DatastoreStatus"] == "CREATING"
+    assert 1 <= len(datastore_id) <= 32
+    listed = call(healthlake, "list_fhir_datastores")
+    statuses = {p["DatastoreId"]: p["DatastoreStatus"] for p in listed["DatastorePropertiesList"]}
+    assert statuses.get(datastore_id) in {"CREATING", "ACTIVE"}
+
+    def active():
+        described = call(healthlake, "describe_fhir_datastore", DatastoreId=datastore_id)
+        return described["DatastoreProperties"]["DatastoreStatus"] == "ACTIVE"
+
+    eventually(f"data store {datastore_id} ACTIVE", active)
+    listed = call(healthlake, "list_fhir_datastores", MaxResults=500,
+                  Filter={"DatastoreName": "conformance-lifecycle", "DatastoreStatus": "ACTIVE"})
+    assert [p["DatastoreId"] for p in listed["DatastorePropertiesList"]] == [datastore_id]
+    none = call(healthlake, "list_fhir_datastores",
+                Filter={"DatastoreName": "conformance-lifecycle", "DatastoreStatus": "CREATING"})
+    assert none["DatastorePropertiesList"] == []
+
+
+def test_list_fhir_datastores_pages(healthlake, datastore):
+    first = call(healthlake, "list_fhir_datastores", MaxResults=1)
+    assert len(first["DatastorePropertiesList"]) == 1
+    assert first.get("NextToken"), "more than one data store exists: a next page"
+    second = call(healthlake, "list_fhir_datastores", MaxResults=1, NextToken=first["NextToken"])
+    assert second["DatastorePropertiesList"][0]["DatastoreId"] != \
+        first["DatastorePropertiesList"][0]["DatastoreId"]
+
+
 def test_a_replayed_create_token_returns_the_same_datastore(healthlake):
     client_token = token()
     params = dict(DatastoreName="conformance-replay", DatastoreTypeVersion="R4",
@@ -161,3 +195,23 @@ def test_input_outside_the_model_is_a_validation_error(healthlake, datastore, in
     params = import_params(datastore, input_uri, token())
     params["ValidationLevel"] = "lenient"
     expect_error(healthlake, "ValidationException", "start_fhir_import_job", **params)
+
+
+@pytest.mark.parametrize("member, value, named", [
+    ("KmsKeyId", "not a key!!", "JobOutputDataConfig.S3Configuration.KmsKeyId"),
+    ("ClientToken", "batch_1", "ClientToken"),
+    ("JobName", "a" * 65, "JobName"),
+])
+def test_patterns_and_lengths_come_from_the_model(healthlake, datastore, input_uri, member, value,
+                                                  named):
+    # Not checked by botocore (it validates types, required members and minimum lengths only):
+    # the double refuses them from the same model, naming the member as AWS does.
+    params = import_params(datastore, input_uri, token())
+    if member == "KmsKeyId":
+        params["JobOutputDataConfig"]["S3Configuration"]["KmsKeyId"] = value
+    else:
+        params[member] = value
+    response = expect_error(healthlake, "ValidationException", "start_fhir_import_job", **params)
+    message = response["Error"]["Message"]
+    assert f"at '{named}' failed to satisfy constraint" in message, message
+

@@ -5,6 +5,7 @@ StartDICOMImportJob is rate limited (the double: 1 start a second, burst 2), so 
 are paced, except in the throttling test, which wants the refusal."""
 
 import os
+import re
 import time
 
 import pytest
@@ -77,6 +78,27 @@ def test_create_and_get_datastore(imaging, datastore):
     assert got["datastoreProperties"]["datastoreName"] == "conformance"
 
 
+def test_a_new_datastore_is_creating_then_active_and_listed(imaging):
+    created = call(imaging, "create_datastore", datastoreName="conformance-lifecycle",
+                   clientToken=token())
+    datastore_id = created["datastoreId"]
+    assert created["datastoreStatus"] == "CREATING"
+    pattern = imaging.client.meta.service_model.shape_for("DatastoreId").metadata["pattern"]
+    assert re.fullmatch(pattern, datastore_id), f"{datastore_id} outside {pattern}"
+
+    def active():
+        got = call(imaging, "get_datastore", datastoreId=datastore_id)
+        return got["datastoreProperties"]["datastoreStatus"] == "ACTIVE"
+
+    eventually(f"data store {datastore_id} ACTIVE", active)
+    listed = call(imaging, "list_datastores", datastoreStatus="ACTIVE", maxResults=50)
+    summaries = {s["datastoreId"]: s for s in listed["datastoreSummaries"]}
+    assert summaries[datastore_id]["datastoreName"] == "conformance-lifecycle"
+    assert summaries[datastore_id]["datastoreStatus"] == "ACTIVE"
+    creating = call(imaging, "list_datastores", datastoreStatus="CREATING")
+    assert datastore_id not in {s["datastoreId"] for s in creating["datastoreSummaries"]}
+
+
 def test_import_start_get_list(imaging, datastore, input_uri):
     started = paced(imaging, start, **start_params(datastore, input_uri, token()))
     job_id = started["jobId"]
@@ -131,6 +153,15 @@ def test_input_outside_the_model_is_a_validation_error(imaging, datastore, input
     params["jobName"] = "has a space"  # outside the model's pattern for jobName
     paced(imaging, lambda recorder, **p: expect_error(
         recorder, "ValidationException", "start_dicom_import_job", **p), **params)
+
+
+def test_create_datastore_input_is_checked_against_the_model(imaging):
+    response = expect_error(imaging, "ValidationException", "create_datastore",
+                            datastoreName="conformance", clientToken=token(),
+                            kmsKeyArn="not-a-key-arn")
+    message = response["Error"]["Message"]
+    assert "at 'kmsKeyArn' failed to satisfy constraint: Member must satisfy regular expression " \
+        "pattern" in message, message
 
 
 def test_three_starts_in_one_second_are_throttled(imaging, datastore, input_uri):

@@ -113,26 +113,64 @@ impl Harness {
             .collect()
     }
 
+    /// A new FHIR data store through CreateFHIRDatastore, once DescribeFHIRDatastore says ACTIVE.
     async fn fhir_datastore(&self) -> String {
-        self.healthlake
+        let id = self
+            .healthlake
             .create_fhir_datastore()
             .datastore_type_version(aws_sdk_healthlake::types::FhirVersion::R4)
             .send()
             .await
             .unwrap()
             .datastore_id()
-            .to_owned()
+            .to_owned();
+        self.wait_fhir_datastore_active(&id).await;
+        id
     }
 
+    async fn wait_fhir_datastore_active(&self, datastore_id: &str) {
+        wait_until("the FHIR data store is ACTIVE", DEADLINE, || async {
+            let described = self
+                .healthlake
+                .describe_fhir_datastore()
+                .datastore_id(datastore_id)
+                .send()
+                .await
+                .unwrap();
+            let status = described.datastore_properties()?.datastore_status();
+            (status == &aws_sdk_healthlake::types::DatastoreStatus::Active).then_some(())
+        })
+        .await
+    }
+
+    /// A new HealthImaging data store through CreateDatastore, once GetDatastore says ACTIVE.
     async fn imaging_datastore(&self) -> String {
-        self.imaging
+        let id = self
+            .imaging
             .create_datastore()
             .datastore_name("test")
             .send()
             .await
             .unwrap()
             .datastore_id()
-            .to_owned()
+            .to_owned();
+        self.wait_imaging_datastore_active(&id).await;
+        id
+    }
+
+    async fn wait_imaging_datastore_active(&self, datastore_id: &str) {
+        wait_until("the imaging data store is ACTIVE", DEADLINE, || async {
+            let got = self
+                .imaging
+                .get_datastore()
+                .datastore_id(datastore_id)
+                .send()
+                .await
+                .unwrap();
+            let status = got.datastore_properties()?.datastore_status();
+            (status == &aws_sdk_medicalimaging::types::DatastoreStatus::Active).then_some(())
+        })
+        .await
     }
 
     fn start_fhir(
@@ -1075,37 +1113,39 @@ async fn same_client_token_is_the_same_job() {
 }
 
 #[tokio::test]
-async fn datastores_are_active_idempotent_and_can_be_pre_seeded() {
-    let seeded_fhir = "0123456789abcdef0123456789abcdef".to_owned();
-    let seeded_imaging = "abcdefghijklmnopqrstuvwxyz012345".to_owned();
+async fn datastores_are_created_through_the_api_go_active_and_are_listed() {
+    // Long enough that the starts below reach the double while the data stores still create.
+    let create_delay = Duration::from_secs(2);
     let h = Harness::start(DoubleConfig {
-        fhir_datastore_ids: vec![seeded_fhir.clone()],
-        imaging_datastore_ids: vec![seeded_imaging.clone()],
+        datastore_create_delay: create_delay,
         ..fast_config()
     })
     .await;
+    let listed = h.healthlake.list_fhir_datastores().send().await.unwrap();
+    assert!(
+        listed.datastore_properties_list().is_empty(),
+        "nothing is pre-seeded"
+    );
 
     let created = h
         .healthlake
         .create_fhir_datastore()
+        .datastore_name("created")
         .datastore_type_version(aws_sdk_healthlake::types::FhirVersion::R4)
         .client_token("ds-1")
         .send()
         .await
         .unwrap();
+    let fhir = created.datastore_id().to_owned();
     assert_eq!(
         created.datastore_status(),
-        &aws_sdk_healthlake::types::DatastoreStatus::Active
+        &aws_sdk_healthlake::types::DatastoreStatus::Creating
     );
     assert_eq!(
         created.datastore_endpoint(),
-        format!(
-            "{}/datastore/{}/r4/",
-            h.double.endpoint_url(),
-            created.datastore_id()
-        )
+        format!("{}/datastore/{fhir}/r4/", h.double.endpoint_url())
     );
-    assert!(created.datastore_arn().ends_with(created.datastore_id()));
+    assert!(created.datastore_arn().ends_with(&fhir));
     let again = h
         .healthlake
         .create_fhir_datastore()
@@ -1114,30 +1154,24 @@ async fn datastores_are_active_idempotent_and_can_be_pre_seeded() {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.datastore_id(), created.datastore_id());
-
-    let described = h
-        .healthlake
-        .describe_fhir_datastore()
-        .datastore_id(&seeded_fhir)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        described.datastore_properties().unwrap().datastore_id(),
-        seeded_fhir
+        again.datastore_id(),
+        fhir,
+        "the same token, the same data store"
     );
 
-    let imaging = h
+    let imaging_created = h
         .imaging
         .create_datastore()
+        .datastore_name("created-imaging")
         .client_token("ds-2")
         .send()
         .await
         .unwrap();
+    let imaging = imaging_created.datastore_id().to_owned();
     assert_eq!(
-        imaging.datastore_status(),
-        &aws_sdk_medicalimaging::types::DatastoreStatus::Active
+        imaging_created.datastore_status(),
+        &aws_sdk_medicalimaging::types::DatastoreStatus::Creating
     );
     let imaging_again = h
         .imaging
@@ -1146,31 +1180,107 @@ async fn datastores_are_active_idempotent_and_can_be_pre_seeded() {
         .send()
         .await
         .unwrap();
-    assert_eq!(imaging.datastore_id(), imaging_again.datastore_id());
-    let got = h
-        .imaging
-        .get_datastore()
-        .datastore_id(&seeded_imaging)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        got.datastore_properties().unwrap().datastore_id(),
-        seeded_imaging
-    );
+    assert_eq!(imaging_again.datastore_id(), imaging);
 
-    h.put("dicom/seeded/a.dcm", dicom_file()).await;
+    // Starts into a data store that is still CREATING are refused and create no job.
+    h.put("dicom/created/a.dcm", dicom_file()).await;
+    h.put("fhir/created/a.ndjson", b"{}\n".to_vec()).await;
+    let refused = h
+        .start_fhir(&fhir, "fhir/created/", "out/")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&refused), 400);
+    assert!(refused.into_service_error().is_validation_exception());
+    let refused = h
+        .start_dicom(&imaging, "dicom/created/", "out/")
+        .client_token("early")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .as_service_error()
+            .is_some_and(|e| e.is_conflict_exception()),
+        "{refused:?}"
+    );
+    let stats = h.double.stats();
+    assert_eq!(stats.fhir_jobs_created + stats.imaging_jobs_created, 0);
+
+    let listed = h
+        .healthlake
+        .list_fhir_datastores()
+        .filter(
+            aws_sdk_healthlake::types::DatastoreFilter::builder()
+                .datastore_status(aws_sdk_healthlake::types::DatastoreStatus::Creating)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .datastore_properties_list()
+        .iter()
+        .map(|properties| properties.datastore_id())
+        .collect();
+    assert_eq!(ids, [fhir.as_str()]);
+
+    h.wait_fhir_datastore_active(&fhir).await;
+    h.wait_imaging_datastore_active(&imaging).await;
+    let described = h
+        .healthlake
+        .describe_fhir_datastore()
+        .datastore_id(&fhir)
+        .send()
+        .await
+        .unwrap();
+    let properties = described.datastore_properties().unwrap();
+    assert_eq!(properties.datastore_name(), Some("created"));
+    assert_eq!(
+        properties
+            .sse_configuration()
+            .and_then(|sse| sse.kms_encryption_config())
+            .map(|kms| kms.cmk_type()),
+        Some(&aws_sdk_healthlake::types::CmkType::AoCmk)
+    );
+    assert!(properties.created_at().is_some());
+
+    let summaries = h.imaging.list_datastores().send().await.unwrap();
+    let summaries = summaries.datastore_summaries();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].datastore_id(), imaging);
+    assert_eq!(summaries[0].datastore_name(), "created-imaging");
+    assert_eq!(
+        summaries[0].datastore_status(),
+        &aws_sdk_medicalimaging::types::DatastoreStatus::Active
+    );
+    let none_creating = h
+        .imaging
+        .list_datastores()
+        .datastore_status(aws_sdk_medicalimaging::types::DatastoreStatus::Creating)
+        .send()
+        .await
+        .unwrap();
+    assert!(none_creating.datastore_summaries().is_empty());
+
     let job = h
-        .start_dicom(&seeded_imaging, "dicom/seeded/", "out/")
+        .start_dicom(&imaging, "dicom/created/", "out/")
+        .client_token("early")
         .send()
         .await
         .unwrap();
     assert_eq!(
-        h.wait_dicom_terminal(&seeded_imaging, job.job_id())
+        h.wait_dicom_terminal(&imaging, job.job_id())
             .await
             .job_status(),
         &ImagingStatus::Completed
     );
+    let job = h
+        .start_fhir(&fhir, "fhir/created/", "out/")
+        .send()
+        .await
+        .unwrap();
+    h.wait_fhir_terminal(&fhir, job.job_id()).await;
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
 use healthimport::domain::export::ExportMode;
+use healthimport::metrics::Namespace;
 use healthimport::ports::admission::Pace;
 
 /// The exporter's configuration: the FHIR variables the starter reads (exports start through
@@ -19,6 +20,8 @@ pub struct ExporterConfig {
     pub record_retention_days: u32,
     /// HealthLake's lane, shared with the imports (`HEALTHLAKE_MAX_OUTSTANDING`).
     pub pace: Pace,
+    /// `METRICS_NAMESPACE`: where its metrics go.
+    pub metrics_namespace: Namespace,
 }
 
 impl ExporterConfig {
@@ -40,6 +43,7 @@ impl ExporterConfig {
             mode: config::parsed_or(env, "EXPORT_MODE", ExportMode::Full)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
             pace: config::pace(env)?,
+            metrics_namespace: Namespace::from_env(env)?,
             targets,
         })
     }

@@ -2,8 +2,10 @@
 //! the same launch path as an upload's import ([`healthimport::launch::launch`]).
 
 use healthimport::domain::export::{ExportEventError, ExportMode, ExportRequest, ExportTrigger};
+use healthimport::domain::job::Service;
 use healthimport::domain::job::{last_completed_until, Job, JobId, JobStatus, Timestamp};
 use healthimport::launch::{launch, LaunchError, Launched, StartError, Starts};
+use healthimport::metrics::{MetricsSink, Observation};
 use healthimport::ports::admission::{Pace, StartAdmission};
 use healthimport::ports::service_jobs::JobService;
 use healthimport::ports::store::JobStore;
@@ -74,7 +76,7 @@ impl From<ExporterError> for lambda_runtime::Diagnostic {
     }
 }
 
-pub struct Exporter<S, I, W> {
+pub struct Exporter<S, I, W, M> {
     pub store: S,
     pub services: I,
     pub tracking: W,
@@ -83,13 +85,16 @@ pub struct Exporter<S, I, W> {
     pub mode: ExportMode,
     /// Exports share HealthLake's one-job lane with imports: they wait for their turn in it.
     pub pace: Pace,
+    /// Counts the exports it starts (`JobsStarted`); their ends are the poller's to count.
+    pub metrics: M,
 }
 
-impl<S, I, W> Exporter<S, I, W>
+impl<S, I, W, M> Exporter<S, I, W, M>
 where
     S: JobStore + StartAdmission,
     I: JobService,
     W: TrackingWorkflow,
+    M: MetricsSink,
 {
     /// Handles one invocation: a schedule tick or an on-demand request.
     pub async fn handle(&self, event: ExporterEvent) -> Result<ExportResponse, ExporterError> {
@@ -139,7 +144,12 @@ where
             }
         };
         let (outcome, status) = match launched {
-            Launched::Started => (ExportOutcome::Started, None),
+            Launched::Started => {
+                self.metrics.emit(Observation::JobStarted {
+                    service: Service::HealthLake,
+                });
+                (ExportOutcome::Started, None)
+            }
             Launched::StartPending => (ExportOutcome::StartPending, None),
             Launched::StartFailed => (ExportOutcome::StartFailed, None),
             Launched::AlreadyRecorded(status) => (ExportOutcome::AlreadyRecorded, Some(status)),
@@ -174,14 +184,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use healthimport::domain::job::{JobKind, Service, Transition};
-    use healthimport::fakes::{MemoryJobStore, RecordingTracking, ScriptedJobService};
+    use healthimport::domain::job::{JobKind, Transition};
+    use healthimport::fakes::{
+        MemoryJobStore, RecordingMetrics, RecordingTracking, ScriptedJobService,
+    };
     use healthimport::ports::service_jobs::{Retry, StartWork};
     use serde_json::{json, Value};
 
     const DATASTORE: &str = "ffffffffffffffffffffffffffffffff";
 
-    type TestExporter = Exporter<MemoryJobStore, ScriptedJobService, RecordingTracking>;
+    type TestExporter =
+        Exporter<MemoryJobStore, ScriptedJobService, RecordingTracking, RecordingMetrics>;
 
     impl TestExporter {
         /// The invocation as Lambda makes it: JSON into the typed event.
@@ -203,6 +216,7 @@ mod tests {
                 healthlake_max_outstanding: 100,
                 ..Pace::default()
             },
+            metrics: RecordingMetrics::default(),
         }
     }
 
@@ -231,6 +245,10 @@ mod tests {
             .unwrap();
         assert_eq!(response.outcome, ExportOutcome::StartPending);
         assert_eq!(exporter.services.start_call_count(), 0);
+        assert!(
+            exporter.metrics.observed().is_empty(),
+            "a waiting export is not started"
+        );
         assert_eq!(exporter.tracking.tracked(), vec![response.job_id.clone()]);
         let job = exporter.store.get(&response.job_id).await.unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Pending);
@@ -244,6 +262,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.outcome, ExportOutcome::Started);
+        assert_eq!(
+            exporter.metrics.observed(),
+            vec![Observation::JobStarted {
+                service: Service::HealthLake
+            }]
+        );
 
         let jobs = exporter.store.all();
         assert_eq!(jobs.len(), 1);

@@ -2,6 +2,7 @@
 //! binary and the integration tests both build it here, so they run the same wiring.
 
 use aws_config::SdkConfig;
+use healthimport::metrics::EmfLines;
 use healthimport_aws::dynamodb::DynamoJobStore;
 use healthimport_aws::sfn::StepFunctionsTracking;
 use healthimport_aws::AwsServiceJobs;
@@ -9,7 +10,8 @@ use healthimport_aws::AwsServiceJobs;
 use crate::config::ExporterConfig;
 use crate::handler::Exporter;
 
-pub type AwsExporter = Exporter<DynamoJobStore, AwsServiceJobs, StepFunctionsTracking>;
+pub type AwsExporter =
+    Exporter<DynamoJobStore, AwsServiceJobs, StepFunctionsTracking, EmfLines<std::io::Stdout>>;
 
 pub fn exporter(aws: &SdkConfig, config: ExporterConfig) -> AwsExporter {
     Exporter {
@@ -20,5 +22,6 @@ pub fn exporter(aws: &SdkConfig, config: ExporterConfig) -> AwsExporter {
         output_s3_uri: config.output_s3_uri,
         mode: config.mode,
         pace: config.pace,
+        metrics: EmfLines::stdout(config.metrics_namespace),
     }
 }

@@ -2,6 +2,7 @@
 //! stops the function there, naming the variable.
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
+use healthimport::metrics::Namespace;
 use healthimport::ports::admission::Pace;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +17,8 @@ pub struct JobEventsConfig {
     /// The lanes a finished job gives its place back to.
     pub pace: Pace,
     pub record_retention_days: u32,
+    /// `METRICS_NAMESPACE`: where its metrics go.
+    pub metrics_namespace: Namespace,
 }
 
 impl JobEventsConfig {
@@ -27,6 +30,7 @@ impl JobEventsConfig {
             backstop_seconds: backstop_seconds(env)?,
             pace: config::pace(env)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
+            metrics_namespace: Namespace::from_env(env)?,
         })
     }
 }

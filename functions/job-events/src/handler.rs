@@ -11,7 +11,9 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use healthimport::completion::{
     AwaitOutcome, CheckOutcome, Completion, CompletionError, EventOutcome,
 };
+use healthimport::domain::job::Timestamp;
 use healthimport::domain::job_event::{parse_job_event, JobEventError};
+use healthimport::metrics::{MetricsSink, Observation};
 use healthimport::ports::admission::{Pace, StartAdmission};
 use healthimport::ports::completion::{CompletionChecks, CompletionStore, WaitingExecutions};
 use healthimport::ports::service_jobs::JobService;
@@ -22,13 +24,15 @@ use serde_json::{json, Value};
 
 use crate::event::{JobEventsEvent, JobEventsResponse};
 
-pub struct JobEvents<S, I, W, C> {
+pub struct JobEvents<S, I, W, C, M> {
     pub store: S,
     pub services: I,
     pub executions: W,
     pub checks: C,
     pub pace: Pace,
     pub backstop_seconds: u32,
+    /// Completion latency: from the service's event to the end on our record.
+    pub metrics: M,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +85,13 @@ impl From<JobEventsError> for lambda_runtime::Diagnostic {
     }
 }
 
-impl<S, I, W, C> JobEvents<S, I, W, C>
+impl<S, I, W, C, M> JobEvents<S, I, W, C, M>
 where
     S: JobStore + CompletionStore + StartAdmission,
     I: JobService,
     W: WaitingExecutions,
     C: CompletionChecks,
+    M: MetricsSink,
 {
     fn completion(&self) -> Completion<'_, S, I, W, C> {
         Completion {
@@ -149,6 +154,18 @@ where
                 Ok(JobEventsResponse::Event(match outcome {
                     EventOutcome::NotOurs => json!({"ignored": "not a job of ours"}),
                     EventOutcome::Recorded { job_id, status } => {
+                        if status.is_terminal() {
+                            if let Some(ended_at) = event.time {
+                                // The event's time is the service's end of the job; a clock
+                                // ahead of ours counts as no delay.
+                                let latency =
+                                    Timestamp::now().unix_millis() - ended_at.timestamp_millis();
+                                self.metrics.emit(Observation::CompletionRecorded {
+                                    service: parsed.service,
+                                    latency_ms: u64::try_from(latency).unwrap_or(0),
+                                });
+                            }
+                        }
                         json!({"jobId": job_id, "status": status})
                     }
                     EventOutcome::Stale { job_id, current } => {
@@ -208,12 +225,17 @@ mod tests {
         Job, JobStatus, Service, SourceObject, Target, Timestamp, Transition,
     };
     use healthimport::fakes::{
-        MemoryJobStore, RecordingChecks, RecordingExecutions, ReportedJobService,
+        MemoryJobStore, RecordingChecks, RecordingExecutions, RecordingMetrics, ReportedJobService,
     };
     use healthimport::ports::service_jobs::JobReport;
 
-    type TestJobEvents =
-        JobEvents<MemoryJobStore, ReportedJobService, RecordingExecutions, RecordingChecks>;
+    type TestJobEvents = JobEvents<
+        MemoryJobStore,
+        ReportedJobService,
+        RecordingExecutions,
+        RecordingChecks,
+        RecordingMetrics,
+    >;
 
     fn handler() -> TestJobEvents {
         JobEvents {
@@ -223,6 +245,7 @@ mod tests {
             checks: RecordingChecks::default(),
             pace: Pace::default(),
             backstop_seconds: 900,
+            metrics: RecordingMetrics::default(),
         }
     }
 
@@ -270,20 +293,36 @@ mod tests {
     #[tokio::test]
     async fn a_completed_event_records_the_end_and_releases_the_wait() {
         let h = handler();
-        let event = sample("job-event-imaging-import-completed.json");
+        let mut event = sample("job-event-imaging-import-completed.json");
+        // The service ended the job two seconds ago.
+        let two_seconds_ago = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() - 2);
+        event["time"] = json!(two_seconds_ago.unwrap().to_string());
         let job = waiting_imaging_job(&h, &event).await;
         h.services.report(JobReport {
             status: JobStatus::Completed,
             message: None,
             progress: None,
+            ended_at: None,
         });
         let out = handle(&h, event.clone()).await.unwrap();
         assert_eq!(out["status"], "COMPLETED", "{out}");
         assert_eq!(h.store.get_job(&job.job_id).status, JobStatus::Completed);
         assert!(h.executions.released("t-1").is_some());
-        // Delivered again: nothing changes.
+        let observed = h.metrics.observed();
+        assert!(
+            matches!(
+                observed[..],
+                [Observation::CompletionRecorded {
+                    service: Service::HealthImaging,
+                    latency_ms: 2000..=10_000
+                }]
+            ),
+            "{observed:?}"
+        );
+        // Delivered again: nothing changes, and nothing is counted twice.
         let again = handle(&h, event).await.unwrap();
         assert_eq!(again["unchanged"], true, "{again}");
+        assert_eq!(h.metrics.observed(), observed);
     }
 
     #[tokio::test]
@@ -317,6 +356,7 @@ mod tests {
             status: JobStatus::Completed,
             message: None,
             progress: None,
+            ended_at: None,
         });
         handle(&h, event).await.unwrap();
         assert!(h.executions.released("t-2").is_some());
@@ -344,6 +384,7 @@ mod tests {
             status: JobStatus::Failed,
             message: Some("the input could not be read".into()),
             progress: None,
+            ended_at: None,
         });
         let batch = json!({"Records": [
             {"messageId": "m1", "body": json!({"jobId": job.job_id}).to_string(), "eventSource": "aws:sqs"},

@@ -2,6 +2,7 @@
 //! `SdkConfig`.
 
 use aws_config::SdkConfig;
+use healthimport::metrics::EmfLines;
 use healthimport_aws::dynamodb::DynamoJobStore;
 use healthimport_aws::sfn::StepFunctionsWaits;
 use healthimport_aws::sqs::SqsCompletionChecks;
@@ -10,8 +11,13 @@ use healthimport_aws::AwsServiceJobs;
 use crate::config::JobEventsConfig;
 use crate::handler::JobEvents;
 
-pub type AwsJobEvents =
-    JobEvents<DynamoJobStore, AwsServiceJobs, StepFunctionsWaits, SqsCompletionChecks>;
+pub type AwsJobEvents = JobEvents<
+    DynamoJobStore,
+    AwsServiceJobs,
+    StepFunctionsWaits,
+    SqsCompletionChecks,
+    EmfLines<std::io::Stdout>,
+>;
 
 pub fn job_events(aws: &SdkConfig, config: JobEventsConfig) -> AwsJobEvents {
     JobEvents {
@@ -21,5 +27,6 @@ pub fn job_events(aws: &SdkConfig, config: JobEventsConfig) -> AwsJobEvents {
         checks: healthimport_aws::completion_checks(aws, &config.completion_check_queue_url),
         pace: config.pace,
         backstop_seconds: config.backstop_seconds,
+        metrics: EmfLines::stdout(config.metrics_namespace),
     }
 }

@@ -2,6 +2,7 @@
 //! function there, naming the variable.
 
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
+use healthimport::metrics::Namespace;
 
 use crate::handler::{Starting, TrackingMode};
 use crate::schedule::PollSchedule;
@@ -20,6 +21,8 @@ pub struct PollerConfig {
     pub starting: Starting,
     /// `TRACKING_MODE`: `events` (default) or `polling`.
     pub tracking_mode: TrackingMode,
+    /// `METRICS_NAMESPACE`: where its metrics go.
+    pub metrics_namespace: Namespace,
 }
 
 /// `START_MAX_AGE`: seconds, or a number with `s`, `m`, `h` or `d` (`24h`, the default).
@@ -51,6 +54,7 @@ impl PollerConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(PollerConfig {
             jobs_table: config::required(env, "JOBS_TABLE")?,
+            metrics_namespace: Namespace::from_env(env)?,
             event_bus_name: config::optional(env, "EVENT_BUS_NAME"),
             targets: ServiceTargets::from_env(env)?,
             schedule: PollSchedule::from_env(env)?,

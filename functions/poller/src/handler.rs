@@ -42,6 +42,7 @@ use healthimport::job_output::{
     read_export_output, read_job_output, read_job_output_within, FailureBounds, ManifestError,
 };
 use healthimport::launch::{start_job, StartError, StartOutcome, Starts};
+use healthimport::metrics::{millis_between, seconds_between, MetricsSink, Observation};
 use healthimport::ports::admission::{Pace, StartAdmission};
 use healthimport::ports::announce::Announcer;
 use healthimport::ports::batches::{BatchStore, CloseOutcome};
@@ -63,7 +64,7 @@ const CONCURRENT_OBJECT_CALLS: usize = 32;
 /// How many uploads the Finished event of a batch names (the count says how many there were).
 const ANNOUNCED_UPLOADS: usize = 100;
 
-pub struct Poller<S, I, R, A> {
+pub struct Poller<S, I, R, A, M> {
     pub store: S,
     pub services: I,
     pub outputs: R,
@@ -72,6 +73,8 @@ pub struct Poller<S, I, R, A> {
     pub starting: Starting,
     /// `TRACKING_MODE`: wait for the services' job events (`events`) or poll (`polling`).
     pub tracking_mode: TrackingMode,
+    /// Batches closed, start waits, jobs started and finished, files settled.
+    pub metrics: M,
 }
 
 /// How a started job's end is noticed.
@@ -109,12 +112,13 @@ pub struct Starting {
     pub lane_wait_seconds: u64,
 }
 
-impl<S, I, R, A> Poller<S, I, R, A>
+impl<S, I, R, A, M> Poller<S, I, R, A, M>
 where
     S: JobStore + BatchStore + StartAdmission,
     I: JobService,
     R: OutputReader + StagedCopies,
     A: Announcer,
+    M: MetricsSink,
 {
     /// Handles one invocation.
     pub async fn handle(&self, event: Value) -> Result<Value, PollerError> {
@@ -204,6 +208,13 @@ where
         if job.batch().is_some_and(|b| b.staged_at.is_none()) {
             self.stage(&job).await?;
         }
+        if let Some(service) = job.service() {
+            // Each attempt reports its wait; the Maximum over a period is the oldest batch's.
+            self.metrics.emit(Observation::StartWaiting {
+                service,
+                waited_seconds: seconds_between(ready_at(&job), now),
+            });
+        }
         if let Some(waited) = self.waited_too_long(&job, now) {
             return self.give_up_start(&job, waited).await;
         }
@@ -218,7 +229,12 @@ where
                 StartError::RecordGone(job_id) => PollerError::JobNotFound(job_id),
             })?;
         Ok(match outcome {
-            StartOutcome::Started(job) => self.state(job_id, job.status, 0),
+            StartOutcome::Started(job) => {
+                if let Some(service) = job.service() {
+                    self.metrics.emit(Observation::JobStarted { service });
+                }
+                self.state(job_id, job.status, 0)
+            }
             StartOutcome::Waiting {
                 retry_after_ms: 0, ..
             }
@@ -284,11 +300,7 @@ where
                     return Ok(None);
                 };
                 let to = staging.staged_key(&job.job_id, folder, &source.key);
-                match self
-                    .outputs
-                    .copy(&source.bucket, &source.key, &to, source.size)
-                    .await
-                {
+                match self.outputs.copy(source, &to).await {
                     Ok(()) => Ok(None),
                     Err(ObjectError::Gone { .. }) => Ok(Some(member.job_id.clone())),
                     Err(source) => Err(PollerError::Staging {
@@ -300,26 +312,41 @@ where
             .buffer_unordered(CONCURRENT_OBJECT_CALLS)
             .try_collect::<Vec<_>>()
             .await?;
+        let mut failed_now = 0;
         for member in gone.into_iter().flatten() {
             let change = Transition::to(JobStatus::Failed, Timestamp::now()).with_message(
                 "the object was deleted before its batch was staged; upload it again to import it",
             );
-            self.store.transition(&member, &change).await?;
+            if let TransitionOutcome::Applied(_) = self.store.transition(&member, &change).await? {
+                failed_now += 1;
+            }
+        }
+        if let (Some(service), true) = (job.service(), failed_now > 0) {
+            // These uploads end here, not when the batch's job does.
+            self.metrics.emit(Observation::FilesSettled {
+                service,
+                imported: 0,
+                failed: failed_now,
+            });
         }
         self.store
             .mark_staged(&job.job_id, Timestamp::now())
             .await?;
         tracing::info!(batch_id = %job.job_id, files = members.len(), "batch staged");
+        // Counted here, once per batch whatever closed it (its marker in the starter, a limit in
+        // the intake, quiet or its maximum wait here): staging follows every close.
+        if let (Some(service), Some(closed)) = (job.service(), batch.closed) {
+            self.metrics.emit(Observation::BatchClosed {
+                service,
+                reason: closed.reason,
+            });
+        }
         Ok(())
     }
 
     /// How long the `PENDING` job has waited for its start, when that is past `START_MAX_AGE`.
     fn waited_too_long(&self, job: &Job, now: Timestamp) -> Option<time::Duration> {
-        let ready_at = job
-            .batch()
-            .and_then(|b| b.closed.map(|c| c.at))
-            .unwrap_or(job.created_at);
-        let waited = now.datetime() - ready_at.datetime();
+        let waited = now.datetime() - ready_at(job).datetime();
         (waited > self.starting.max_age).then_some(waited)
     }
 
@@ -396,7 +423,20 @@ where
             change = change.with_counts(progress);
         }
         let status = match self.store.transition(job_id, &change).await? {
-            TransitionOutcome::Applied(job) => job.status,
+            TransitionOutcome::Applied(recorded) => {
+                // Polling mode's completion latency: the service's end time to our record.
+                if let (true, Some(service), Some(ended_at)) = (
+                    recorded.status.is_terminal(),
+                    recorded.service(),
+                    report.ended_at,
+                ) {
+                    self.metrics.emit(Observation::CompletionRecorded {
+                        service,
+                        latency_ms: millis_between(ended_at, Timestamp::now()),
+                    });
+                }
+                recorded.status
+            }
             TransitionOutcome::Rejected { current } => {
                 tracing::info!(reported = %report.status, %current, "stale status report; the record is unchanged");
                 current
@@ -492,7 +532,7 @@ where
         let members = self.store.members(&job.job_id).await?;
         let failures = self.member_failures(job).await?;
         let at = Timestamp::now();
-        stream::iter(members.iter().filter(|m| m.status == JobStatus::Batched))
+        let settled = stream::iter(members.iter().filter(|m| m.status == JobStatus::Batched))
             .map(|member| {
                 let key = member.source().map(|s| s.key.as_str()).unwrap_or_default();
                 let failure = failures.get(key).map(String::as_str);
@@ -502,6 +542,24 @@ where
             .buffer_unordered(CONCURRENT_OBJECT_CALLS)
             .try_collect::<Vec<_>>()
             .await?;
+        // Only the results written now: a repeated finish settles (and counts) nothing twice.
+        let (imported, failed) =
+            settled
+                .iter()
+                .fold((0, 0), |(ok, failed), outcome| match outcome {
+                    TransitionOutcome::Applied(upload) if upload.status == JobStatus::Completed => {
+                        (ok + 1, failed)
+                    }
+                    TransitionOutcome::Applied(_) => (ok, failed + 1),
+                    _ => (ok, failed),
+                });
+        if let (Some(service), true) = (job.service(), imported + failed > 0) {
+            self.metrics.emit(Observation::FilesSettled {
+                service,
+                imported,
+                failed,
+            });
+        }
         tracing::info!(
             uploads = members.len(),
             failed = failures.len(),
@@ -721,6 +779,14 @@ where
         if !self.store.mark_announced(job_id, Timestamp::now()).await? {
             tracing::warn!("the Finished event had been noted already: it was put twice");
         }
+        // Counted with its one Finished event: every way a job ends (its service's end, a start
+        // given up, tracking stopped) is announced here.
+        if let Some(service) = summary.service {
+            self.metrics.emit(Observation::JobFinished {
+                service,
+                status: summary.status,
+            });
+        }
         Ok(true)
     }
 
@@ -759,6 +825,13 @@ where
     }
 }
 
+/// When the job became ready to start: its batch's close, else its record's creation.
+fn ready_at(job: &Job) -> Timestamp {
+    job.batch()
+        .and_then(|b| b.closed.map(|c| c.at))
+        .unwrap_or(job.created_at)
+}
+
 /// Whole seconds from `now` until `at`, rounded up.
 fn seconds_until(now: Timestamp, at: Timestamp) -> u64 {
     let millis = (at.datetime() - now.datetime()).whole_milliseconds().max(0) as u64;
@@ -779,14 +852,21 @@ mod tests {
         FailedFile, JobCounts, JobKind, Service, SourceObject, Target,
     };
     use healthimport::fakes::{
-        MemoryJobStore, MemoryOutputs, RecordingAnnouncer, ReportedJobService,
+        MemoryJobStore, MemoryOutputs, RecordingAnnouncer, RecordingMetrics, ReportedJobService,
     };
+    use healthimport::metrics::Metric;
     use healthimport::ports::objects::StagedCopies;
     use healthimport::ports::service_jobs::{JobReport, Retry, StartWork};
     use healthimport::ports::store::StoreError;
     use serde_json::json;
 
-    type TestPoller = Poller<MemoryJobStore, ReportedJobService, MemoryOutputs, RecordingAnnouncer>;
+    type TestPoller = Poller<
+        MemoryJobStore,
+        ReportedJobService,
+        MemoryOutputs,
+        RecordingAnnouncer,
+        RecordingMetrics,
+    >;
 
     const DATASTORE: &str = "3c3b1cc0fa0bd16fbc0e1e3b6f8d9e21";
     const SERVICE_JOB: &str = "5e2d4c3b2a1f0e9d8c7b6a5f4e3d2c1b";
@@ -800,6 +880,7 @@ mod tests {
             schedule: PollSchedule::default(),
             // The start path's own answers; the events mode's await has its own test.
             tracking_mode: TrackingMode::Polling,
+            metrics: RecordingMetrics::default(),
             starting: Starting {
                 batching: Batching {
                     policy: BatchPolicy::default(),
@@ -1032,6 +1113,10 @@ mod tests {
             "wakes when quiet: {state:?}"
         );
         assert_eq!(p.services.starts.start_call_count(), 0);
+        assert!(
+            p.metrics.observed().is_empty(),
+            "an open batch is not waiting to start"
+        );
 
         let id = {
             let p2 = poller();
@@ -1053,6 +1138,30 @@ mod tests {
                     input_s3_uri: format!("s3://ingest/staging/{id}/")
                 },
                 "the job imports the batch's own prefix"
+            );
+            let observed = p2.metrics.observed();
+            assert_eq!(
+                observed[0],
+                Observation::BatchClosed {
+                    service: Service::HealthImaging,
+                    reason: CloseReason::Quiet
+                }
+            );
+            assert!(
+                matches!(
+                    observed[1],
+                    Observation::StartWaiting {
+                        service: Service::HealthImaging,
+                        waited_seconds: 0..=2
+                    }
+                ),
+                "{observed:?}"
+            );
+            assert_eq!(
+                observed[2..],
+                [Observation::JobStarted {
+                    service: Service::HealthImaging
+                }]
             );
             id
         };
@@ -1078,6 +1187,12 @@ mod tests {
                 ("dicom/study-9/IM1".to_owned(), JobStatus::Failed)
             ]
         );
+        assert_eq!(
+            p.metrics.total(Metric::FilesFailed),
+            1,
+            "counted as it fails"
+        );
+        assert_eq!(p.metrics.total(Metric::FilesImported), 0);
     }
 
     #[tokio::test]
@@ -1103,6 +1218,7 @@ mod tests {
             status: JobStatus::Completed,
             message: None,
             progress: None,
+            ended_at: None,
         });
         assert!(p.poll(&first, 0, None).await.unwrap().terminal);
         assert_eq!(
@@ -1154,6 +1270,7 @@ mod tests {
             status: JobStatus::Completed,
             message: None,
             progress: None,
+            ended_at: None,
         });
         assert!(p.poll(&id, 0, None).await.unwrap().terminal);
         let location = format!("s3://out/dicom/{DATASTORE}-DicomImport-svc-0/");
@@ -1199,9 +1316,21 @@ mod tests {
             vec!["dicom/study-9/IM0", "dicom/study-9/IM1"]
         );
         assert_eq!(p.announcer.events().len(), 1, "one event per job");
-        // A repeated finish changes no upload's result.
+        assert_eq!(p.metrics.total(Metric::FilesImported), 1);
+        assert_eq!(p.metrics.total(Metric::FilesFailed), 1);
+        assert!(p.metrics.observed().contains(&Observation::JobFinished {
+            service: Service::HealthImaging,
+            status: JobStatus::Completed
+        }));
+        assert!(p.metrics.observed().contains(&Observation::BatchClosed {
+            service: Service::HealthImaging,
+            reason: CloseReason::MaxWait
+        }));
+        // A repeated finish changes no upload's result, and counts nothing again.
+        let before = p.metrics.observed();
         p.finish(&id, true).await.unwrap();
         assert_eq!(p.store.members(&id).await.unwrap(), members);
+        assert_eq!(p.metrics.observed(), before);
     }
 
     // --- poll ---
@@ -1242,6 +1371,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_polled_end_reports_its_latency_from_the_service_s_end_time_once() {
+        let p = poller();
+        let id = job(&p, Service::HealthLake, JobStatus::InProgress).await;
+        p.services.report(JobReport {
+            status: JobStatus::InProgress,
+            message: None,
+            progress: None,
+            ended_at: None,
+        });
+        p.poll(&id, 0, None).await.unwrap();
+        assert!(p.metrics.observed().is_empty(), "still running");
+        p.services.report(JobReport {
+            status: JobStatus::Completed,
+            message: None,
+            progress: None,
+            ended_at: Some(Timestamp::now().plus(time::Duration::seconds(-30))),
+        });
+        assert!(p.poll(&id, 1, None).await.unwrap().terminal);
+        let observed = p.metrics.observed();
+        assert!(
+            matches!(
+                observed[..],
+                [Observation::CompletionRecorded {
+                    service: Service::HealthLake,
+                    latency_ms: 30_000..=40_000
+                }]
+            ),
+            "{observed:?}"
+        );
+        // A late poll after the end records nothing, and measures nothing.
+        p.poll(&id, 2, None).await.unwrap();
+        assert_eq!(p.metrics.observed(), observed);
+    }
+
+    #[tokio::test]
     async fn progress_counters_and_the_service_message_are_stored_while_running() {
         let p = poller();
         let id = job(&p, Service::HealthLake, JobStatus::Queued).await;
@@ -1254,6 +1418,7 @@ mod tests {
             status: JobStatus::InProgress,
             message: Some("importing".into()),
             progress: Some(progress),
+            ended_at: None,
         });
         p.poll(&id, 0, None).await.unwrap();
         let job = record(&p, &id).await;
@@ -1267,6 +1432,7 @@ mod tests {
                 scanned: 8,
                 ..progress
             }),
+            ended_at: None,
         });
         p.poll(&id, 1, None).await.unwrap();
         assert_eq!(record(&p, &id).await.counts.unwrap().scanned, 8);

@@ -1,6 +1,7 @@
 //! The poller on AWS: the SDK adapters behind its ports, built once from one `SdkConfig`.
 
 use aws_config::SdkConfig;
+use healthimport::metrics::EmfLines;
 use healthimport_aws::dynamodb::DynamoJobStore;
 use healthimport_aws::eventbridge::EventBridgeAnnouncer;
 use healthimport_aws::s3::S3Objects;
@@ -9,7 +10,13 @@ use healthimport_aws::AwsServiceJobs;
 use crate::config::PollerConfig;
 use crate::handler::Poller;
 
-pub type AwsPoller = Poller<DynamoJobStore, AwsServiceJobs, S3Objects, EventBridgeAnnouncer>;
+pub type AwsPoller = Poller<
+    DynamoJobStore,
+    AwsServiceJobs,
+    S3Objects,
+    EventBridgeAnnouncer,
+    EmfLines<std::io::Stdout>,
+>;
 
 pub fn poller(aws: &SdkConfig, config: PollerConfig) -> AwsPoller {
     Poller {
@@ -20,5 +27,6 @@ pub fn poller(aws: &SdkConfig, config: PollerConfig) -> AwsPoller {
         schedule: config.schedule,
         starting: config.starting,
         tracking_mode: config.tracking_mode,
+        metrics: EmfLines::stdout(config.metrics_namespace),
     }
 }

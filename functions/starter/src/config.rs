@@ -4,6 +4,7 @@
 use healthimport::config::{self, ConfigError, Env, ServiceTargets};
 use healthimport::domain::routing::RoutingConfig;
 use healthimport::intake::Batching;
+use healthimport::metrics::Namespace;
 
 /// The starter's configuration (environment variables of the same names, upper-cased).
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct StarterConfig {
     /// `INGEST_BUCKET`: events for any other bucket are recorded as skipped. Unset, every bucket
     /// is accepted (the template always sets it).
     pub ingest_bucket: Option<String>,
+    /// `METRICS_NAMESPACE`: where its metrics go.
+    pub metrics_namespace: Namespace,
 }
 
 impl StarterConfig {
@@ -49,6 +52,7 @@ impl StarterConfig {
             batching: config::batching(env)?,
             record_retention_days: config::parsed_or(env, "JOB_RECORD_RETENTION_DAYS", 400)?,
             ingest_bucket: config::optional(env, "INGEST_BUCKET"),
+            metrics_namespace: Namespace::from_env(env)?,
         })
     }
 }

@@ -22,6 +22,7 @@ use healthimport::domain::routing::{
     self, decode_event_key, KeyDecodeError, Route, RoutingConfig, SkipReason, MAX_S3_KEY_BYTES,
 };
 use healthimport::intake::{close_on_marker, join_batch, Batching, IntakeError, Joined};
+use healthimport::metrics::{MetricsSink, Observation};
 use healthimport::ports::batches::BatchStore;
 use healthimport::ports::store::{CreateOutcome, JobStore, StoreError};
 use healthimport::ports::workflow::TrackingWorkflow;
@@ -83,19 +84,22 @@ impl From<StarterError> for lambda_runtime::Diagnostic {
     }
 }
 
-pub struct Starter<S, W> {
+pub struct Starter<S, W, M> {
     pub store: S,
     pub tracking: W,
     pub targets: ServiceTargets,
     pub routing: RoutingConfig,
     pub batching: Batching,
     pub ingest_bucket: Option<String>,
+    /// Counts each upload admitted to a batch (`UploadsAdmitted`).
+    pub metrics: M,
 }
 
-impl<S, W> Starter<S, W>
+impl<S, W, M> Starter<S, W, M>
 where
     S: JobStore + BatchStore,
     W: TrackingWorkflow,
+    M: MetricsSink,
 {
     pub async fn handle(&self, event: StarterEvent) -> Result<StarterResponse, StarterError> {
         if event.is_sqs_batch() {
@@ -289,11 +293,14 @@ where
             )
             .await?
             {
-                Joined::Joined { batch_id, opened } => RecordOutcome::Batched {
-                    job_id,
-                    batch_id,
-                    opened,
-                },
+                Joined::Joined { batch_id, opened } => {
+                    self.metrics.emit(Observation::UploadAdmitted { service });
+                    RecordOutcome::Batched {
+                        job_id,
+                        batch_id,
+                        opened,
+                    }
+                }
                 Joined::AlreadyRecorded(existing) => RecordOutcome::AlreadyRecorded {
                     job_id,
                     status: existing.status,
@@ -337,10 +344,11 @@ mod tests {
     use super::*;
     use healthimport::config::{FhirTarget, ImagingTarget};
     use healthimport::domain::batch::{BatchPolicy, CloseReason, Staging};
-    use healthimport::fakes::{MemoryJobStore, RecordingTracking};
+    use healthimport::fakes::{MemoryJobStore, RecordingMetrics, RecordingTracking};
+    use healthimport::metrics::Metric;
     use serde_json::{json, Value};
 
-    type TestStarter = Starter<MemoryJobStore, RecordingTracking>;
+    type TestStarter = Starter<MemoryJobStore, RecordingTracking, RecordingMetrics>;
 
     fn starter() -> TestStarter {
         Starter {
@@ -368,6 +376,7 @@ mod tests {
                 staging: Staging::default(),
             },
             ingest_bucket: Some("ingest-bucket".into()),
+            metrics: RecordingMetrics::default(),
         }
     }
 
@@ -515,6 +524,38 @@ mod tests {
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].batch().unwrap().fill.files, 1);
         assert_eq!(s.tracking.tracked().len(), 1);
+        assert_eq!(
+            s.metrics.total(Metric::UploadsAdmitted),
+            1,
+            "a redelivered upload is admitted once"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_admitted_upload_is_counted_by_service_and_skips_are_not() {
+        let s = starter();
+        let event = s3_event(vec![
+            record_json("ObjectCreated:Put", "fhir/a.ndjson", 10, "e1"),
+            record_json("ObjectCreated:Put", "dicom/s/IM1", 10, "e2"),
+            record_json("ObjectCreated:Put", "dicom/s/IM2", 10, "e3"),
+            record_json("ObjectCreated:Put", "other/x.ndjson", 10, "e4"),
+            record_json("ObjectCreated:Put", "dicom/s/_READY", 10, "e5"),
+        ]);
+        s.handle_json(event).await.unwrap();
+        assert_eq!(
+            s.metrics.observed(),
+            vec![
+                Observation::UploadAdmitted {
+                    service: Service::HealthLake
+                },
+                Observation::UploadAdmitted {
+                    service: Service::HealthImaging
+                },
+                Observation::UploadAdmitted {
+                    service: Service::HealthImaging
+                },
+            ]
+        );
     }
 
     #[tokio::test]

@@ -2,13 +2,14 @@
 //! binary and the integration tests both build it here, so they run the same wiring.
 
 use aws_config::SdkConfig;
+use healthimport::metrics::EmfLines;
 use healthimport_aws::dynamodb::DynamoJobStore;
 use healthimport_aws::sfn::StepFunctionsTracking;
 
 use crate::config::StarterConfig;
 use crate::handler::Starter;
 
-pub type AwsStarter = Starter<DynamoJobStore, StepFunctionsTracking>;
+pub type AwsStarter = Starter<DynamoJobStore, StepFunctionsTracking, EmfLines<std::io::Stdout>>;
 
 pub fn starter(aws: &SdkConfig, config: StarterConfig) -> AwsStarter {
     Starter {
@@ -18,5 +19,6 @@ pub fn starter(aws: &SdkConfig, config: StarterConfig) -> AwsStarter {
         routing: config.routing,
         batching: config.batching,
         ingest_bucket: config.ingest_bucket,
+        metrics: EmfLines::stdout(config.metrics_namespace),
     }
 }

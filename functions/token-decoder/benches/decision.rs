@@ -5,6 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use healthimport::metrics::{EmfLines, Namespace};
 use healthimport_auth::keys::KeySet;
 use healthimport_auth::token;
 use healthimport_auth::{
@@ -56,6 +57,8 @@ fn warm_decision(c: &mut Criterion) {
     let rsa = TestKey::rsa("rsa-1");
     let ec = TestKey::es256("ec-1");
     let decoder = decoder(&[&rsa, &ec]);
+    // Each decision's metric line is rendered and written, to a sink instead of stdout.
+    let metrics = EmfLines::new(Namespace::default(), std::io::sink());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("tokio runtime");
@@ -71,13 +74,13 @@ fn warm_decision(c: &mut Criterion) {
         let decision = runtime.block_on(decoder.decide(&event));
         assert!(decision.is_allowed(), "{name}: {:?}", decision.deny_reason);
         // The handler as Lambda runs it, minus the runtime's HTTP: event bytes in, response bytes
-        // out (JSON parse, decision, log call, JSON serialisation).
+        // out (JSON parse, decision, log call, metric line, JSON serialisation).
         let bytes = serde_json::to_vec(&event).expect("event JSON");
         group.bench_function(name, |b| {
             b.iter(|| {
                 let event: Value = serde_json::from_slice(black_box(&bytes)).expect("event JSON");
                 let response = runtime
-                    .block_on(handler::handle(&decoder, event))
+                    .block_on(handler::handle(&decoder, &metrics, event))
                     .unwrap_or_else(|never| match never {});
                 black_box(serde_json::to_vec(&response).expect("response JSON"))
             })

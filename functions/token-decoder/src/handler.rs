@@ -1,9 +1,10 @@
-//! The token decoder's per-request handler: one decision, one log line. The validation itself is
-//! the `healthimport-auth` crate; building the decoder is `wiring`.
+//! The token decoder's per-request handler: one decision, one log line, one metric line. The
+//! validation itself is the `healthimport-auth` crate; building the decoder is `wiring`.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use healthimport::metrics::{MetricsSink, Observation};
 use healthimport_auth::{AuthResponse, Clock, Decision, DenyReason, JwksFetcher, TokenDecoder};
 use serde_json::Value;
 use tracing::{info, warn};
@@ -11,11 +12,19 @@ use tracing::{info, warn};
 /// One FHIR request's decision. Never fails: every problem is a deny in the response.
 pub async fn handle<F: JwksFetcher, C: Clock>(
     decoder: &TokenDecoder<F, C>,
+    metrics: &impl MetricsSink,
     event: Value,
 ) -> Result<AuthResponse, Infallible> {
     let started = Instant::now();
     let decision = decoder.decide(&event).await;
-    log_decision(&decision, started.elapsed());
+    let latency = started.elapsed();
+    log_decision(&decision, latency);
+    // The verdict, its reason code and the time: nothing of the token, its claims or the caller.
+    metrics.emit(Observation::TokenDecision {
+        allowed: decision.is_allowed(),
+        reason: decision.deny_reason.map_or("none", DenyReason::code),
+        latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+    });
     Ok(decision.response)
 }
 

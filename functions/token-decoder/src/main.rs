@@ -2,6 +2,7 @@
 //! decoder's construction in `wiring.rs`, init failures in `config.rs`.
 
 use healthimport::config::ProcessEnv;
+use healthimport::metrics::{EmfLines, Namespace};
 use healthimport::telemetry;
 use lambda_runtime::{run, service_fn, LambdaEvent};
 use serde_json::Value;
@@ -16,9 +17,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok(decoder) => decoder,
         Err(error) => return Err(config::init_failed(error).await),
     };
-    let decoder = &decoder;
+    let metrics = match Namespace::from_env(&ProcessEnv) {
+        Ok(namespace) => EmfLines::stdout(namespace),
+        Err(error) => return Err(config::init_failed(error.into()).await),
+    };
+    let (decoder, metrics) = (&decoder, &metrics);
     run(service_fn(move |event: LambdaEvent<Value>| {
-        handler::handle(decoder, event.payload)
+        handler::handle(decoder, metrics, event.payload)
     }))
     .await
 }

@@ -6,7 +6,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::future::Future;
 
-use healthimport::domain::job::{JobCounts, JobStatus, Service};
+use healthimport::domain::job::{JobCounts, JobStatus, Service, Timestamp};
 use healthimport::ports::service_jobs::{JobReport, Retry, ServiceError, StartedJob};
 
 /// The error codes that say "not now" rather than "never": throttling, a quota that frees up as
@@ -94,12 +94,22 @@ pub(crate) fn job_report(
     raw_status: &str,
     message: Option<&str>,
     progress: Option<JobCounts>,
+    ended_at: Option<&aws_smithy_types::DateTime>,
 ) -> Result<JobReport, ServiceError> {
     Ok(JobReport {
         status: job_status(service, operation, raw_status)?,
         message: message.map(str::to_owned),
         progress,
+        ended_at: ended_at.and_then(timestamp),
     })
+}
+
+/// A service's time as ours, to the millisecond.
+pub(crate) fn timestamp(at: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    let nanos = i128::from(at.to_millis().ok()?) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .map(Timestamp::from_datetime)
 }
 
 /// A status string from a service response, or a malformed-response error naming the call.
@@ -155,3 +165,37 @@ macro_rules! of_job {
 
 pub(crate) use of_job;
 pub(crate) use with_job_identity;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_s_end_time_is_kept_to_the_millisecond() {
+        let ended = aws_smithy_types::DateTime::from_millis(1_764_000_000_123);
+        let report = job_report(
+            Service::HealthImaging,
+            "GetDICOMImportJob",
+            "COMPLETED",
+            None,
+            None,
+            Some(&ended),
+        )
+        .unwrap();
+        assert_eq!(report.status, JobStatus::Completed);
+        assert_eq!(
+            report.ended_at.map(Timestamp::unix_millis),
+            Some(1_764_000_000_123)
+        );
+        let running = job_report(
+            Service::HealthLake,
+            "DescribeFHIRImportJob",
+            "IN_PROGRESS",
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(running.ended_at, None);
+    }
+}

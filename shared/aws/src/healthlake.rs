@@ -109,7 +109,7 @@ impl HealthLakeJobs {
             .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "ExportJobProperties"))?;
         // An export reports no progress; its files are counted when it ends.
         let (status, message) = (properties.job_status().as_str(), properties.message());
-        job_report(SERVICE, OP, status, message, None)
+        job_report(SERVICE, OP, status, message, None, properties.end_time())
     }
 }
 
@@ -153,7 +153,14 @@ impl JobService for HealthLakeJobs {
             failed: count(p.total_number_of_files_read_with_customer_error()),
         });
         let (status, message) = (properties.job_status().as_str(), properties.message());
-        job_report(SERVICE, OP, status, message, progress)
+        job_report(
+            SERVICE,
+            OP,
+            status,
+            message,
+            progress,
+            properties.end_time(),
+        )
     }
 }
 

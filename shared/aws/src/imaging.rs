@@ -70,6 +70,6 @@ impl JobService for HealthImagingJobs {
             .ok_or_else(|| ServiceError::malformed(SERVICE, OP, "jobProperties"))?;
         // HealthImaging reports no progress while running; the output manifest has the counts.
         let (status, message) = (properties.job_status().as_str(), properties.message());
-        job_report(SERVICE, OP, status, message, None)
+        job_report(SERVICE, OP, status, message, None, properties.ended_at())
     }
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::Client;
+use healthimport::domain::job::SourceObject;
 use healthimport::domain::s3_uri::{s3_uri, split_s3_uri};
 use healthimport::ports::objects::{
     ListError, ListedObject, ObjectError, ObjectLister, StagedCopies,
@@ -65,18 +66,24 @@ const COPY_PART_BYTES: u64 = 512 * 1024 * 1024;
 /// DeleteObjects takes at most 1,000 keys.
 const DELETE_BATCH: usize = 1000;
 
-/// `CopySource`: the bucket and the key, URL-encoded except its slashes.
-fn copy_source(bucket: &str, key: &str) -> String {
+/// `CopySource`: the bucket and the key, URL-encoded except its slashes, and the uploaded version
+/// when there is one.
+fn copy_source(source: &SourceObject) -> String {
     const KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'/')
         .remove(b'-')
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    format!(
-        "{bucket}/{}",
-        percent_encoding::utf8_percent_encode(key, KEY)
-    )
+    let key = percent_encoding::utf8_percent_encode(&source.key, KEY);
+    match &source.version_id {
+        Some(version) => format!(
+            "{}/{key}?versionId={}",
+            source.bucket,
+            percent_encoding::utf8_percent_encode(version, KEY)
+        ),
+        None => format!("{}/{key}", source.bucket),
+    }
 }
 
 fn object_error<E>(
@@ -89,7 +96,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let gone = matches!(&error, SdkError::ServiceError(e)
-        if matches!(e.err().code(), Some("NoSuchKey") | Some("NotFound")));
+        if matches!(e.err().code(), Some("NoSuchKey" | "NoSuchVersion" | "NotFound")));
     if gone {
         return ObjectError::Gone {
             bucket: bucket.to_owned(),
@@ -105,13 +112,8 @@ where
 }
 
 impl S3Objects {
-    async fn copy_in_parts(
-        &self,
-        bucket: &str,
-        from_key: &str,
-        to_key: &str,
-        size: u64,
-    ) -> Result<(), ObjectError> {
+    async fn copy_in_parts(&self, source: &SourceObject, to_key: &str) -> Result<(), ObjectError> {
+        let (bucket, size) = (source.bucket.as_str(), source.size);
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
         let upload = self
             .client
@@ -135,11 +137,11 @@ impl S3Objects {
                     .key(to_key)
                     .upload_id(&upload_id)
                     .part_number(number)
-                    .copy_source(copy_source(bucket, from_key))
+                    .copy_source(copy_source(source))
                     .copy_source_range(format!("bytes={start}-{end}"))
                     .send()
                     .await
-                    .map_err(|e| object_error("UploadPartCopy", bucket, from_key, e))?;
+                    .map_err(|e| object_error("UploadPartCopy", bucket, &source.key, e))?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -191,25 +193,19 @@ impl S3Objects {
 
 #[async_trait]
 impl StagedCopies for S3Objects {
-    async fn copy(
-        &self,
-        bucket: &str,
-        from_key: &str,
-        to_key: &str,
-        size: u64,
-    ) -> Result<(), ObjectError> {
-        if size > MAX_SINGLE_COPY_BYTES {
-            return self.copy_in_parts(bucket, from_key, to_key, size).await;
+    async fn copy(&self, source: &SourceObject, to_key: &str) -> Result<(), ObjectError> {
+        if source.size > MAX_SINGLE_COPY_BYTES {
+            return self.copy_in_parts(source, to_key).await;
         }
         self.client
             .copy_object()
-            .bucket(bucket)
+            .bucket(&source.bucket)
             .key(to_key)
-            .copy_source(copy_source(bucket, from_key))
+            .copy_source(copy_source(source))
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| object_error("CopyObject", bucket, from_key, e))
+            .map_err(|e| object_error("CopyObject", &source.bucket, &source.key, e))
     }
 
     async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, ObjectError> {

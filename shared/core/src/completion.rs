@@ -412,6 +412,7 @@ mod tests {
             status,
             message: message.map(str::to_owned),
             progress: None,
+            ended_at: None,
         });
     }
 

@@ -4,7 +4,7 @@
 //! record (and its batch) instead of joining another batch.
 
 use crate::domain::batch::{Admits, BatchFill, BatchFolder, BatchPolicy, CloseReason, Staging};
-use crate::domain::job::{Job, JobId, SourceObject, Target, Timestamp};
+use crate::domain::job::{Attempt, Job, JobId, SourceObject, Target, Timestamp};
 use crate::ports::batches::{BatchStore, CloseOutcome, JoinOutcome, OpenOutcome};
 use crate::ports::store::StoreError;
 use crate::ports::workflow::{TrackingError, TrackingWorkflow};
@@ -50,7 +50,6 @@ pub struct Batching {
 /// batch the folder's cursor names, or, when that one is closed, full or due, closes it if it is
 /// due and moves on to the next, opening it if it does not exist yet. The batch's workflow is
 /// started when the batch is opened, and again (a no-op) for a redelivered upload.
-#[tracing::instrument(name = "join", skip_all, fields(job_id = %source.job_id(), batch_id = tracing::field::Empty))]
 pub async fn join_batch(
     store: &(impl BatchStore + ?Sized),
     tracking: &(impl TrackingWorkflow + ?Sized),
@@ -60,13 +59,41 @@ pub async fn join_batch(
     target: &Target,
     now: Timestamp,
 ) -> Result<Joined, IntakeError> {
+    join_batch_as(store, tracking, batching, folder, source, target, None, now).await
+}
+
+/// [`join_batch`] for a given attempt at the upload: `None` is its first (the starter's), `Some`
+/// an operator's retry of an import that failed, recorded under the attempt's own id so that the
+/// failed record stays. The retry takes the same path as the first attempt: the same batching
+/// policy, the same batch records, the same workflow.
+#[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "join", skip_all, fields(job_id = tracing::field::Empty, batch_id = tracing::field::Empty))]
+pub async fn join_batch_as(
+    store: &(impl BatchStore + ?Sized),
+    tracking: &(impl TrackingWorkflow + ?Sized),
+    batching: &Batching,
+    folder: &BatchFolder,
+    source: SourceObject,
+    target: &Target,
+    attempt: Option<&Attempt>,
+    now: Timestamp,
+) -> Result<Joined, IntakeError> {
+    let upload_of = |batch_id: JobId| {
+        let upload = Job::batched(source.clone(), batch_id, target.clone(), now);
+        match attempt {
+            Some(attempt) => upload.as_attempt(attempt.clone()),
+            None => upload,
+        }
+    };
+    let upload_id = upload_of(folder.batch_id(0)).job_id;
+    tracing::Span::current().record("job_id", tracing::field::display(&upload_id));
     let size = source.size;
     let rule = batching.policy.join_rule(folder.service, size, now);
     let mut generation = store.latest_generation(folder).await?;
     for _ in 0..MAX_GENERATION_STEPS {
         let batch_id = folder.batch_id(generation);
         tracing::Span::current().record("batch_id", tracing::field::display(&batch_id));
-        let upload = Job::batched(source.clone(), batch_id.clone(), target.clone(), now);
+        let upload = upload_of(batch_id.clone());
         let current = match store
             .join_batch(&batch_id, &upload, size, now, &rule)
             .await?
@@ -128,7 +155,7 @@ pub async fn join_batch(
     }
     Err(IntakeError::Contended {
         folder: folder.folder.clone(),
-        job_id: source.job_id(),
+        job_id: upload_id,
         steps: MAX_GENERATION_STEPS,
     })
 }

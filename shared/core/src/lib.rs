@@ -10,7 +10,8 @@
 //! - [`intake`]: an upload's way into its batch; [`completion`]: a job's end from its service's
 //!   event or the backstop's re-check; [`launch`]: the one record → start → track path; [`job_output`]: reading a finished job's
 //!   output through its port.
-//! - [`config`], [`telemetry`]: environment and tracing, shared by every function.
+//! - [`config`], [`telemetry`]: environment and tracing, shared by every function;
+//!   [`metrics`]: the pipeline's metrics in CloudWatch Embedded Metric Format.
 //! - `fakes` (feature `fakes`): in-memory ports that obey the adapters' rules, for handler tests.
 
 pub mod completion;
@@ -21,5 +22,6 @@ pub mod fakes;
 pub mod intake;
 pub mod job_output;
 pub mod launch;
+pub mod metrics;
 pub mod ports;
 pub mod telemetry;

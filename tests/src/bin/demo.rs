@@ -7,8 +7,9 @@
 //! batch closes (its marker, or the quiet period, or its maximum wait), becomes one job at the
 //! service double, and every upload gets its own result. The demo only uploads and watches the
 //! records: the batches (what they hold, when they close or why they closed, their job's status)
-//! and the uploads. Then an export, and the token decoder allowing a valid token and denying
-//! forged and expired ones.
+//! and the uploads. Then an export, the token decoder allowing a valid token and denying forged
+//! and expired ones, and the operator's CLI: `healthimport status` of an upload and
+//! `healthimport jobs`.
 //!
 //! Runs inside `scripts/local-stack.sh run -- ...` (the Makefile does that).
 
@@ -177,7 +178,57 @@ async fn run() -> Result<bool, BoxError> {
     heading("token decoder: a valid token, a forged one, an expired one");
     let decoder_ok = token_decoder(&pipeline.sdk, &pipeline.functions).await?;
 
-    Ok(uploads_ok && synced_ok && export_ok && decoder_ok)
+    heading("the operator's view: `healthimport status` of an upload, and `healthimport jobs`");
+    let failed = expected
+        .iter()
+        .find(|u| u.status == JobStatus::Failed)
+        .unwrap_or(&expected[0]);
+    let upload = format!("s3://{}/{}", pipeline.ingest.bucket, failed.key);
+    let status_ok = operator_cli(&pipeline.functions, &["status", &upload])?;
+    let jobs_ok = operator_cli(&pipeline.functions, &["jobs", "--since", "1h"])?;
+
+    Ok(uploads_ok && synced_ok && export_ok && decoder_ok && status_ok && jobs_ok)
+}
+
+/// The functions' variables the operator CLI reads, handed to it as an operator's shell would.
+const CLI_VARIABLES: [&str; 7] = [
+    "JOBS_TABLE",
+    "STATE_MACHINE_ARN",
+    "FHIR_DATASTORE_ID",
+    "IMAGING_DATASTORE_ID",
+    "BATCH_QUIET_SECONDS",
+    "BATCH_MAX_WAIT_SECONDS",
+    "STAGING_PREFIX",
+];
+
+/// Runs the `healthimport` binary built beside this one with the stack's settings, prints what it
+/// says, and tells whether it succeeded.
+fn operator_cli(functions: &LocalFunctions, args: &[&str]) -> Result<bool, BoxError> {
+    let binary = std::env::current_exe()?.with_file_name("healthimport");
+    let mut command = std::process::Command::new(&binary);
+    for variable in CLI_VARIABLES {
+        if let Ok(value) = functions.setting(variable) {
+            command.env(variable, value);
+        }
+    }
+    let output = command
+        .env("EXPORTER_FUNCTION_NAME", "exporter")
+        .args(args)
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run {} (build it with `cargo build --workspace`): {e}",
+                binary.display()
+            )
+        })?;
+    println!("$ healthimport {}", args.join(" "));
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        println!("  {line}");
+    }
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        println!("  {line}");
+    }
+    Ok(output.status.success())
 }
 
 /// A second CT study, `SYNCED_FILES` instances of generated DICOM P10.

@@ -46,8 +46,11 @@
 //! - `DOUBLE_EVENT_REORDER_SHARE`: share of non-terminal job events put after the job's next
 //!   event (0)
 //! - `DOUBLE_SEED`: seed of the fault-injection RNG
-//! - `DOUBLE_FHIR_DATASTORE_IDS`, `DOUBLE_IMAGING_DATASTORE_IDS`: comma lists of data store ids
-//!   (32 characters `[0-9a-z]`) that exist from the start
+//! - `DOUBLE_SERVICE_MODELS`: botocore's `data` directory; every request is validated against
+//!   its `healthlake` and `medical-imaging` service models (default: the repository's `.venv`,
+//!   which `make venv` installs; the double does not start without them)
+//! - `DOUBLE_DATASTORE_CREATE_MS`: how long a new data store stays CREATING before it turns
+//!   ACTIVE (200). Nothing is pre-seeded: data stores are created through the API
 //!
 //! Admin endpoints: `GET /_double/health`, `GET /_double/stats`, `GET|POST /_double/faults`
 //! (the event faults included; see `healthimport_tests::double`).

@@ -1,4 +1,5 @@
-//! The double's knobs: accelerated timings, quotas, fault injection and pre-seeded data stores.
+//! The double's knobs: accelerated timings, quotas and fault injection. Nothing is pre-seeded:
+//! data stores exist only once a client has created them through the API.
 
 use std::time::Duration;
 
@@ -255,9 +256,14 @@ pub struct DoubleConfig {
     pub signing_credentials: Option<(String, String)>,
     /// Seed of the RNG behind fault injection.
     pub rng_seed: u64,
-    /// Data stores that exist (ACTIVE) from the start, with these ids.
-    pub fhir_datastore_ids: Vec<String>,
-    pub imaging_datastore_ids: Vec<String>,
+    /// How long a new data store stays CREATING before it turns ACTIVE. AWS documents no
+    /// figure (a real HealthLake data store takes minutes); accelerated so that tests wait
+    /// through the transition without waiting long.
+    pub datastore_create_delay: Duration,
+    /// botocore's `data` directory, whose `healthlake` and `medical-imaging` service models every
+    /// request is validated against. `None`: `DOUBLE_SERVICE_MODELS`, else the repository's
+    /// `.venv` (see `service_model::locate`); the double refuses to start without them.
+    pub service_models: Option<std::path::PathBuf>,
 }
 
 impl Default for DoubleConfig {
@@ -296,8 +302,8 @@ impl Default for DoubleConfig {
             // binary, which the local stack runs, verifies every signature (DOUBLE_VERIFY_SIGNATURES).
             signing_credentials: None,
             rng_seed: 0x5EED,
-            fhir_datastore_ids: Vec::new(),
-            imaging_datastore_ids: Vec::new(),
+            datastore_create_delay: Duration::from_millis(200),
+            service_models: None,
         }
     }
 }
@@ -437,12 +443,12 @@ pub const ENV_VARIABLES: &[(&str, &str)] = &[
         "seed of the fault-injection RNG (default 24301)",
     ),
     (
-        "DOUBLE_FHIR_DATASTORE_IDS",
-        "comma list of HealthLake data store ids that exist from the start",
+        "DOUBLE_SERVICE_MODELS",
+        "botocore's data directory, whose service models requests are validated against (default: the repository's .venv; `make venv` installs it)",
     ),
     (
-        "DOUBLE_IMAGING_DATASTORE_IDS",
-        "comma list of HealthImaging data store ids that exist from the start",
+        "DOUBLE_DATASTORE_CREATE_MS",
+        "how long a new data store stays CREATING before it turns ACTIVE (default 200)",
     ),
 ];
 
@@ -554,8 +560,12 @@ impl DoubleConfig {
                 )),
             },
             rng_seed: env.parse("DOUBLE_SEED")?.unwrap_or(defaults.rng_seed),
-            fhir_datastore_ids: env.list("DOUBLE_FHIR_DATASTORE_IDS"),
-            imaging_datastore_ids: env.list("DOUBLE_IMAGING_DATASTORE_IDS"),
+            datastore_create_delay: env
+                .millis("DOUBLE_DATASTORE_CREATE_MS")?
+                .unwrap_or(defaults.datastore_create_delay),
+            service_models: env
+                .string("DOUBLE_SERVICE_MODELS")
+                .map(std::path::PathBuf::from),
         };
         config.validate()?;
         Ok(config)
@@ -584,19 +594,6 @@ impl DoubleConfig {
                 "0".to_owned(),
                 "must be at least 1",
             ));
-        }
-        for id in self
-            .fhir_datastore_ids
-            .iter()
-            .chain(&self.imaging_datastore_ids)
-        {
-            if !super::validate::is_datastore_id(id) {
-                return Err(invalid(
-                    "datastore ids",
-                    id.clone(),
-                    "a data store id is 32 characters [0-9a-z]",
-                ));
-            }
         }
         Ok(())
     }
@@ -665,10 +662,6 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
                 reason: format!("not a duration in milliseconds: {err}"),
             })
     }
-
-    fn list(&self, name: &str) -> Vec<String> {
-        healthimport::config::list(self, name)
-    }
 }
 
 #[cfg(test)]
@@ -680,14 +673,14 @@ mod tests {
         let config = DoubleConfig::from_lookup(|name| match name {
             "DOUBLE_IMAGING_START_BURST" => Some("5".to_owned()),
             "DOUBLE_FAULT_SCOPE" => Some("start".to_owned()),
-            "DOUBLE_FHIR_DATASTORE_IDS" => Some(format!(" {}, ", "a".repeat(32))),
+            "DOUBLE_DATASTORE_CREATE_MS" => Some("1500".to_owned()),
             _ => None,
         })
         .unwrap();
         assert_eq!(config.port, DEFAULT_BINARY_PORT);
         assert_eq!(config.imaging_start_burst, 5);
         assert_eq!(config.faults.scope, FaultScope::StartOnly);
-        assert_eq!(config.fhir_datastore_ids, vec!["a".repeat(32)]);
+        assert_eq!(config.datastore_create_delay, Duration::from_millis(1500));
 
         let err = DoubleConfig::from_lookup(|name| {
             (name == "DOUBLE_THROTTLE_SHARE").then(|| "1.5".to_owned())

@@ -19,7 +19,7 @@ use tracing::info;
 use super::engine::{spawn_job, watch_queued};
 use super::output::megabytes;
 use super::state::{Datastore, Job, JobKind, JobRequest, Operation, Service, Started};
-use super::validate::{self, required, ApiError};
+use super::validate::{required, ApiError};
 use super::{epoch_seconds, Shared};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -70,20 +70,33 @@ pub(crate) fn error_response(error: &ApiError) -> Response {
 
 fn handle(shared: &Arc<Shared>, operation: Operation, body: &[u8]) -> Result<Value, ApiError> {
     shared.state.lock().admit(operation)?;
+    let input: Value = parse(body)?;
+    // Patterns, lengths, enums and required members: the model's, before anything else.
+    shared
+        .models
+        .healthlake
+        .validate(operation.wire_name(), &input)?;
     match operation {
-        Operation::StartFhirImportJob => start_import_job(shared, parse(body)?),
-        Operation::DescribeFhirImportJob => describe_job(shared, parse(body)?, JobKind::Import),
-        Operation::ListFhirImportJobs => list_jobs(shared, parse(body)?, JobKind::Import),
-        Operation::ListFhirExportJobs => list_jobs(shared, parse(body)?, JobKind::Export),
-        Operation::StartFhirExportJob => start_export_job(shared, parse(body)?),
-        Operation::DescribeFhirExportJob => describe_job(shared, parse(body)?, JobKind::Export),
-        Operation::CreateFhirDatastore => create_datastore(shared, parse(body)?),
-        Operation::DescribeFhirDatastore => describe_datastore(shared, parse(body)?),
+        Operation::StartFhirImportJob => start_import_job(shared, typed(input)?),
+        Operation::DescribeFhirImportJob => describe_job(shared, typed(input)?, JobKind::Import),
+        Operation::ListFhirImportJobs => list_jobs(shared, typed(input)?, JobKind::Import),
+        Operation::ListFhirExportJobs => list_jobs(shared, typed(input)?, JobKind::Export),
+        Operation::StartFhirExportJob => start_export_job(shared, typed(input)?),
+        Operation::DescribeFhirExportJob => describe_job(shared, typed(input)?, JobKind::Export),
+        Operation::CreateFhirDatastore => create_datastore(shared, typed(input)?),
+        Operation::DescribeFhirDatastore => describe_datastore(shared, typed(input)?),
+        Operation::ListFhirDatastores => list_datastores(shared, typed(input)?),
         _ => Err(ApiError::UnknownOperation(format!(
             "{} is not a HealthLake operation",
             operation.wire_name()
         ))),
     }
+}
+
+/// The validated input as the operation's own struct.
+pub(crate) fn typed<T: DeserializeOwned>(input: Value) -> Result<T, ApiError> {
+    serde_json::from_value(input)
+        .map_err(|err| ApiError::Serialization(format!("Cannot read the request body: {err}")))
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -137,22 +150,6 @@ fn start_import_job(shared: &Arc<Shared>, input: StartImportJobInput) -> Result<
         output_location(input.job_output_data_config, "JobOutputDataConfig")?;
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
     let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
-    validate::s3_uri("InputDataConfig.S3Uri", &input_s3_uri)?;
-    validate::role_arn("DataAccessRoleArn", &role_arn)?;
-    if let Some(token) = &input.client_token {
-        validate::healthlake_client_token("ClientToken", token)?;
-    }
-    if let Some(name) = &input.job_name {
-        validate::name("JobName", name)?;
-    }
-    if let Some(level) = &input.validation_level {
-        if !matches!(level.as_str(), "strict" | "structure-only" | "minimal") {
-            return Err(ApiError::Validation(format!(
-                "1 validation error detected: Value '{level}' at 'ValidationLevel' failed to satisfy constraint: Member must satisfy enum value set: [strict, structure-only, minimal]"
-            )));
-        }
-    }
     let request = JobRequest {
         kind: JobKind::Import,
         datastore_id: datastore_id.clone(),
@@ -212,9 +209,6 @@ struct StartExportJobInput {
 
 fn start_export_job(shared: &Arc<Shared>, input: StartExportJobInput) -> Result<Value, ApiError> {
     let datastore_id = required(input.datastore_id.clone(), "DatastoreId")?;
-    if let Some(token) = &input.client_token {
-        validate::healthlake_client_token("ClientToken", token)?;
-    }
     submit_fhir_job(shared, export_request(input, datastore_id, None)?)
 }
 
@@ -228,11 +222,6 @@ fn export_request(
     let (output_s3_uri, kms_key_id) =
         output_location(input.output_data_config, "OutputDataConfig")?;
     let role_arn = required(input.data_access_role_arn, "DataAccessRoleArn")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
-    validate::role_arn("DataAccessRoleArn", &role_arn)?;
-    if let Some(name) = &input.job_name {
-        validate::name("JobName", name)?;
-    }
     Ok(JobRequest {
         kind: JobKind::Export,
         datastore_id,
@@ -263,7 +252,6 @@ fn output_location(
         s3_configuration.kms_key_id,
         &format!("{member}.S3Configuration.KmsKeyId"),
     )?;
-    validate::s3_uri(&uri_member, &output_s3_uri)?;
     Ok((output_s3_uri, kms_key_id))
 }
 
@@ -282,8 +270,6 @@ fn describe_job(
 ) -> Result<Value, ApiError> {
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
     let job_id = required(input.job_id, "JobId")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
-    validate::healthlake_id("JobId", &job_id)?;
     let state = shared.state.lock();
     let job = state.fhir_job(kind, &datastore_id, &job_id)?;
     let member = match kind {
@@ -376,7 +362,6 @@ fn list_jobs(
     kind: JobKind,
 ) -> Result<Value, ApiError> {
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
     let page_size = page_size(input.max_results, 500, "MaxResults")?;
     let start = page_start(input.next_token.as_deref())?;
     let timings = &shared.config.healthlake;
@@ -457,31 +442,43 @@ struct CreateDatastoreInput {
     datastore_name: Option<String>,
     datastore_type_version: Option<String>,
     client_token: Option<String>,
+    sse_configuration: Option<Value>,
+    preload_data_config: Option<Value>,
+    identity_provider_configuration: Option<Value>,
 }
 
 fn create_datastore(shared: &Shared, input: CreateDatastoreInput) -> Result<Value, ApiError> {
-    let version = required(input.datastore_type_version, "DatastoreTypeVersion")?;
-    if version != "R4" {
-        return Err(ApiError::Validation(format!(
-            "1 validation error detected: Value '{version}' at 'DatastoreTypeVersion' failed to satisfy constraint: Member must satisfy enum value set: [R4]"
-        )));
-    }
-    if let Some(name) = &input.datastore_name {
-        validate::name("DatastoreName", name)?;
-    }
-    if let Some(token) = &input.client_token {
-        validate::healthlake_client_token("ClientToken", token)?;
+    // The model's enum allows R4 only, the one version every data store reports.
+    required(input.datastore_type_version, "DatastoreTypeVersion")?;
+    let mut described = Map::new();
+    // What HealthLake reports for a data store created without them: encrypted with an AWS
+    // owned key, and AWS_AUTH (SigV4) as its authorization strategy.
+    described.insert(
+        "SseConfiguration".to_owned(),
+        input
+            .sse_configuration
+            .unwrap_or_else(|| json!({"KmsEncryptionConfig": {"CmkType": "AWS_OWNED_KMS_KEY"}})),
+    );
+    described.insert(
+        "IdentityProviderConfiguration".to_owned(),
+        input.identity_provider_configuration.unwrap_or_else(
+            || json!({"AuthorizationStrategy": "AWS_AUTH", "FineGrainedAuthorizationEnabled": false}),
+        ),
+    );
+    if let Some(preload) = input.preload_data_config {
+        described.insert("PreloadDataConfig".to_owned(), preload);
     }
     let datastore = shared.state.lock().create_datastore(
         Service::HealthLake,
         input.datastore_name,
         input.client_token,
+        described,
     );
     info!(datastore_id = datastore.id, "FHIR datastore created");
     Ok(json!({
         "DatastoreId": datastore.id,
         "DatastoreArn": datastore_arn(shared, &datastore),
-        "DatastoreStatus": "ACTIVE",
+        "DatastoreStatus": datastore.status(),
         "DatastoreEndpoint": datastore_endpoint(shared, &datastore),
     }))
 }
@@ -494,21 +491,88 @@ struct DescribeDatastoreInput {
 
 fn describe_datastore(shared: &Shared, input: DescribeDatastoreInput) -> Result<Value, ApiError> {
     let datastore_id = required(input.datastore_id, "DatastoreId")?;
-    validate::healthlake_id("DatastoreId", &datastore_id)?;
     let state = shared.state.lock();
     let datastore = state.datastore(Service::HealthLake, &datastore_id)?;
-    let mut properties = json!({
-        "DatastoreId": datastore.id,
-        "DatastoreArn": datastore_arn(shared, datastore),
-        "DatastoreStatus": "ACTIVE",
-        "CreatedAt": epoch_seconds(datastore.created_at),
-        "DatastoreTypeVersion": "R4",
-        "DatastoreEndpoint": datastore_endpoint(shared, datastore),
-    });
+    Ok(json!({"DatastoreProperties": datastore_properties(shared, datastore)}))
+}
+
+/// `DatastoreProperties` as DescribeFHIRDatastore and ListFHIRDatastores answer it.
+fn datastore_properties(shared: &Shared, datastore: &Datastore) -> Value {
+    let mut properties = datastore.described_members.clone();
+    let mut put = |key: &str, value: Value| {
+        properties.insert(key.to_owned(), value);
+    };
+    put("DatastoreId", json!(datastore.id));
+    put("DatastoreArn", json!(datastore_arn(shared, datastore)));
+    put("DatastoreStatus", json!(datastore.status()));
+    put("CreatedAt", json!(epoch_seconds(datastore.created_at)));
+    put("DatastoreTypeVersion", json!("R4"));
+    put(
+        "DatastoreEndpoint",
+        json!(datastore_endpoint(shared, datastore)),
+    );
     if let Some(name) = &datastore.name {
-        properties["DatastoreName"] = json!(name);
+        put("DatastoreName", json!(name));
     }
-    Ok(json!({"DatastoreProperties": properties}))
+    Value::Object(properties)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DatastoreFilter {
+    datastore_name: Option<String>,
+    datastore_status: Option<String>,
+    created_before: Option<f64>,
+    created_after: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListDatastoresInput {
+    #[serde(default)]
+    filter: Option<DatastoreFilter>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListFHIRDatastores: every data store of the account, oldest first, through the filter.
+fn list_datastores(shared: &Shared, input: ListDatastoresInput) -> Result<Value, ApiError> {
+    let page_size = page_size(input.max_results, 500, "MaxResults")?;
+    let start = page_start(input.next_token.as_deref())?;
+    let filter = input.filter.unwrap_or_default();
+    let state = shared.state.lock();
+    let matching: Vec<&Datastore> = state
+        .datastores_of(Service::HealthLake)
+        .into_iter()
+        .filter(|datastore| {
+            filter
+                .datastore_name
+                .as_deref()
+                .is_none_or(|name| datastore.name.as_deref() == Some(name))
+        })
+        .filter(|datastore| {
+            filter
+                .datastore_status
+                .as_deref()
+                .is_none_or(|status| datastore.status() == status)
+        })
+        .filter(|datastore| {
+            let created = epoch_seconds(datastore.created_at);
+            filter.created_before.is_none_or(|before| created < before)
+                && filter.created_after.is_none_or(|after| created > after)
+        })
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|datastore| datastore_properties(shared, datastore))
+        .collect();
+    let mut output = json!({"DatastorePropertiesList": page});
+    if start + page_size < matching.len() {
+        output["NextToken"] = json!((start + page_size).to_string());
+    }
+    Ok(output)
 }
 
 fn datastore_arn(shared: &Shared, datastore: &Datastore) -> String {
@@ -642,7 +706,17 @@ fn start_rest_export(
     query: &HashMap<String, String>,
     body: &[u8],
 ) -> Result<(String, &'static str), ApiError> {
-    let input: StartExportJobInput = parse(body)?;
+    // `$export` is not in HealthLake's API model; its body carries StartFHIRExportJob's members,
+    // which are checked as that operation's, with the data store of the path.
+    let mut input: Value = parse(body)?;
+    if let Value::Object(members) = &mut input {
+        members.insert("DatastoreId".to_owned(), json!(datastore_id));
+    }
+    shared
+        .models
+        .healthlake
+        .validate(Operation::StartFhirExportJob.wire_name(), &input)?;
+    let input: StartExportJobInput = typed(input)?;
     let since = query
         .get("_since")
         .map(|raw| {

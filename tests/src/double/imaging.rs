@@ -2,6 +2,7 @@
 //! `x-amzn-ErrorType` header plus `{"message": ...}` with each error's own HTTP status.
 //! Timestamps are epoch seconds as JSON numbers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -14,9 +15,9 @@ use serde_json::{json, Map, Value};
 use tracing::info;
 
 use super::engine::spawn_job;
-use super::healthlake::{page_size, page_start};
+use super::healthlake::{page_size, page_start, typed};
 use super::state::{Datastore, Job, JobKind, JobRequest, Operation, Service, Started};
-use super::validate::{self, required, ApiError};
+use super::validate::{required, ApiError};
 use super::{epoch_seconds, Shared};
 
 /// The restJson1 error shape.
@@ -58,6 +59,21 @@ fn answer(
     }
 }
 
+/// The operation's input bound from the URI labels, the query string and the body as its model
+/// says, checked against the model, then read as the operation's own struct.
+fn modelled_input<T: DeserializeOwned>(
+    shared: &Shared,
+    operation: Operation,
+    labels: &[(&str, &str)],
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let model = &shared.models.imaging;
+    let input = model.rest_input(operation.wire_name(), labels, query, parse(body)?)?;
+    model.validate(operation.wire_name(), &input)?;
+    typed(input)
+}
+
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
@@ -71,6 +87,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StartImportJobInput {
+    datastore_id: Option<String>,
     job_name: Option<String>,
     data_access_role_arn: Option<String>,
     client_token: Option<String>,
@@ -85,25 +102,19 @@ pub(crate) async fn start_import_job(
     body: Bytes,
 ) -> Response {
     answer(&shared, Operation::StartDicomImportJob, || {
-        let input: StartImportJobInput = parse(&body)?;
-        validate::imaging_datastore_id(&datastore_id)?;
+        let input: StartImportJobInput = modelled_input(
+            &shared,
+            Operation::StartDicomImportJob,
+            &[("datastoreId", &datastore_id)],
+            &HashMap::new(),
+            &body,
+        )?;
+        let datastore_id = required(input.datastore_id, "datastoreId")?;
         let role_arn = required(input.data_access_role_arn, "dataAccessRoleArn")?;
         let client_token = required(input.client_token, "clientToken")?;
         let input_s3_uri = required(input.input_s3_uri, "inputS3Uri")?;
         let output_s3_uri = required(input.output_s3_uri, "outputS3Uri")?;
-        validate::role_arn("dataAccessRoleArn", &role_arn)?;
-        validate::imaging_client_token("clientToken", &client_token)?;
-        validate::s3_uri("inputS3Uri", &input_s3_uri)?;
-        validate::s3_uri("outputS3Uri", &output_s3_uri)?;
-        if let Some(name) = &input.job_name {
-            validate::imaging_job_name("jobName", name)?;
-        }
         if let Some(account) = &input.input_owner_account_id {
-            if account.len() != 12 || !account.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(ApiError::Validation(format!(
-                    "1 validation error detected: Value '{account}' at 'inputOwnerAccountId' failed to satisfy constraint: Member must be 12 digits"
-                )));
-            }
             // Every bucket the double reads is its own account's: a start that names another
             // owner is one AWS refuses before reading anything.
             if account != &shared.config.account_id {
@@ -154,8 +165,13 @@ pub(crate) async fn get_import_job(
     Path((datastore_id, job_id)): Path<(String, String)>,
 ) -> Response {
     answer(&shared, Operation::GetDicomImportJob, || {
-        validate::imaging_datastore_id(&datastore_id)?;
-        validate::imaging_job_id(&job_id)?;
+        let _: Value = modelled_input(
+            &shared,
+            Operation::GetDicomImportJob,
+            &[("datastoreId", &datastore_id), ("jobId", &job_id)],
+            &HashMap::new(),
+            &[],
+        )?;
         let state = shared.state.lock();
         let job = state.job(Service::Imaging, &datastore_id, &job_id)?;
         Ok(json!({"jobProperties": job_properties(&shared, job, true)}))
@@ -195,27 +211,23 @@ fn job_properties(shared: &Shared, job: &Job, with_locations: bool) -> Value {
 pub(crate) struct ListQuery {
     job_status: Option<String>,
     next_token: Option<String>,
-    max_results: Option<String>,
+    max_results: Option<i64>,
 }
 
 pub(crate) async fn list_import_jobs(
     State(shared): State<Arc<Shared>>,
     Path(datastore_id): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     answer(&shared, Operation::ListDicomImportJobs, || {
-        let Query(query) = query.map_err(|err| ApiError::Validation(err.body_text()))?;
-        validate::imaging_datastore_id(&datastore_id)?;
-        let max_results = query
-            .max_results
-            .as_deref()
-            .map(|value| {
-                value.parse::<i64>().map_err(|_| {
-                    ApiError::Validation(format!("maxResults {value:?} is not a number"))
-                })
-            })
-            .transpose()?;
-        let page_size = page_size(max_results, 50, "maxResults")?;
+        let query: ListQuery = modelled_input(
+            &shared,
+            Operation::ListDicomImportJobs,
+            &[("datastoreId", &datastore_id)],
+            &query,
+            &[],
+        )?;
+        let page_size = page_size(query.max_results, 50, "maxResults")?;
         let start = page_start(query.next_token.as_deref())?;
         let state = shared.state.lock();
         state.datastore(Service::Imaging, &datastore_id)?;
@@ -248,23 +260,37 @@ pub(crate) async fn list_import_jobs(
 struct CreateDatastoreInput {
     datastore_name: Option<String>,
     client_token: Option<String>,
+    kms_key_arn: Option<String>,
+    lambda_authorizer_arn: Option<String>,
+    lossless_storage_format: Option<String>,
 }
 
 pub(crate) async fn create_datastore(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     answer(&shared, Operation::CreateDatastore, || {
-        let input: CreateDatastoreInput = parse(&body)?;
+        let input: CreateDatastoreInput = modelled_input(
+            &shared,
+            Operation::CreateDatastore,
+            &[],
+            &HashMap::new(),
+            &body,
+        )?;
         let client_token = required(input.client_token, "clientToken")?;
-        validate::imaging_client_token("clientToken", &client_token)?;
-        if let Some(name) = &input.datastore_name {
-            validate::name("datastoreName", name)?;
-        }
+        let described: Map<String, Value> = [
+            ("kmsKeyArn", input.kms_key_arn),
+            ("lambdaAuthorizerArn", input.lambda_authorizer_arn),
+            ("losslessStorageFormat", input.lossless_storage_format),
+        ]
+        .into_iter()
+        .filter_map(|(member, value)| Some((member.to_owned(), json!(value?))))
+        .collect();
         let datastore = shared.state.lock().create_datastore(
             Service::Imaging,
             input.datastore_name,
             Some(client_token),
+            described,
         );
         info!(datastore_id = datastore.id, "imaging datastore created");
-        Ok(json!({"datastoreId": datastore.id, "datastoreStatus": "ACTIVE"}))
+        Ok(json!({"datastoreId": datastore.id, "datastoreStatus": datastore.status()}))
     })
 }
 
@@ -273,24 +299,91 @@ pub(crate) async fn get_datastore(
     Path(datastore_id): Path<String>,
 ) -> Response {
     answer(&shared, Operation::GetDatastore, || {
-        validate::imaging_datastore_id(&datastore_id)?;
+        let _: Value = modelled_input(
+            &shared,
+            Operation::GetDatastore,
+            &[("datastoreId", &datastore_id)],
+            &HashMap::new(),
+            &[],
+        )?;
         let state = shared.state.lock();
         let datastore = state.datastore(Service::Imaging, &datastore_id)?;
-        Ok(json!({"datastoreProperties": datastore_properties(&shared, datastore)}))
+        Ok(json!({"datastoreProperties": datastore_properties(&shared, datastore, true)}))
     })
 }
 
-fn datastore_properties(shared: &Shared, datastore: &Datastore) -> Value {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListDatastoresQuery {
+    datastore_status: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListDatastores: every data store of the account, oldest first, as `datastoreSummaries`.
+pub(crate) async fn list_datastores(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    answer(&shared, Operation::ListDatastores, || {
+        let query: ListDatastoresQuery =
+            modelled_input(&shared, Operation::ListDatastores, &[], &query, &[])?;
+        let page_size = page_size(query.max_results, 50, "maxResults")?;
+        let start = page_start(query.next_token.as_deref())?;
+        let state = shared.state.lock();
+        let matching: Vec<&Datastore> = state
+            .datastores_of(Service::Imaging)
+            .into_iter()
+            .filter(|datastore| {
+                query
+                    .datastore_status
+                    .as_deref()
+                    .is_none_or(|status| datastore.status() == status)
+            })
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(start)
+            .take(page_size)
+            .map(|datastore| datastore_properties(&shared, datastore, false))
+            .collect();
+        let mut output = json!({"datastoreSummaries": page});
+        if start + page_size < matching.len() {
+            output["nextToken"] = json!((start + page_size).to_string());
+        }
+        Ok(output)
+    })
+}
+
+/// `datastoreProperties` of GetDatastore, or (without the create request's settings) a
+/// `datastoreSummaries` element.
+fn datastore_properties(shared: &Shared, datastore: &Datastore, with_settings: bool) -> Value {
     let created = epoch_seconds(datastore.created_at);
-    json!({
-        "datastoreId": datastore.id,
-        "datastoreName": datastore.name.clone().unwrap_or_else(|| datastore.id.clone()),
-        "datastoreStatus": "ACTIVE",
-        "datastoreArn": format!(
+    let mut properties = if with_settings {
+        datastore.described_members.clone()
+    } else {
+        Map::new()
+    };
+    let mut put = |key: &str, value: Value| {
+        properties.insert(key.to_owned(), value);
+    };
+    put("datastoreId", json!(datastore.id));
+    put(
+        "datastoreName",
+        json!(datastore
+            .name
+            .clone()
+            .unwrap_or_else(|| datastore.id.clone())),
+    );
+    put("datastoreStatus", json!(datastore.status()));
+    put(
+        "datastoreArn",
+        json!(format!(
             "arn:aws:medical-imaging:{}:{}:datastore/{}",
             shared.config.region, shared.config.account_id, datastore.id
-        ),
-        "createdAt": created,
-        "updatedAt": created,
-    })
+        )),
+    );
+    put("createdAt", json!(created));
+    put("updatedAt", json!(created));
+    Value::Object(properties)
 }

@@ -10,25 +10,35 @@
 //!
 //! # Operations
 //! - HealthLake (awsJson1.0, `POST /`, `X-Amz-Target: HealthLake.<Op>`): StartFHIRImportJob,
-//!   DescribeFHIRImportJob, ListFHIRImportJobs, CreateFHIRDatastore, DescribeFHIRDatastore.
+//!   DescribeFHIRImportJob, ListFHIRImportJobs, StartFHIRExportJob, DescribeFHIRExportJob,
+//!   ListFHIRExportJobs, CreateFHIRDatastore, DescribeFHIRDatastore, ListFHIRDatastores.
 //!   Errors: `{"__type", "message"}`, HTTP 400 (500 for InternalServerException).
 //! - HealthImaging (restJson1): `POST /startDICOMImportJob/datastore/{id}`,
 //!   `GET /getDICOMImportJob/datastore/{id}/job/{jobId}`, `GET /listDICOMImportJobs/datastore/{id}`,
-//!   `POST /datastore`, `GET /datastore/{id}`. Errors: `x-amzn-ErrorType` header and
+//!   `POST /datastore` (CreateDatastore), `GET /datastore` (ListDatastores),
+//!   `GET /datastore/{id}` (GetDatastore). Errors: `x-amzn-ErrorType` header and
 //!   `{"message"}`; Validation 400, ResourceNotFound 404, Conflict 409, Throttling 429,
 //!   ServiceQuotaExceeded 402, InternalServer 500.
 //! - Anything else: UnknownOperationException (HealthLake shape when an `X-Amz-Target` header is
 //!   present, HealthImaging shape otherwise).
 //!
 //! # Behaviour
+//! - Every request's input is checked against the service's own botocore model
+//!   ([`service_model`], `DOUBLE_SERVICE_MODELS`, default the repository's `.venv`): required
+//!   members, lengths, patterns, enums and ranges, answered with one ValidationException naming
+//!   every violating member as AWS does. HealthImaging's paths and methods are the model's `http`
+//!   bindings; its URI labels and query members are bound as the model locates them.
 //! - Every response carries a fresh `x-amzn-RequestId` (a random UUID), errors and the FHIR
 //!   REST endpoint included.
 //! - FHIR REST `$export` requires the Bulk Data kick-off headers `Accept: application/fhir+json`
 //!   and `Prefer: respond-async` (400 with an OperationOutcome when one is missing, 406 for an
 //!   `Accept` that does not name `application/fhir+json`).
-//! - Data stores are ACTIVE as soon as they are created; the same ClientToken creates nothing
-//!   new and returns the first data store. Ids (data stores, jobs, image sets) are 32 lowercase
-//!   hex characters. [`DoubleConfig`] can pre-seed data stores with fixed ids.
+//! - Nothing is pre-seeded: a data store exists once CreateFHIRDatastore / CreateDatastore made
+//!   it. It is CREATING for `datastore_create_delay` (default 200 ms), then ACTIVE; a job start
+//!   into a data store that is not ACTIVE is refused (HealthLake ValidationException,
+//!   HealthImaging ConflictException; see `State::active_datastore`). The same ClientToken
+//!   creates nothing new and returns the first data store. Ids (data stores, jobs, image sets)
+//!   are 32 lowercase hex characters, inside both models' id patterns.
 //! - Jobs: SUBMITTED for `submit_delay`, then IN_PROGRESS for `run_overhead + per_file * files`
 //!   ([`JobTimings::run_time`]; `files` = the objects listed under the input prefix when the job
 //!   turns IN_PROGRESS, for an export the NDJSON files it writes), then terminal. The defaults
@@ -149,6 +159,8 @@ mod healthlake;
 mod imaging;
 mod model;
 mod output;
+/// Input validation from botocore's service models.
+pub mod service_model;
 /// SigV4 verification of every request, when the double is given credentials.
 pub mod sigv4;
 mod state;
@@ -161,7 +173,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, on, post, MethodFilter};
 use axum::{Json, Router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -174,7 +186,7 @@ pub use events::{HEALTHLAKE_SOURCE, IMAGING_SOURCE};
 pub use model::{ideal_drain, ideal_drain_with_bytes, jobs_needed};
 pub use state::{DoubleStats, Service};
 
-use state::Locked;
+use state::{Locked, Operation};
 use validate::ApiError;
 
 /// What every handler and job task shares.
@@ -184,6 +196,8 @@ pub(crate) struct Shared {
     /// `http://127.0.0.1:PORT`, for the HealthLake data store endpoints.
     pub(crate) endpoint_url: String,
     pub(crate) state: Locked,
+    /// Both services' botocore models, every request's input is checked against.
+    pub(crate) models: Arc<service_model::ServiceModels>,
 }
 
 impl DoubleConfig {
@@ -252,7 +266,8 @@ pub struct ServiceDouble {
 
 impl ServiceDouble {
     /// Binds `127.0.0.1:<config.port>` (0 = any free port) and serves until dropped or
-    /// [`ServiceDouble::shutdown`]. Fails on an invalid configuration or a port in use.
+    /// [`ServiceDouble::shutdown`]. Fails on an invalid configuration, missing service models
+    /// (`make venv` installs them) or a port in use.
     ///
     /// `clients`: an `aws_sdk_s3::Client` alone (no job events), or [`DoubleClients`] with an
     /// EventBridge client to put the job events with.
@@ -264,6 +279,8 @@ impl ServiceDouble {
         config
             .validate()
             .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+        let models = service_model::cached(config.service_models.as_deref())
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::NotFound, err))?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let address = listener.local_addr()?;
         let endpoint_url = format!("http://{address}");
@@ -273,13 +290,14 @@ impl ServiceDouble {
             config,
             s3,
             endpoint_url,
+            models,
         });
+        let app = router(Arc::clone(&shared))?;
         let emitting = eventbridge.is_some();
         if let Some(eventbridge) = eventbridge {
             events::start_emitter(&shared, eventbridge);
         }
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-        let app = router(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
                 // A dropped sender means the double is gone: stop as well.
@@ -338,23 +356,40 @@ impl Drop for ServiceDouble {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/", post(healthlake::dispatch))
-        .route(
-            "/startDICOMImportJob/datastore/{datastore_id}",
-            post(imaging::start_import_job),
-        )
-        .route(
-            "/getDICOMImportJob/datastore/{datastore_id}/job/{job_id}",
-            get(imaging::get_import_job),
-        )
-        .route(
-            "/listDICOMImportJobs/datastore/{datastore_id}",
-            get(imaging::list_import_jobs),
-        )
-        .route("/datastore", post(imaging::create_datastore))
-        .route("/datastore/{datastore_id}", get(imaging::get_datastore))
+fn router(shared: Arc<Shared>) -> std::io::Result<Router> {
+    // HealthImaging's paths and methods are its model's `http` bindings (restJson1), so a path
+    // the SDKs would not send is not served either. HealthLake's awsJson1.0 is one `POST /`.
+    let model = &shared.models.imaging;
+    let binding = |operation: Operation| -> std::io::Result<(String, MethodFilter)> {
+        let missing = || {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} has no http binding for {}",
+                    model.path().display(),
+                    operation.wire_name()
+                ),
+            )
+        };
+        let (method, uri) = model.http(operation.wire_name()).ok_or_else(missing)?;
+        let method = axum::http::Method::from_bytes(method.as_bytes()).map_err(|_| missing())?;
+        let filter = MethodFilter::try_from(method).map_err(|_| missing())?;
+        Ok((uri.to_owned(), filter))
+    };
+    let mut app = Router::new().route("/", post(healthlake::dispatch));
+    let (uri, method) = binding(Operation::StartDicomImportJob)?;
+    app = app.route(&uri, on(method, imaging::start_import_job));
+    let (uri, method) = binding(Operation::GetDicomImportJob)?;
+    app = app.route(&uri, on(method, imaging::get_import_job));
+    let (uri, method) = binding(Operation::ListDicomImportJobs)?;
+    app = app.route(&uri, on(method, imaging::list_import_jobs));
+    let (uri, method) = binding(Operation::CreateDatastore)?;
+    app = app.route(&uri, on(method, imaging::create_datastore));
+    let (uri, method) = binding(Operation::ListDatastores)?;
+    app = app.route(&uri, on(method, imaging::list_datastores));
+    let (uri, method) = binding(Operation::GetDatastore)?;
+    app = app.route(&uri, on(method, imaging::get_datastore));
+    Ok(app
         .route(
             "/datastore/{datastore_id}/r4/$export",
             post(healthlake::rest_export),
@@ -373,7 +408,7 @@ fn router(shared: Arc<Shared>) -> Router {
             verify_signature,
         ))
         .with_state(shared)
-        .layer(axum::middleware::map_response(with_request_id))
+        .layer(axum::middleware::map_response(with_request_id)))
 }
 
 /// The largest request body the double reads to check its signature.

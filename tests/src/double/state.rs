@@ -33,11 +33,13 @@ pub enum Operation {
     FhirRestExport,
     CreateFhirDatastore,
     DescribeFhirDatastore,
+    ListFhirDatastores,
     StartDicomImportJob,
     GetDicomImportJob,
     ListDicomImportJobs,
     CreateDatastore,
     GetDatastore,
+    ListDatastores,
 }
 
 impl Operation {
@@ -52,11 +54,13 @@ impl Operation {
             Self::FhirRestExport => "$export",
             Self::CreateFhirDatastore => "CreateFHIRDatastore",
             Self::DescribeFhirDatastore => "DescribeFHIRDatastore",
+            Self::ListFhirDatastores => "ListFHIRDatastores",
             Self::StartDicomImportJob => "StartDICOMImportJob",
             Self::GetDicomImportJob => "GetDICOMImportJob",
             Self::ListDicomImportJobs => "ListDICOMImportJobs",
             Self::CreateDatastore => "CreateDatastore",
             Self::GetDatastore => "GetDatastore",
+            Self::ListDatastores => "ListDatastores",
         }
     }
 
@@ -71,6 +75,7 @@ impl Operation {
             Self::ListFhirExportJobs,
             Self::CreateFhirDatastore,
             Self::DescribeFhirDatastore,
+            Self::ListFhirDatastores,
         ]
         .into_iter()
         .find(|op| op.wire_name() == name)
@@ -282,6 +287,11 @@ pub struct Datastore {
     pub id: String,
     pub name: Option<String>,
     pub created_at: SystemTime,
+    /// When it turns from CREATING to ACTIVE (`datastore_create_delay` after its creation).
+    pub active_from: Instant,
+    /// The members of its create request that Describe / Get answer with, as given (validated
+    /// against the service model before they got here).
+    pub described_members: serde_json::Map<String, serde_json::Value>,
     /// HealthLake: the resources its completed imports stored, by type then id, with when each
     /// was last written: what an export writes out.
     pub resources: BTreeMap<String, BTreeMap<String, SystemTime>>,
@@ -343,6 +353,18 @@ impl Started {
     }
 }
 
+impl Datastore {
+    /// The wire status now: CREATING, then ACTIVE once `active_from` has passed. Derived rather
+    /// than stored, as a job's QUEUED is, so no task has to flip it.
+    pub fn status(&self) -> &'static str {
+        if Instant::now() >= self.active_from {
+            "ACTIVE"
+        } else {
+            "CREATING"
+        }
+    }
+}
+
 pub struct State {
     pub datastores: HashMap<(Service, String), Datastore>,
     datastore_tokens: HashMap<(Service, String), String>,
@@ -366,6 +388,7 @@ pub struct State {
     imaging_timings: JobTimings,
     /// Region and account of the data store ARNs in job events.
     arn_scope: ArnScope,
+    datastore_create_delay: Duration,
 }
 
 /// What the event faults do to one job event.
@@ -391,7 +414,7 @@ pub fn new_id() -> String {
 
 impl State {
     pub fn new(config: &DoubleConfig) -> Self {
-        let mut state = Self {
+        Self {
             datastores: HashMap::new(),
             datastore_tokens: HashMap::new(),
             jobs: HashMap::new(),
@@ -414,21 +437,8 @@ impl State {
                 region: config.region.clone(),
                 account_id: config.account_id.clone(),
             },
-        };
-        let seeded = config
-            .fhir_datastore_ids
-            .iter()
-            .map(|id| (Service::HealthLake, id))
-            .chain(
-                config
-                    .imaging_datastore_ids
-                    .iter()
-                    .map(|id| (Service::Imaging, id)),
-            );
-        for (service, id) in seeded {
-            state.insert_datastore(service, id.clone(), None);
+            datastore_create_delay: config.datastore_create_delay,
         }
-        state
     }
 
     /// Counts the call and draws its fate from the fault-injection RNG.
@@ -490,30 +500,14 @@ impl State {
         self.faults = faults;
     }
 
-    fn insert_datastore(
-        &mut self,
-        service: Service,
-        id: String,
-        name: Option<String>,
-    ) -> &Datastore {
-        let datastore = Datastore {
-            id: id.clone(),
-            name,
-            created_at: SystemTime::now(),
-            resources: BTreeMap::new(),
-        };
-        self.datastores
-            .entry((service, id))
-            .insert_entry(datastore)
-            .into_mut()
-    }
-
-    /// Creates a data store (ACTIVE at once), or returns the one this ClientToken created.
+    /// Creates a data store (CREATING for `datastore_create_delay`, then ACTIVE), or returns the
+    /// one this ClientToken created.
     pub fn create_datastore(
         &mut self,
         service: Service,
         name: Option<String>,
         client_token: Option<String>,
+        described_members: serde_json::Map<String, serde_json::Value>,
     ) -> Datastore {
         if let Some(token) = &client_token {
             let existing = self
@@ -530,7 +524,50 @@ impl State {
                 .insert((service, token.clone()), id.clone());
         }
         self.stats.datastores_created += 1;
-        self.insert_datastore(service, id, name).clone()
+        let datastore = Datastore {
+            id: id.clone(),
+            name,
+            created_at: SystemTime::now(),
+            active_from: Instant::now() + self.datastore_create_delay,
+            described_members,
+            resources: BTreeMap::new(),
+        };
+        self.datastores.insert((service, id), datastore.clone());
+        datastore
+    }
+
+    /// The data stores of a service, oldest first: what the List operations page through.
+    pub fn datastores_of(&self, service: Service) -> Vec<&Datastore> {
+        let mut datastores: Vec<&Datastore> = self
+            .datastores
+            .iter()
+            .filter(|((of, _), _)| *of == service)
+            .map(|(_, datastore)| datastore)
+            .collect();
+        datastores.sort_by_key(|datastore| (datastore.active_from, datastore.id.clone()));
+        datastores
+    }
+
+    /// The data store a job is started into: it must exist and be ACTIVE, as both services'
+    /// Start operations say ("into an ACTIVE data store"). Neither documents the error for one
+    /// still CREATING, so each answers with the error of its Start operation's model that fits:
+    /// - HealthLake: ValidationException. Its model has a ConflictException worded for exactly
+    ///   this ("The data store is in a transition state"), but lists it for no Start operation,
+    ///   so an SDK would not parse it as a Start error; the request names a data store that
+    ///   cannot take it, which is a validation failure.
+    /// - HealthImaging: ConflictException (409), which its model lists for StartDICOMImportJob
+    ///   ("can cause an inconsistent state").
+    fn active_datastore(&self, service: Service, id: &str) -> Result<&Datastore, ApiError> {
+        let datastore = self.datastore(service, id)?;
+        let status = datastore.status();
+        if status == "ACTIVE" {
+            return Ok(datastore);
+        }
+        let message = format!("Datastore {id} is {status}, not ACTIVE: it cannot start jobs yet");
+        Err(match service {
+            Service::HealthLake => ApiError::Validation(message),
+            Service::Imaging => ApiError::Conflict(message),
+        })
     }
 
     pub fn datastore(&self, service: Service, id: &str) -> Result<&Datastore, ApiError> {
@@ -795,7 +832,7 @@ impl State {
     /// transformation operations, so an SDK would not even parse it as a Start error; and the
     /// project's clients already treat ThrottlingException as "retry later".
     pub fn start_fhir_job(&mut self, request: JobRequest) -> Result<Started, ApiError> {
-        self.datastore(Service::HealthLake, &request.datastore_id)?;
+        self.active_datastore(Service::HealthLake, &request.datastore_id)?;
         self.count_start(Service::HealthLake, &request);
         if let Some(job_id) = self.replay(Service::HealthLake, &request)? {
             return Ok(Started::Replayed { job_id });
@@ -843,7 +880,7 @@ impl State {
 
     /// StartDICOMImportJob: throttle, then idempotency, then the running-jobs quota.
     pub fn start_imaging_job(&mut self, request: JobRequest) -> Result<Started, ApiError> {
-        self.datastore(Service::Imaging, &request.datastore_id)?;
+        self.active_datastore(Service::Imaging, &request.datastore_id)?;
         self.count_start(Service::Imaging, &request);
         if !self.start_bucket.try_take() {
             self.stats.throttled_answers += 1;
@@ -957,6 +994,54 @@ mod tests {
         }
     }
 
+    /// Data stores ACTIVE at once: these tests are about jobs.
+    fn instant_datastores() -> DoubleConfig {
+        DoubleConfig {
+            datastore_create_delay: Duration::ZERO,
+            ..DoubleConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_creating_datastore_refuses_starts_until_it_is_active() {
+        let mut state = State::new(&DoubleConfig {
+            datastore_create_delay: Duration::from_secs(3600),
+            ..DoubleConfig::default()
+        });
+        let fhir = state.create_datastore(Service::HealthLake, None, None, serde_json::Map::new());
+        let imaging = state.create_datastore(Service::Imaging, None, None, serde_json::Map::new());
+        assert_eq!(fhir.status(), "CREATING");
+        assert!(matches!(
+            state.start_fhir_job(request(&fhir.id, None)),
+            Err(ApiError::Validation(message)) if message.contains("CREATING")
+        ));
+        assert!(matches!(
+            state.start_imaging_job(request(&imaging.id, Some("t"))),
+            Err(ApiError::Conflict(_))
+        ));
+        assert!(state.jobs.is_empty(), "a refused start creates no job");
+        for datastore in state.datastores.values_mut() {
+            datastore.active_from = Instant::now();
+        }
+        assert_eq!(
+            state
+                .datastore(Service::HealthLake, &fhir.id)
+                .unwrap()
+                .status(),
+            "ACTIVE"
+        );
+        assert!(state.start_fhir_job(request(&fhir.id, None)).is_ok());
+        assert!(state
+            .start_imaging_job(request(&imaging.id, Some("t")))
+            .is_ok());
+        let listed: Vec<&str> = state
+            .datastores_of(Service::Imaging)
+            .iter()
+            .map(|datastore| datastore.id.as_str())
+            .collect();
+        assert_eq!(listed, [imaging.id.as_str()]);
+    }
+
     #[tokio::test]
     async fn token_bucket_allows_the_burst_then_refuses() {
         let mut bucket = TokenBucket::new(0.0, 2);
@@ -967,8 +1052,10 @@ mod tests {
 
     #[tokio::test]
     async fn fhir_jobs_queue_behind_the_active_one_and_hand_over_in_order() {
-        let mut state = State::new(&DoubleConfig::default());
-        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let mut state = State::new(&instant_datastores());
+        let datastore = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let first = state.start_fhir_job(request(&datastore, None)).unwrap();
         let second = state.start_fhir_job(request(&datastore, None)).unwrap();
         let third = state.start_fhir_job(request(&datastore, None)).unwrap();
@@ -994,8 +1081,10 @@ mod tests {
 
     #[tokio::test]
     async fn same_token_different_input_is_refused() {
-        let mut state = State::new(&DoubleConfig::default());
-        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let mut state = State::new(&instant_datastores());
+        let datastore = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let first = state
             .start_fhir_job(request(&datastore, Some("t-1")))
             .unwrap();
@@ -1018,8 +1107,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_export_waits_behind_the_running_import_and_is_not_an_import() {
-        let mut state = State::new(&DoubleConfig::default());
-        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let mut state = State::new(&instant_datastores());
+        let datastore = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let import = state.start_fhir_job(request(&datastore, None)).unwrap();
         let mut export = request(&datastore, Some("e-1"));
         export.kind = JobKind::Export;
@@ -1047,9 +1138,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_fhir_lane_is_one_per_account_across_data_stores() {
-        let mut state = State::new(&DoubleConfig::default());
-        let first_store = state.create_datastore(Service::HealthLake, None, None).id;
-        let second_store = state.create_datastore(Service::HealthLake, None, None).id;
+        let mut state = State::new(&instant_datastores());
+        let first_store = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
+        let second_store = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let first = state.start_fhir_job(request(&first_store, None)).unwrap();
         let second = state.start_fhir_job(request(&second_store, None)).unwrap();
         let mut export = request(&first_store, None);
@@ -1091,10 +1186,14 @@ mod tests {
     async fn a_full_fhir_queue_refuses_with_throttling_and_creates_no_job() {
         let mut state = State::new(&DoubleConfig {
             healthlake_max_queued_jobs_per_datastore: 2,
-            ..DoubleConfig::default()
+            ..instant_datastores()
         });
-        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
-        let other = state.create_datastore(Service::HealthLake, None, None).id;
+        let datastore = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
+        let other = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let running = state
             .start_fhir_job(request(&datastore, Some("q-0")))
             .unwrap();
@@ -1135,10 +1234,12 @@ mod tests {
 
     #[tokio::test]
     async fn job_events_are_announced_in_the_order_of_the_job_s_changes() {
-        let mut state = State::new(&DoubleConfig::default());
+        let mut state = State::new(&instant_datastores());
         let (sink, mut receiver) = EventSink::channel();
         state.set_event_sink(sink);
-        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let datastore = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let first = state
             .start_fhir_job(request(&datastore, Some("e-1")))
             .unwrap();
@@ -1200,7 +1301,7 @@ mod tests {
             ..Faults::default()
         };
         let draws = |terminal: bool| {
-            let mut state = State::new(&DoubleConfig::default());
+            let mut state = State::new(&instant_datastores());
             state.set_faults(faults.clone());
             (0..200)
                 .map(|_| state.event_fate(terminal))
@@ -1223,15 +1324,17 @@ mod tests {
             .iter()
             .any(|fate| matches!(fate, EventFate::Held { .. })));
         // Off means no draw at all: the other faults' sequence is untouched.
-        let mut state = State::new(&DoubleConfig::default());
+        let mut state = State::new(&instant_datastores());
         assert_eq!(state.event_fate(false), EventFate::Now { copies: 1 });
         assert_eq!(state.stats.events_dropped + state.stats.events_reordered, 0);
     }
 
     #[tokio::test]
     async fn progress_follows_the_job_s_own_run_time() {
-        let mut state = State::new(&DoubleConfig::default());
-        let datastore = state.create_datastore(Service::HealthLake, None, None).id;
+        let mut state = State::new(&instant_datastores());
+        let datastore = state
+            .create_datastore(Service::HealthLake, None, None, serde_json::Map::new())
+            .id;
         let started = state.start_fhir_job(request(&datastore, None)).unwrap();
         let job = state
             .job_mut(Service::HealthLake, started.job_id())

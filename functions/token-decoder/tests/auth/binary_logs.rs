@@ -171,6 +171,30 @@ async fn no_token_reaches_the_output_at_trace_level() {
         output.contains("token decision"),
         "the decisions are logged:\n{output}"
     );
+    // One EMF line per decision on stdout, which Lambda ships to CloudWatch Logs.
+    let metric_lines: Vec<Value> = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    let verdicts: Vec<_> = metric_lines
+        .iter()
+        .map(|v| (v["Decision"].as_str(), v["TokenDecisions"].as_u64()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (Some("allow"), Some(1)),
+            (Some("deny"), Some(1)),
+            (Some("deny"), Some(1)),
+            (Some("deny"), Some(1)),
+            (Some("allow"), Some(1)),
+        ],
+        "{output}"
+    );
+    assert!(metric_lines
+        .iter()
+        .all(|v| v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "healthimport"));
     for token in &tokens {
         let token = token.trim_start_matches("Bearer ");
         let mut secrets = vec![token];

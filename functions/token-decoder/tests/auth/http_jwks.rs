@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use healthimport::fakes::RecordingMetrics;
 use healthimport_auth::{
     AuthResponse, DenyReason, HttpJwksFetcher, TokenDecoder, TokenDecoderConfig,
 };
@@ -132,7 +133,7 @@ async fn respond<F: healthimport_auth::JwksFetcher>(
     decoder: &TokenDecoder<F, Arc<ManualClock>>,
     event: Value,
 ) -> AuthResponse {
-    handler::handle(decoder, event)
+    handler::handle(decoder, &RecordingMetrics::default(), event)
         .await
         .unwrap_or_else(|never| match never {})
 }

@@ -9,6 +9,8 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
+use healthimport::fakes::RecordingMetrics;
+use healthimport::metrics::Observation;
 use healthimport_auth::TokenDecoderConfig;
 use healthimport_auth_testing::{jwks, ManualClock, TestKey};
 use lambda_runtime::Diagnostic;
@@ -172,10 +174,27 @@ async fn decisions_log_codes_and_context_but_never_the_token_or_claims() {
     let mut expired_claims = claims.clone();
     expired_claims["exp"] = json!(NOW - 3600);
     let expired = key.token(&expired_claims);
+    let metrics = RecordingMetrics::default();
     for token in [&good, &expired] {
         let event = json!({"datastoreEndpoint": ENDPOINT, "bearerToken": token, "operationName": "ReadResource"});
-        let _ = handler::handle(&decoder, event).await;
+        let _ = handler::handle(&decoder, &metrics, event).await;
     }
+    let verdicts: Vec<_> = metrics
+        .observed()
+        .into_iter()
+        .map(|o| match o {
+            Observation::TokenDecision {
+                allowed,
+                reason,
+                latency_us,
+            } => {
+                assert!(latency_us < 1_000_000, "within the 1 s budget");
+                (allowed, reason)
+            }
+            other => panic!("not a token decision: {other:?}"),
+        })
+        .collect();
+    assert_eq!(verdicts, [(true, "none"), (false, "expired")]);
 
     let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8 logs");
     let decisions: Vec<Value> = text
@@ -298,7 +317,7 @@ async fn a_refresh_without_usable_keys_is_logged_and_keeps_the_keys() {
         "scope": "patient/Observation.rs",
     });
     let event = json!({"datastoreEndpoint": ENDPOINT, "bearerToken": key.token(&claims), "operationName": "ReadResource"});
-    let response = handler::handle(&decoder, event)
+    let response = handler::handle(&decoder, &RecordingMetrics::default(), event)
         .await
         .unwrap_or_else(|never| match never {});
     assert!(response.is_authorized(), "the cached key still verifies");

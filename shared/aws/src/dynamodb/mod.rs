@@ -35,6 +35,7 @@ use serde_json::{Map, Number, Value};
 use time::Duration;
 
 mod batches;
+mod queries;
 pub use batches::{BY_BATCH_INDEX, BY_SERVICE_JOB_INDEX};
 
 pub const BY_SOURCE_INDEX: &str = "bySource";

@@ -32,6 +32,17 @@ impl JobId {
         JobId(hex::encode(&digest[..16]))
     }
 
+    /// The id of attempt `number` at the upload whose first attempt is `first`: a retry is a
+    /// record of its own, and the same retry asked twice is the same record.
+    pub fn for_attempt(first: &JobId, number: u32) -> JobId {
+        let mut hasher = Sha256::new();
+        for part in ["attempt", first.as_str(), &number.to_string()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        JobId(hex::encode(&hasher.finalize()[..16]))
+    }
+
     /// Wraps an id read back from the store or an event; the caller vouches for its origin.
     pub fn from_stored(id: impl Into<String>) -> JobId {
         JobId(id.into())

@@ -131,6 +131,17 @@ pub enum ImportPlan {
     },
 }
 
+/// A re-drive of an upload whose import failed: a record of its own (the failed one stays as it
+/// was), numbered, and pointing at the attempt it retries. An upload's first attempt has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 2 for the first retry, and so on.
+    pub number: u32,
+    /// The record of the attempt this one retries.
+    pub retries: JobId,
+}
+
 /// The job record: one per upload (or export request), the single source of truth for what
 /// happened to it. Stored as [`JobRecord`], its flat wire form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +165,8 @@ pub struct Job {
     /// When the job first reached each status it went through. A map rather than a list so that
     /// a repeated write of the same status cannot add a second entry.
     pub history: BTreeMap<JobStatus, Timestamp>,
+    /// An upload's re-drive: which attempt this record is; `None` for the first.
+    pub attempt: Option<Attempt>,
 }
 
 impl Job {
@@ -278,7 +291,23 @@ impl Job {
             created_at: at,
             updated_at: at,
             history: BTreeMap::from([(status, at)]),
+            attempt: None,
         }
+    }
+
+    /// This upload record as `attempt`: its id is the attempt's own (derived from the upload's
+    /// first id and the attempt's number, so repeating the same retry finds the same record).
+    pub fn as_attempt(mut self, attempt: Attempt) -> Job {
+        if let Some(source) = self.source() {
+            self.job_id = JobId::for_attempt(&source.job_id(), attempt.number);
+        }
+        self.attempt = Some(attempt);
+        self
+    }
+
+    /// Which attempt at its upload this record is: 1 unless it is a retry.
+    pub fn attempt_number(&self) -> u32 {
+        self.attempt.as_ref().map_or(1, |a| a.number)
     }
 
     pub fn kind(&self) -> JobKind {
@@ -503,6 +532,11 @@ struct JobRecord {
     created_at: Timestamp,
     updated_at: Timestamp,
     history: BTreeMap<JobStatus, Timestamp>,
+    /// A retried upload's attempt number (absent on a first attempt) and the record it retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retries: Option<JobId>,
 }
 
 impl From<Job> for JobRecord {
@@ -572,6 +606,8 @@ impl From<Job> for JobRecord {
             created_at: job.created_at,
             updated_at: job.updated_at,
             history: job.history,
+            attempt: job.attempt.as_ref().map(|a| a.number),
+            retries: job.attempt.map(|a| a.retries),
         }
     }
 }
@@ -670,6 +706,10 @@ impl TryFrom<JobRecord> for Job {
             created_at: record.created_at,
             updated_at: record.updated_at,
             history: record.history,
+            attempt: match (record.attempt, record.retries) {
+                (Some(number), Some(retries)) => Some(Attempt { number, retries }),
+                _ => None,
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod job;
 pub mod job_event;
 pub mod manifest;
 pub mod outcome;
+pub mod retry;
 pub mod routing;
 pub mod s3_uri;
 pub mod status;

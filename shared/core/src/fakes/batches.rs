@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{lock, MemoryJobStore};
 use crate::domain::batch::{BatchFill, BatchFolder, CloseReason, JoinRule};
-use crate::domain::job::{BatchClosed, Job, JobId, JobStatus, Timestamp, Work};
+use crate::domain::job::{BatchClosed, Job, JobId, JobStatus, SourceObject, Timestamp, Work};
 use crate::domain::s3_uri::s3_uri;
 use crate::ports::admission::{Admission, Lane, StartAdmission};
 use crate::ports::batches::{BatchStore, CloseOutcome, JoinOutcome, OpenOutcome};
@@ -194,21 +194,15 @@ impl MemoryJobStore {
 /// [`ObjectError::Gone`], as S3's NoSuchKey is.
 #[async_trait]
 impl StagedCopies for super::MemoryOutputs {
-    async fn copy(
-        &self,
-        bucket: &str,
-        from_key: &str,
-        to_key: &str,
-        _size: u64,
-    ) -> Result<(), ObjectError> {
+    async fn copy(&self, source: &SourceObject, to_key: &str) -> Result<(), ObjectError> {
         let mut objects = lock(&self.objects);
-        let Some(text) = objects.get(&s3_uri(bucket, from_key)).cloned() else {
+        let Some(text) = objects.get(&source.uri()).cloned() else {
             return Err(ObjectError::Gone {
-                bucket: bucket.to_owned(),
-                key: from_key.to_owned(),
+                bucket: source.bucket.clone(),
+                key: source.key.clone(),
             });
         };
-        objects.insert(s3_uri(bucket, to_key), text);
+        objects.insert(s3_uri(&source.bucket, to_key), text);
         Ok(())
     }
 

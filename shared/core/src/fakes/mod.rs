@@ -32,7 +32,9 @@ fn scripted(service: Service, operation: &'static str, code: String, retry: Retr
 
 mod batches;
 mod completion;
+mod metrics;
 pub use completion::{RecordingChecks, RecordingExecutions};
+pub use metrics::RecordingMetrics;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -187,6 +189,26 @@ impl JobStore for MemoryJobStore {
     }
 }
 
+#[async_trait]
+impl crate::ports::queries::JobQueries for MemoryJobStore {
+    async fn service_jobs(
+        &self,
+        datastore_id: &str,
+        status: JobStatus,
+        since: Option<crate::domain::job::Timestamp>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut found: Vec<_> = lock(&self.jobs)
+            .values()
+            .filter(|j| j.source().is_none())
+            .filter(|j| j.datastore_id() == Some(datastore_id) && j.status == status)
+            .filter(|j| since.is_none_or(|since| j.created_at >= since))
+            .cloned()
+            .collect();
+        found.sort_by_key(|j| j.created_at);
+        Ok(found)
+    }
+}
+
 /// An import service whose answers are scripted: by default every start is accepted (one job per
 /// client token); queued errors are returned first, one per call.
 #[derive(Debug, Default)]
@@ -234,6 +256,7 @@ impl JobService for ScriptedJobService {
             status: JobStatus::InProgress,
             message: None,
             progress: None,
+            ended_at: None,
         })
     }
 }
@@ -319,6 +342,7 @@ impl Default for ReportedJobService {
                 status: JobStatus::Submitted,
                 message: None,
                 progress: None,
+                ended_at: None,
             }),
             describe_errors: Mutex::new(Vec::new()),
             describe_calls: Mutex::new(0),

@@ -8,6 +8,7 @@ pub mod batches;
 pub mod completion;
 pub mod objects;
 pub mod outputs;
+pub mod queries;
 pub mod service_jobs;
 pub mod store;
 pub mod workflow;

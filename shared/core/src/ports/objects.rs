@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 
+use crate::domain::job::SourceObject;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
     pub key: String,
@@ -49,15 +51,11 @@ pub enum ObjectError {
 /// staging prefix, and their removal once the batch's outcome is recorded.
 #[async_trait]
 pub trait StagedCopies: Send + Sync {
-    /// Copies `from_key` (of `size` bytes; multipart above S3's 5 GB single-copy limit) to
-    /// `to_key` in the same bucket. Copying again overwrites with the same bytes.
-    async fn copy(
-        &self,
-        bucket: &str,
-        from_key: &str,
-        to_key: &str,
-        size: u64,
-    ) -> Result<(), ObjectError>;
+    /// Copies the uploaded object `source` (the version it was uploaded as, when the bucket is
+    /// versioned; multipart above S3's 5 GB single-copy limit) to `to_key` in its bucket. The
+    /// version pins the upload's own bytes: an overwrite after the upload is an upload of its own,
+    /// and must not be imported in this one's place. Copying again overwrites with the same bytes.
+    async fn copy(&self, source: &SourceObject, to_key: &str) -> Result<(), ObjectError>;
     /// Deletes every object under `prefix`; returns how many.
     async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<u64, ObjectError>;
 }

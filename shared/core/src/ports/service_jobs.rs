@@ -61,6 +61,9 @@ pub struct JobReport {
     pub status: JobStatus,
     pub message: Option<String>,
     pub progress: Option<JobCounts>,
+    /// When the service ended the job (HealthLake's `EndTime`, HealthImaging's `endedAt`), once
+    /// it has.
+    pub ended_at: Option<Timestamp>,
 }
 
 /// Whether a failed call is worth repeating.
