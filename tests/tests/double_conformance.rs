@@ -1114,10 +1114,10 @@ async fn same_client_token_is_the_same_job() {
 
 #[tokio::test]
 async fn datastores_are_created_through_the_api_go_active_and_are_listed() {
-    // Long enough that the starts below reach the double while the data stores still create.
-    let create_delay = Duration::from_secs(2);
+    // The data stores stay CREATING until the test ends that phase below, however slow the
+    // machine.
     let h = Harness::start(DoubleConfig {
-        datastore_create_delay: create_delay,
+        datastore_create_delay: Duration::from_secs(3600),
         ..fast_config()
     })
     .await;
@@ -1225,6 +1225,7 @@ async fn datastores_are_created_through_the_api_go_active_and_are_listed() {
         .collect();
     assert_eq!(ids, [fhir.as_str()]);
 
+    h.double.finish_creating_datastores();
     h.wait_fhir_datastore_active(&fhir).await;
     h.wait_imaging_datastore_active(&imaging).await;
     let described = h

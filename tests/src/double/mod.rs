@@ -335,6 +335,11 @@ impl ServiceDouble {
         self.shared.state.lock().set_faults(faults.clamped());
     }
 
+    /// Makes every data store still CREATING ACTIVE now (see `State::finish_creating_datastores`).
+    pub fn finish_creating_datastores(&self) {
+        self.shared.state.lock().finish_creating_datastores();
+    }
+
     /// Stops accepting connections and waits for the server to finish the requests in flight.
     pub async fn shutdown(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
