@@ -7,7 +7,10 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use healthimport::domain::job::JobStatus;
+use healthimport::domain::batch::{BatchFolder, BatchPolicy, Staging};
+use healthimport::domain::job::{JobId, JobStatus, Service, SourceObject, Target, Timestamp};
+use healthimport::fakes::RecordingTracking;
+use healthimport::intake::{join_batch, Batching, Joined};
 use healthimport_tests::local_stack::unique_name;
 use healthimport_tests::pipeline::LocalPipeline;
 use healthimport_tests::samples::sample_set;
@@ -200,17 +203,40 @@ async fn every_command_answers_from_the_local_stack_after_uploads_ran_through_th
         .to_owned();
     assert_ne!(retry_batch, study_batch.as_str());
 
-    // batches: the retry's batch is open until its quiet period passes (or has closed already).
+    // batches: a batch opened through the starter's intake with no workflow started, so nothing
+    // closes it while the test looks (the retry's own batch may close at any moment).
+    let held = hold_open_batch(&pipeline, &tag).await;
     let open = cli.run(&["batches", "--json"]);
     assert_eq!(open.code, 0, "{}", open.stderr);
-    assert!(open.json().is_array());
-    assert_eq!(cli.run(&["batches"]).code, 0);
+    let open = open.json();
+    let listed = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["batch"]["jobId"] == held.as_str())
+        .unwrap_or_else(|| panic!("{held} not listed: {open}"));
+    assert_eq!(listed["closes"]["reason"], "QUIET", "{listed}");
+    let table = cli.run(&["batches"]);
+    assert_eq!(table.code, 0);
+    let row = table
+        .stdout
+        .lines()
+        .find(|line| line.starts_with(held.as_str()))
+        .unwrap_or_else(|| panic!("{held} not in the table:\n{}", table.stdout));
+    assert!(row.contains(" fhir "), "{row}");
+    assert!(row.contains(&format!("fhir/{tag}-held/")), "{row}");
 
-    // watch: two frames, then it stops.
+    // watch: two frames, then it stops; each shows the held batch.
     let watch = cli.run(&["watch", "--iterations", "2", "--interval", "1"]);
     assert_eq!(watch.code, 0, "{}", watch.stderr);
     assert_eq!(
         watch.stdout.matches("OPEN BATCHES").count(),
+        2,
+        "{}",
+        watch.stdout
+    );
+    assert_eq!(
+        watch.stdout.matches(held.as_str()).count(),
         2,
         "{}",
         watch.stdout
@@ -247,6 +273,55 @@ async fn every_command_answers_from_the_local_stack_after_uploads_ran_through_th
         .json();
     assert_eq!(again["jobId"], export["jobId"]);
     assert_eq!(again["outcome"], "ALREADY_RECORDED");
+}
+
+/// Opens a FHIR batch of one file through the starter's own intake, but records its workflow's
+/// start instead of making it, so the batch stays OPEN: what `batches` and `watch` must list.
+async fn hold_open_batch(pipeline: &LocalPipeline, tag: &str) -> JobId {
+    let functions = &pipeline.functions;
+    let store = healthimport_aws::job_store(&pipeline.sdk, &functions.jobs_table, 30);
+    let tracking = RecordingTracking::default();
+    let batching = Batching {
+        policy: BatchPolicy::default(),
+        staging: Staging::new("staging/"),
+    };
+    let datastore_id = functions.setting("FHIR_DATASTORE_ID").unwrap();
+    let folder = BatchFolder {
+        service: Service::HealthLake,
+        datastore_id: datastore_id.clone(),
+        bucket: pipeline.ingest.bucket.clone(),
+        folder: format!("fhir/{tag}-held/"),
+    };
+    let source = SourceObject {
+        bucket: pipeline.ingest.bucket.clone(),
+        key: format!("fhir/{tag}-held/a.ndjson"),
+        size: 2048,
+        e_tag: Some("held".into()),
+        version_id: None,
+    };
+    let target = Target {
+        service: Service::HealthLake,
+        datastore_id,
+        output_s3_uri: "s3://healthimport-local-output/fhir/".into(),
+    };
+    match join_batch(
+        &store,
+        &tracking,
+        &batching,
+        &folder,
+        source,
+        &target,
+        Timestamp::now(),
+    )
+    .await
+    .unwrap()
+    {
+        Joined::Joined {
+            batch_id,
+            opened: true,
+        } => batch_id,
+        other => panic!("expected a new batch, got {other:?}"),
+    }
 }
 
 #[tokio::test]
