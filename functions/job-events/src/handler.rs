@@ -11,7 +11,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use healthimport::completion::{
     AwaitOutcome, CheckOutcome, Completion, CompletionError, EventOutcome,
 };
-use healthimport::domain::job::Timestamp;
+use healthimport::domain::job::{Service, Timestamp};
 use healthimport::domain::job_event::{parse_job_event, JobEventError};
 use healthimport::metrics::{MetricsSink, Observation};
 use healthimport::ports::admission::{Pace, StartAdmission};
@@ -154,17 +154,9 @@ where
                 Ok(JobEventsResponse::Event(match outcome {
                     EventOutcome::NotOurs => json!({"ignored": "not a job of ours"}),
                     EventOutcome::Recorded { job_id, status } => {
-                        if status.is_terminal() {
-                            if let Some(ended_at) = event.time {
-                                // The event's time is the service's end of the job; a clock
-                                // ahead of ours counts as no delay.
-                                let latency =
-                                    Timestamp::now().unix_millis() - ended_at.timestamp_millis();
-                                self.metrics.emit(Observation::CompletionRecorded {
-                                    service: parsed.service,
-                                    latency_ms: u64::try_from(latency).unwrap_or(0),
-                                });
-                            }
+                        if let (true, Some(ended_at)) = (status.is_terminal(), event.time) {
+                            // The event's time is the service's end of the job.
+                            self.completion_recorded(parsed.service, ended_at.timestamp_millis());
                         }
                         json!({"jobId": job_id, "status": status})
                     }
@@ -174,6 +166,16 @@ where
                 }))
             }
         }
+    }
+
+    /// Completion latency: from the service's end of a job to its end on our record, now. A
+    /// clock ahead of ours counts as no delay.
+    fn completion_recorded(&self, service: Service, ended_at_millis: i64) {
+        let latency = Timestamp::now().unix_millis() - ended_at_millis;
+        self.metrics.emit(Observation::CompletionRecorded {
+            service,
+            latency_ms: u64::try_from(latency).unwrap_or(0),
+        });
     }
 
     async fn checks(&self, messages: Vec<SqsMessage>) -> SqsBatchResponse {
@@ -202,6 +204,16 @@ where
             Ok(outcome) => {
                 let outcome: Value = match outcome {
                     CheckOutcome::Finished(status) => json!({"finished": status}),
+                    CheckOutcome::EndFound {
+                        status,
+                        service,
+                        ended_at,
+                    } => {
+                        if let Some(ended_at) = ended_at {
+                            self.completion_recorded(service, ended_at.unix_millis());
+                        }
+                        json!({"finished": status, "endFoundByCheck": true})
+                    }
                     CheckOutcome::Running(status) => json!({"running": status}),
                     CheckOutcome::NotStarted(status) => json!({"notStarted": status}),
                     CheckOutcome::Refused => json!("refused by the service"),
@@ -380,11 +392,13 @@ mod tests {
     async fn a_check_finds_the_end_of_a_job_whose_event_was_lost() {
         let h = handler();
         let job = waiting_imaging_job(&h, &sample("job-event-imaging-import-completed.json")).await;
+        // The service ended the job three seconds ago; its event never came.
+        let ended_at = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() - 3);
         h.services.report(JobReport {
             status: JobStatus::Failed,
             message: Some("the input could not be read".into()),
             progress: None,
-            ended_at: None,
+            ended_at,
         });
         let batch = json!({"Records": [
             {"messageId": "m1", "body": json!({"jobId": job.job_id}).to_string(), "eventSource": "aws:sqs"},
@@ -399,5 +413,23 @@ mod tests {
             Some("the input could not be read")
         );
         assert!(h.executions.released("t-1").is_some());
+        // The backstop's find counts as a completion, timed from the service's own end.
+        let observed = h.metrics.observed();
+        assert!(
+            matches!(
+                observed[..],
+                [Observation::CompletionRecorded {
+                    service: Service::HealthImaging,
+                    latency_ms: 3000..=60_000
+                }]
+            ),
+            "{observed:?}"
+        );
+        // A check that finds the end already recorded counts nothing.
+        let again = json!({"Records": [
+            {"messageId": "m3", "body": json!({"jobId": job.job_id}).to_string(), "eventSource": "aws:sqs"},
+        ]});
+        handle(&h, again).await.unwrap();
+        assert_eq!(h.metrics.observed(), observed);
     }
 }

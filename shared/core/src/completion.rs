@@ -11,7 +11,7 @@
 
 use serde_json::json;
 
-use crate::domain::job::{Job, JobId, JobStatus, Timestamp, Transition};
+use crate::domain::job::{Job, JobId, JobStatus, Service, Timestamp, Transition};
 use crate::domain::job_event::{JobReference, ServiceJobEvent};
 use crate::ports::admission::{Pace, StartAdmission};
 use crate::ports::completion::{
@@ -62,8 +62,16 @@ pub enum EventOutcome {
 /// What a re-check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOutcome {
-    /// The job has ended (now or before) and its execution is released.
+    /// The job had ended already (its event, or an earlier check, recorded it); its execution is
+    /// released.
     Finished(JobStatus),
+    /// This check found the job's end (its event was lost or late), recorded it and released the
+    /// execution. `ended_at`: the service's end time, when its Describe gives one.
+    EndFound {
+        status: JobStatus,
+        service: Service,
+        ended_at: Option<Timestamp>,
+    },
     /// Still running: checked again later.
     Running(JobStatus),
     /// Not started at a service yet: nothing to ask; checked again later.
@@ -81,6 +89,12 @@ pub enum AwaitOutcome {
     AlreadyEnded(JobStatus),
     /// It waits; a re-check is scheduled as the backstop.
     Waiting(JobStatus),
+}
+
+/// A Describe read into the change to record, with the service's end time when it has one.
+struct Described {
+    change: Transition,
+    ended_at: Option<Timestamp>,
 }
 
 impl<S, I, W, C> Completion<'_, S, I, W, C>
@@ -118,7 +132,10 @@ where
             .with_service_job_id(&event.service_job_id);
         if event.is_terminal() {
             // The events carry no message and no progress: one read fills them in.
-            change = self.described(&job, &event.service_job_id, change).await?;
+            change = self
+                .described(&job, &event.service_job_id, change)
+                .await?
+                .change;
         }
         self.record(&job, &change).await
     }
@@ -139,7 +156,7 @@ where
                 .await?;
             return Ok(CheckOutcome::NotStarted(job.status));
         };
-        let change = match self
+        let Described { change, ended_at } = match self
             .described(
                 &job,
                 &service_job_id,
@@ -147,7 +164,7 @@ where
             )
             .await
         {
-            Ok(change) => change,
+            Ok(described) => described,
             Err(CompletionError::Service { source, .. }) if !source.is_retryable() => {
                 tracing::error!(code = %source.code, "the service refuses to describe the job; its wait ends in failure");
                 if let Some(token) = self.store.task_token(job_id).await? {
@@ -159,17 +176,21 @@ where
             }
             Err(other) => return Err(other),
         };
-        let ended = change.to.is_terminal();
         match self.record(&job, &change).await? {
-            EventOutcome::Recorded { status, .. }
-            | EventOutcome::Stale {
-                current: status, ..
-            } if status.is_terminal() => {
-                if ended {
-                    tracing::warn!(%status, "the job's end was found by the re-check: its event was lost or late");
-                }
-                Ok(CheckOutcome::Finished(status))
+            EventOutcome::Recorded { status, .. } if status.is_terminal() => {
+                tracing::warn!(%status, "the job's end was found by the re-check: its event was lost or late");
+                Ok(match job.service() {
+                    Some(service) => CheckOutcome::EndFound {
+                        status,
+                        service,
+                        ended_at,
+                    },
+                    None => CheckOutcome::Finished(status),
+                })
             }
+            EventOutcome::Stale {
+                current: status, ..
+            } if status.is_terminal() => Ok(CheckOutcome::Finished(status)),
             EventOutcome::Recorded { status, .. }
             | EventOutcome::Stale {
                 current: status, ..
@@ -214,9 +235,12 @@ where
         job: &Job,
         service_job_id: &str,
         change: Transition,
-    ) -> Result<Transition, CompletionError> {
+    ) -> Result<Described, CompletionError> {
         let Some(target) = job.target() else {
-            return Ok(change);
+            return Ok(Described {
+                change,
+                ended_at: None,
+            });
         };
         let asked = ServiceJob {
             kind: job.kind(),
@@ -249,7 +273,10 @@ where
         if let Some(progress) = report.progress {
             described = described.with_counts(progress);
         }
-        Ok(described)
+        Ok(Described {
+            change: described,
+            ended_at: report.ended_at,
+        })
     }
 
     async fn record(
@@ -318,7 +345,7 @@ pub fn ended_output(job: &Job) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::job::{JobKind, Service, SourceObject, Target};
+    use crate::domain::job::{JobKind, SourceObject, Target};
     use crate::fakes::{MemoryJobStore, RecordingChecks, RecordingExecutions, ReportedJobService};
     use crate::ports::service_jobs::JobReport;
 
@@ -526,10 +553,25 @@ mod tests {
             CheckOutcome::Running(JobStatus::InProgress)
         );
         assert_eq!(rig.checks.scheduled().len(), 2, "checked again later");
-        ended(&rig, JobStatus::Completed, None);
+        let service_end = Timestamp::from_unix_seconds(1_767_323_045).unwrap();
+        rig.services.report(JobReport {
+            status: JobStatus::Completed,
+            message: None,
+            progress: None,
+            ended_at: Some(service_end),
+        });
         assert_eq!(
             c.check(&job.job_id).await.unwrap(),
-            CheckOutcome::Finished(JobStatus::Completed)
+            CheckOutcome::EndFound {
+                status: JobStatus::Completed,
+                service: Service::HealthImaging,
+                ended_at: Some(service_end),
+            }
+        );
+        assert_eq!(
+            c.check(&job.job_id).await.unwrap(),
+            CheckOutcome::Finished(JobStatus::Completed),
+            "a later check finds it recorded"
         );
         assert!(rig.executions.released("token-2").is_some());
         assert_eq!(
