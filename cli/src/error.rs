@@ -26,7 +26,7 @@ pub enum CliError {
         target: String,
         reason: RetryRefused,
     },
-    #[error("the jobs table could not be read or written; check your credentials and region, then try again")]
+    #[error("the jobs table could not be read or written (the causes below say why: a ResourceNotFoundException means JOBS_TABLE or --stack names a table that does not exist in this account and Region; an access error, your credentials); then try again")]
     Store(#[from] StoreError),
     #[error("the retry could not be recorded; it is safe to run the same retry again")]
     Intake(#[from] IntakeError),
