@@ -6,7 +6,7 @@
 //! `provision-datastores` binary hands them to the functions through the stack's env file.
 //!
 //! The template's intrinsic functions are evaluated as CloudFormation would for a stack named
-//! [`LOCAL_STACK_NAME`] deployed with every parameter at its default.
+//! [`LOCAL_STACK_NAME`] deployed with every parameter at its default ([`crate::cfn`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use serde_json::{Map, Value as Json};
-use serde_yaml::Value as Yaml;
 
-use crate::provision::{LOCAL_ACCOUNT, LOCAL_REGION};
+use crate::cfn::{json_text, TemplateError};
+pub use crate::cfn::{Deployment, Template};
 
 /// The stack name the local stack stands for (`${AWS::StackName}`), the prefix of every local
 /// resource name in `scripts/local-functions.env`.
@@ -27,18 +27,8 @@ pub const IMAGING_DATASTORE_RESOURCE: &str = "ImagingDatastore";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatastoreError {
-    #[error("cannot read {path}")]
-    ReadTemplate {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} is not valid YAML")]
-    TemplateYaml {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
-    },
+    #[error(transparent)]
+    TemplateFile(#[from] TemplateError),
     #[error("template: {0}")]
     Template(String),
     #[error("{what} failed")]
@@ -71,321 +61,6 @@ fn sdk_error(
     move |source| DatastoreError::Sdk {
         what: what.to_owned(),
         source,
-    }
-}
-
-/// A template with its parameters and conditions, for evaluating resource properties.
-pub struct Template {
-    document: Yaml,
-    stack_name: String,
-}
-
-impl Template {
-    pub fn read(path: &Path, stack_name: &str) -> Result<Self, DatastoreError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| DatastoreError::ReadTemplate {
-                path: path.to_owned(),
-                source,
-            })?;
-        let document =
-            serde_yaml::from_str(&text).map_err(|source| DatastoreError::TemplateYaml {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            document,
-            stack_name: stack_name.to_owned(),
-        })
-    }
-
-    /// The resource's `Properties` with every intrinsic function evaluated, as JSON; `None`
-    /// when its `Condition` is false (CloudFormation would not create it).
-    pub fn resource_properties(
-        &self,
-        logical_id: &str,
-        expected_type: &str,
-    ) -> Result<Option<Map<String, Json>>, DatastoreError> {
-        let resource = self
-            .document
-            .get("Resources")
-            .and_then(|resources| resources.get(logical_id))
-            .ok_or_else(|| template_error(format!("no resource {logical_id}")))?;
-        let kind = resource.get("Type").and_then(Yaml::as_str);
-        if kind != Some(expected_type) {
-            return Err(template_error(format!(
-                "{logical_id} is {kind:?}, not {expected_type}"
-            )));
-        }
-        if let Some(condition) = resource.get("Condition").and_then(Yaml::as_str) {
-            if !self.condition(condition)? {
-                return Ok(None);
-            }
-        }
-        let properties = resource
-            .get("Properties")
-            .map(|properties| self.evaluate(properties))
-            .transpose()?
-            .flatten();
-        match properties {
-            None => Ok(Some(Map::new())),
-            Some(Json::Object(map)) => Ok(Some(map)),
-            Some(other) => Err(template_error(format!(
-                "{logical_id}.Properties is not a mapping: {other}"
-            ))),
-        }
-    }
-
-    fn parameter_default(&self, name: &str) -> Result<Json, DatastoreError> {
-        let parameter = self
-            .document
-            .get("Parameters")
-            .and_then(|parameters| parameters.get(name))
-            .ok_or_else(|| template_error(format!("!Ref {name}: no such parameter")))?;
-        let default = parameter.get("Default").ok_or_else(|| {
-            template_error(format!(
-                "parameter {name} has no Default (the local stack deploys with defaults)"
-            ))
-        })?;
-        let text = scalar_text(default)
-            .ok_or_else(|| template_error(format!("parameter {name}: Default is not a scalar")))?;
-        let is_list = parameter
-            .get("Type")
-            .and_then(Yaml::as_str)
-            .is_some_and(|kind| {
-                kind.starts_with("CommaDelimitedList") || kind.starts_with("List<")
-            });
-        Ok(if is_list {
-            Json::Array(
-                text.split(',')
-                    .map(|item| Json::String(item.trim().to_owned()))
-                    .collect(),
-            )
-        } else {
-            Json::String(text)
-        })
-    }
-
-    /// `!Ref`: pseudo parameters and parameters (at their defaults). `None` for AWS::NoValue.
-    fn reference(&self, name: &str) -> Result<Option<Json>, DatastoreError> {
-        let pseudo = match name {
-            "AWS::NoValue" => return Ok(None),
-            "AWS::StackName" => self.stack_name.clone(),
-            "AWS::Region" => LOCAL_REGION.to_owned(),
-            "AWS::AccountId" => LOCAL_ACCOUNT.to_owned(),
-            "AWS::Partition" => "aws".to_owned(),
-            "AWS::URLSuffix" => "amazonaws.com".to_owned(),
-            _ => return self.parameter_default(name).map(Some),
-        };
-        Ok(Some(Json::String(pseudo)))
-    }
-
-    fn condition(&self, name: &str) -> Result<bool, DatastoreError> {
-        let definition = self
-            .document
-            .get("Conditions")
-            .and_then(|conditions| conditions.get(name))
-            .ok_or_else(|| template_error(format!("no condition {name}")))?;
-        self.truth(definition)
-    }
-
-    /// A condition function's value.
-    fn truth(&self, value: &Yaml) -> Result<bool, DatastoreError> {
-        let (function, argument) = intrinsic(value)
-            .ok_or_else(|| template_error(format!("not a condition function: {value:?}")))?;
-        let arguments = || {
-            argument
-                .as_sequence()
-                .ok_or_else(|| template_error(format!("{function} needs a list")))
-        };
-        match function.as_str() {
-            "Condition" => {
-                let name = argument
-                    .as_str()
-                    .ok_or_else(|| template_error("Condition needs a name"))?;
-                self.condition(name)
-            }
-            "Fn::Equals" => match arguments()?.as_slice() {
-                [left, right] => Ok(self.evaluate(left)? == self.evaluate(right)?),
-                _ => Err(template_error("Fn::Equals needs two values")),
-            },
-            "Fn::Not" => match arguments()?.as_slice() {
-                [inner] => Ok(!self.truth(inner)?),
-                _ => Err(template_error("Fn::Not needs one condition")),
-            },
-            "Fn::And" => arguments()?
-                .iter()
-                .try_fold(true, |all, inner| Ok(all && self.truth(inner)?)),
-            "Fn::Or" => arguments()?
-                .iter()
-                .try_fold(false, |any, inner| Ok(any || self.truth(inner)?)),
-            other => Err(template_error(format!(
-                "{other} is not a condition function"
-            ))),
-        }
-    }
-
-    /// A value with its intrinsic functions evaluated; `None` for AWS::NoValue (the member is
-    /// then left out, as CloudFormation leaves it out).
-    fn evaluate(&self, value: &Yaml) -> Result<Option<Json>, DatastoreError> {
-        if let Some((function, argument)) = intrinsic(value) {
-            return self.call(&function, argument);
-        }
-        Ok(Some(match value {
-            Yaml::Null => Json::Null,
-            Yaml::Bool(flag) => Json::Bool(*flag),
-            Yaml::Number(_) | Yaml::String(_) => {
-                Json::String(scalar_text(value).unwrap_or_default())
-            }
-            Yaml::Sequence(items) => Json::Array(
-                items
-                    .iter()
-                    .map(|item| self.evaluate(item))
-                    .filter_map(Result::transpose)
-                    .collect::<Result<_, _>>()?,
-            ),
-            Yaml::Mapping(mapping) => {
-                let mut object = Map::new();
-                for (key, item) in mapping {
-                    let key = key
-                        .as_str()
-                        .ok_or_else(|| template_error(format!("a non-string key {key:?}")))?;
-                    if let Some(item) = self.evaluate(item)? {
-                        object.insert(key.to_owned(), item);
-                    }
-                }
-                Json::Object(object)
-            }
-            Yaml::Tagged(tagged) => {
-                return Err(template_error(format!("unsupported tag {}", tagged.tag)))
-            }
-        }))
-    }
-
-    fn call(&self, function: &str, argument: &Yaml) -> Result<Option<Json>, DatastoreError> {
-        match function {
-            "Ref" => {
-                let name = argument
-                    .as_str()
-                    .ok_or_else(|| template_error("Ref needs a name"))?;
-                self.reference(name)
-            }
-            "Fn::If" => match argument.as_sequence().map(Vec::as_slice) {
-                Some([condition, then, otherwise]) => {
-                    let name = condition
-                        .as_str()
-                        .ok_or_else(|| template_error("Fn::If needs a condition name"))?;
-                    let chosen = if self.condition(name)? {
-                        then
-                    } else {
-                        otherwise
-                    };
-                    self.evaluate(chosen)
-                }
-                _ => Err(template_error("Fn::If needs [condition, then, else]")),
-            },
-            "Fn::Sub" => {
-                let (text, variables) = match argument {
-                    Yaml::String(text) => (text.as_str(), None),
-                    Yaml::Sequence(items) => match items.as_slice() {
-                        [Yaml::String(text), variables] => (text.as_str(), Some(variables)),
-                        _ => return Err(template_error("Fn::Sub needs [text, variables]")),
-                    },
-                    _ => return Err(template_error("Fn::Sub needs a string")),
-                };
-                self.substitute(text, variables)
-                    .map(|text| Some(Json::String(text)))
-            }
-            "Fn::Join" => match argument.as_sequence().map(Vec::as_slice) {
-                Some([delimiter, items]) => {
-                    let delimiter = delimiter
-                        .as_str()
-                        .ok_or_else(|| template_error("Fn::Join needs a delimiter"))?;
-                    let items = match self.evaluate(items)? {
-                        Some(Json::Array(items)) => items,
-                        other => return Err(template_error(format!("Fn::Join of {other:?}"))),
-                    };
-                    let parts: Vec<String> = items.iter().map(json_text).collect();
-                    Ok(Some(Json::String(parts.join(delimiter))))
-                }
-                _ => Err(template_error("Fn::Join needs [delimiter, list]")),
-            },
-            // A resource's attribute (an ARN, an alias) exists only once CloudFormation created
-            // it: the local stack cannot know it, so it says so rather than guess.
-            other => Err(template_error(format!(
-                "{other} cannot be evaluated locally (argument {argument:?})"
-            ))),
-        }
-    }
-
-    fn substitute(&self, text: &str, variables: Option<&Yaml>) -> Result<String, DatastoreError> {
-        let mut output = String::new();
-        let mut rest = text;
-        while let Some(open) = rest.find("${") {
-            output.push_str(&rest[..open]);
-            let after = &rest[open + 2..];
-            let close = after
-                .find('}')
-                .ok_or_else(|| template_error(format!("unclosed ${{ in {text:?}")))?;
-            let name = &after[..close];
-            if let Some(literal) = name.strip_prefix('!') {
-                output.push_str("${");
-                output.push_str(literal);
-                output.push('}');
-            } else {
-                let value = match variables.and_then(|variables| variables.get(name)) {
-                    Some(variable) => self.evaluate(variable)?,
-                    None if name.contains('.') => {
-                        return Err(template_error(format!(
-                            "${{{name}}} is a resource attribute, not known locally"
-                        )))
-                    }
-                    None => self.reference(name)?,
-                };
-                output.push_str(&value.as_ref().map(json_text).unwrap_or_default());
-            }
-            rest = &after[close + 1..];
-        }
-        output.push_str(rest);
-        Ok(output)
-    }
-}
-
-/// The function a value calls, in either syntax (`!Sub x` or `{"Fn::Sub": x}`).
-fn intrinsic(value: &Yaml) -> Option<(String, &Yaml)> {
-    match value {
-        Yaml::Tagged(tagged) => {
-            let name = tagged.tag.to_string();
-            let name = name.trim_start_matches('!');
-            let function = if matches!(name, "Ref" | "Condition") {
-                name.to_owned()
-            } else {
-                format!("Fn::{name}")
-            };
-            Some((function, &tagged.value))
-        }
-        Yaml::Mapping(mapping) if mapping.len() == 1 => {
-            let (key, argument) = mapping.iter().next()?;
-            let key = key.as_str()?;
-            (key == "Ref" || key == "Condition" || key.starts_with("Fn::"))
-                .then(|| (key.to_owned(), argument))
-        }
-        _ => None,
-    }
-}
-
-fn scalar_text(value: &Yaml) -> Option<String> {
-    match value {
-        Yaml::String(text) => Some(text.clone()),
-        Yaml::Number(number) => Some(number.to_string()),
-        Yaml::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
-}
-
-fn json_text(value: &Json) -> String {
-    match value {
-        Json::String(text) => text.clone(),
-        other => other.to_string(),
     }
 }
 
@@ -486,9 +161,11 @@ pub fn fhir_create_request(
                 .set_kms_key_id(kms.get("KmsKeyId").map(json_text))
                 .build()
                 .map_err(built("SseConfiguration"))?;
-            Ok(SseConfiguration::builder()
-                .kms_encryption_config(config)
-                .build())
+            Ok::<_, DatastoreError>(
+                SseConfiguration::builder()
+                    .kms_encryption_config(config)
+                    .build(),
+            )
         })
         .transpose()?;
     let preload = properties
@@ -609,7 +286,7 @@ pub async fn provision(
     template: &Template,
     deadline: Duration,
 ) -> Result<ProvisionedDatastores, DatastoreError> {
-    let stack = &template.stack_name;
+    let stack = template.stack_name();
     let fhir_properties = template
         .resource_properties(FHIR_DATASTORE_RESOURCE, "AWS::HealthLake::FHIRDatastore")?
         .ok_or_else(|| template_error("FhirDatastore's condition is false with the defaults"))?;
@@ -701,7 +378,7 @@ mod tests {
     use crate::local_stack::template_path;
 
     fn template() -> Template {
-        Template::read(&template_path(), LOCAL_STACK_NAME).unwrap()
+        Template::read(&template_path(), Deployment::local(LOCAL_STACK_NAME)).unwrap()
     }
 
     #[test]
@@ -745,45 +422,5 @@ mod tests {
         let request = imaging_create_request(&properties, "t").unwrap();
         assert_eq!(request.datastore_name(), Some("healthimport-local-imaging"));
         assert_eq!(request.client_token(), Some("t"));
-    }
-
-    #[test]
-    fn intrinsics_follow_cloudformation() {
-        let template = Template {
-            document: serde_yaml::from_str(
-                r#"
-Parameters:
-  Name: {Type: String, Default: x}
-  Empty: {Type: String, Default: ""}
-  Items: {Type: CommaDelimitedList, Default: "a,b"}
-Conditions:
-  IsEmpty: !Equals [!Ref Empty, ""]
-  Both: !And [!Condition IsEmpty, !Not [!Equals [!Ref Name, y]]]
-Resources:
-  R:
-    Type: T
-    Properties:
-      A: !Sub "${AWS::StackName}-${Name}-${!Literal}"
-      B: !If [Both, yes-branch, !Ref AWS::NoValue]
-      C: !If [IsEmpty, !Ref AWS::NoValue, kept]
-      D: !Join ["+", !Ref Items]
-      E: {"Fn::Sub": ["${V}!", {V: !Ref Name}]}
-  Unknown:
-    Type: T
-    Properties:
-      A: !GetAtt R.Arn
-"#,
-            )
-            .unwrap(),
-            stack_name: "s".to_owned(),
-        };
-        let properties = template.resource_properties("R", "T").unwrap().unwrap();
-        assert_eq!(properties["A"], "s-x-${Literal}");
-        assert_eq!(properties["B"], "yes-branch");
-        assert!(!properties.contains_key("C"));
-        assert_eq!(properties["D"], "a+b");
-        assert_eq!(properties["E"], "x!");
-        let err = template.resource_properties("Unknown", "T").unwrap_err();
-        assert!(err.to_string().contains("GetAtt"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 pub mod bench_batches;
 pub mod bench_completion;
 pub mod bench_env;
+pub mod cfn;
 pub mod datastores;
 pub mod demo;
 pub mod double;

@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use healthimport::domain::batch::CloseReason;
 use healthimport::domain::job::{JobStatus, Service};
 use healthimport::metrics::{Dimension, Metric, NAMESPACE_VARIABLE};
+use healthimport_tests::cfn::{self, Deployment, ResourceReferences};
 use healthimport_tests::local_stack::template_path;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
@@ -20,19 +21,28 @@ const STACK: &str = "ops-stack";
 const REGION: &str = "eu-west-1";
 
 struct Template {
-    root: Yaml,
+    template: cfn::Template,
 }
 
 impl Template {
     fn load() -> Template {
-        let text = std::fs::read_to_string(template_path()).expect("template.yaml");
+        let deployment = Deployment {
+            stack_name: STACK.to_owned(),
+            region: REGION.to_owned(),
+            account: "123456789012".to_owned(),
+            resources: ResourceReferences::Placeholders,
+        };
         Template {
-            root: serde_yaml::from_str(&text).expect("template.yaml is YAML"),
+            template: cfn::Template::read(&template_path(), deployment).expect("template.yaml"),
         }
     }
 
+    fn root(&self) -> &Yaml {
+        self.template.document()
+    }
+
     fn resources(&self) -> &serde_yaml::Mapping {
-        self.root["Resources"].as_mapping().expect("Resources")
+        self.root()["Resources"].as_mapping().expect("Resources")
     }
 
     fn resources_of_type<'a>(
@@ -45,67 +55,25 @@ impl Template {
             .map(|(id, resource)| (id.as_str().expect("a logical id"), resource))
     }
 
-    /// A string property: plain, or `!Sub` resolved. (`!Ref` and the rest are not strings here.)
+    /// A string property: plain, or `!Sub` resolved as CloudFormation would (pseudo parameters
+    /// fixed, parameters at their defaults, `${Resource}` and `${Resource.Attribute}` as
+    /// placeholders, `${!Literal}` as `${Literal}`). A name the template does not define fails
+    /// the test.
     fn string(&self, value: &Yaml) -> String {
-        match value {
-            Yaml::String(text) => text.clone(),
-            Yaml::Tagged(tagged) if tagged.tag == "!Sub" => {
-                self.sub(tagged.value.as_str().expect("the one-string form of !Sub"))
-            }
-            other => panic!("not a string or !Sub: {other:?}"),
-        }
-    }
-
-    /// `text` with each `${...}` replaced as CloudFormation would: pseudo parameters fixed,
-    /// parameters by their default, `${Resource}` and `${Resource.Attribute}` by a placeholder,
-    /// `${!Literal}` by `${Literal}`. A name the template does not define fails the test.
-    fn sub(&self, text: &str) -> String {
-        let mut out = String::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let end = rest[start..].find('}').expect("closed ${") + start;
-            let name = &rest[start + 2..end];
-            out.push_str(&self.resolve(name));
-            rest = &rest[end + 1..];
-        }
-        out.push_str(rest);
-        out
-    }
-
-    fn resolve(&self, name: &str) -> String {
-        if let Some(literal) = name.strip_prefix('!') {
-            return format!("${{{literal}}}");
-        }
-        match name {
-            "AWS::StackName" => return STACK.to_owned(),
-            "AWS::Region" => return REGION.to_owned(),
-            "AWS::AccountId" => return "123456789012".to_owned(),
-            "AWS::Partition" => return "aws".to_owned(),
-            _ => {}
-        }
-        if let Some(parameter) = self.root["Parameters"].get(name) {
-            return match &parameter["Default"] {
-                Yaml::Number(n) => n.to_string(),
-                Yaml::String(s) => s.clone(),
-                other => panic!("parameter {name} has no usable default: {other:?}"),
-            };
-        }
-        let (resource, attribute) = name.split_once('.').unwrap_or((name, ""));
         assert!(
-            self.resources().contains_key(resource),
-            "${{{name}}} names nothing in the template"
+            matches!(value, Yaml::String(_))
+                || matches!(value, Yaml::Tagged(tagged) if tagged.tag == "!Sub"),
+            "not a string or !Sub: {value:?}"
         );
-        if attribute.is_empty() {
-            format!("{resource}-ref")
-        } else {
-            format!("{resource}-{attribute}")
+        match self.template.evaluate(value) {
+            Ok(Some(Json::String(text))) => text,
+            other => panic!("{value:?} does not evaluate to a string: {other:?}"),
         }
     }
 
     /// The namespace the functions write to: the one `METRICS_NAMESPACE` the template sets.
     fn metrics_namespace(&self) -> String {
-        let globals = &self.root["Globals"]["Function"]["Environment"]["Variables"];
+        let globals = &self.root()["Globals"]["Function"]["Environment"]["Variables"];
         let namespace = self.string(&globals[NAMESPACE_VARIABLE]);
         for (id, function) in self.resources_of_type("AWS::Serverless::Function") {
             let own = &function["Properties"]["Environment"]["Variables"];

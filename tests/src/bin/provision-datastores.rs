@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use healthimport_tests::datastores::{provision, Template, LOCAL_STACK_NAME};
+use healthimport_tests::datastores::{provision, Deployment, Template, LOCAL_STACK_NAME};
 
 #[derive(Debug, thiserror::Error)]
 enum UsageError {
@@ -75,7 +75,10 @@ async fn main() -> ExitCode {
         }
     };
     let result = async {
-        let template = Template::read(&arguments.template, &arguments.stack_name)?;
+        let template = Template::read(
+            &arguments.template,
+            Deployment::local(&arguments.stack_name),
+        )?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let provisioned = provision(&sdk, &template, arguments.timeout).await?;
         provisioned.append_to(&arguments.env_file)?;

@@ -285,6 +285,7 @@ impl BatchStore for DynamoJobStore {
         self.query(
             BY_BATCH_INDEX,
             "#batch = :batch",
+            None,
             HashMap::from([(":batch".to_owned(), s(batch_id))]),
             names(&[("#batch", "batchId")]),
         )

@@ -189,10 +189,12 @@ impl DynamoJobStore {
         AttributeValue::N((terminal_at + self.retention.whole_seconds()).to_string())
     }
 
+    /// Every record of `index` under `key_condition` (and `filter`, when given), page by page.
     async fn query(
         &self,
         index: &'static str,
         key_condition: &str,
+        filter: Option<&str>,
         values: HashMap<String, AttributeValue>,
         names: HashMap<String, String>,
     ) -> Result<Vec<Job>, StoreError> {
@@ -205,6 +207,7 @@ impl DynamoJobStore {
                 .table_name(&self.table)
                 .index_name(index)
                 .key_condition_expression(key_condition)
+                .set_filter_expression(filter.map(str::to_owned))
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .set_exclusive_start_key(start_key.take())
@@ -300,6 +303,7 @@ impl JobStore for DynamoJobStore {
         self.query(
             BY_SOURCE_INDEX,
             "#uri = :uri",
+            None,
             HashMap::from([(":uri".to_owned(), AttributeValue::S(s3_uri(bucket, key)))]),
             HashMap::from([("#uri".to_owned(), "sourceUri".to_owned())]),
         )
@@ -314,6 +318,7 @@ impl JobStore for DynamoJobStore {
         self.query(
             BY_DATASTORE_STATUS_INDEX,
             "#ds = :ds AND #status = :status",
+            None,
             HashMap::from([
                 (":ds".to_owned(), AttributeValue::S(datastore_id.to_owned())),
                 (
@@ -333,6 +338,7 @@ impl JobStore for DynamoJobStore {
         self.query(
             BY_EXPORT_INDEX,
             "#of = :ds",
+            None,
             HashMap::from([(":ds".to_owned(), AttributeValue::S(datastore_id.to_owned()))]),
             HashMap::from([("#of".to_owned(), "exportOf".to_owned())]),
         )

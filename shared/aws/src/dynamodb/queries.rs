@@ -40,30 +40,15 @@ impl JobQueries for DynamoJobStore {
             names.insert("#created".to_owned(), "createdAt".to_owned());
             values.insert(":since".to_owned(), AttributeValue::S(since.to_string()));
         }
-        let mut jobs = Vec::new();
-        let mut start_key = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_DATASTORE_STATUS_INDEX)
-                .key_condition_expression("#ds = :ds AND #status = :status")
-                .filter_expression(&filter)
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| self.unavailable("Query", e))?;
-            for item in page.items.unwrap_or_default() {
-                jobs.push(self.decode(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start_key = Some(key),
-                _ => break,
-            }
-        }
+        let mut jobs = self
+            .query(
+                BY_DATASTORE_STATUS_INDEX,
+                "#ds = :ds AND #status = :status",
+                Some(&filter),
+                values,
+                names,
+            )
+            .await?;
         jobs.sort_by_key(|job| job.created_at);
         Ok(jobs)
     }
